@@ -1,0 +1,25 @@
+"""The library surface that the CLI and the tests call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from envtool import catalog
+from envtool.findings import Finding
+from envtool.inject import InjectOptions, InjectResult, inject
+from envtool.repo.lint import lint_repository
+from envtool.repo.model_repo import load_repository
+
+__all__ = ["InjectOptions", "InjectResult", "inject", "lint", "release", "releases"]
+
+
+def lint(repo: str | Path) -> list[Finding]:
+    return lint_repository(load_repository(repo))
+
+
+def releases() -> list[dict]:
+    return catalog.release_table()
+
+
+def release(name: str) -> catalog.Release:
+    return catalog.normalize_release(name)

@@ -1,0 +1,40 @@
+"""Where downloads and unpacked servers live, and how they are published safely.
+
+ENVTOOL_CACHE_DIR overrides the user cache dir (platformdirs). Publishing is atomic: work happens in
+a temp folder beside the target, which is renamed into place under a per-key file lock, so two
+concurrent invocations never see a half-written entry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import platformdirs
+from filelock import FileLock
+
+
+def cache_root() -> Path:
+    root = Path(os.environ.get("ENVTOOL_CACHE_DIR") or platformdirs.user_cache_dir("envtool"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def publish_dir(target: Path, build: Callable[[Path], None]) -> Path:
+    """Return target, building it with build(tmpdir) first if it does not exist yet."""
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.exists():  # another process built it while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            build(tmp)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,162 @@
+"""Typed access to releases.toml: the one place where facts about Triton releases live."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from envtool.errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SUPPORTED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How python_backend's CMake build of that branch must be driven."""
+
+    boost: str
+    boost_url: str
+    boost_url_dead: bool
+    boost_sha256: str
+    pybind11: str
+    pybind11_version: str
+    pybind11_pythons: tuple[str, ...]
+    dlpack: str
+    cmake_min: str
+    cmake_min_effective: str
+    googletest: bool
+    cxx_flags_new_gcc: tuple[str, ...]
+    override_vars: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Release:
+    release: str  # "22.11"
+    server: str  # "2.28.0"
+    ubuntu: str
+    glibc: str
+    max_glibcxx: str
+    default_python: str
+    cuda: str
+    numpy2: bool  # the release's stub works with numpy 2 in the env
+    dir_env: bool  # an unpacked directory works as EXECUTION_ENV_PATH
+    pytriton: tuple[str, ...]  # nvidia-pytriton versions that bundle this server
+    pytriton_stub_pythons: tuple[str, ...]  # Pythons of the prebuilt stubs in those wheels
+    recipe: Recipe
+    images: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def branch(self) -> str:
+        return f"r{self.release}"
+
+    @property
+    def embedded_available(self) -> bool:
+        return bool(self.pytriton)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "recipe"}
+        d["branch"] = self.branch
+        d["recipe"] = dict(self.recipe.__dict__)
+        return _jsonable(d)
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+@cache
+def _data() -> dict:
+    text = resources.files("envtool.catalog").joinpath("releases.toml").read_text()
+    return tomllib.loads(text)
+
+
+@cache
+def releases() -> tuple[Release, ...]:
+    data = _data()
+    out = []
+    for entry in data["release"]:
+        entry = dict(entry)
+        recipe = Recipe(**_tuples(entry.pop("recipe")))
+        images = {k: v.format(release=entry["release"]) for k, v in data["images"].items()}
+        out.append(Release(recipe=recipe, images=images, **_tuples(entry)))
+    return tuple(out)
+
+
+def sources() -> dict[str, str]:
+    return dict(_data()["sources"])
+
+
+def _key(r: Release) -> tuple[int, int]:
+    yy, mm = r.release.split(".")
+    return int(yy), int(mm)
+
+
+def _months(r: Release) -> int:
+    yy, mm = _key(r)
+    return yy * 12 + mm
+
+
+def normalize_release(text: str) -> Release:
+    """Accept r22.11, 22.11 or the server version 2.28.0; exit 2 naming the nearest known ones."""
+    t = text.strip().lower()
+    by_release = {r.release: r for r in releases()}
+    by_server = {r.server: r for r in releases()}
+    m = re.fullmatch(r"r?(\d{2})\.(\d{1,2})", t)
+    if m:
+        key = f"{m.group(1)}.{int(m.group(2)):02d}"
+        if key in by_release:
+            return by_release[key]
+    if t in by_server:
+        return by_server[t]
+    if m:  # a release-shaped name: nearest by date
+        months = int(m.group(1)) * 12 + int(m.group(2))
+        near = [r.branch for r in sorted(releases(), key=lambda r: abs(_months(r) - months))[:3]]
+    else:
+        known = list(by_release) + list(by_server)
+        near = difflib.get_close_matches(t.lstrip("r"), known, n=3, cutoff=0.5)
+    span = f"{releases()[0].branch}..{releases()[-1].branch}"
+    hint = f"nearest known: {', '.join(near)}" if near else f"known releases: {span}"
+    raise BadInput(f"unknown Triton release {text!r}", f"use one of the catalog ({hint}); "
+                   "`envtool releases` lists them all")
+
+
+def normalize_python(text: str) -> str:
+    """Accept 3.9 or 3.9.18 (a full version pins nothing more than X.Y here)."""
+    m = re.fullmatch(r"\s*(?:python)?(3)\.(\d+)(?:\.\d+)?\s*", str(text))
+    version = f"{m.group(1)}.{m.group(2)}" if m else None
+    if version not in SUPPORTED_PYTHONS:
+        raise BadInput(f"unsupported Python version {text!r}",
+                       f"use one of {', '.join(SUPPORTED_PYTHONS)} (X.Y or X.Y.Z)")
+    return version
+
+
+def release_table() -> list[dict]:
+    """One row per release, for `envtool releases`."""
+    return [
+        {
+            "release": r.branch, "server": r.server, "ubuntu": r.ubuntu, "glibc": r.glibc,
+            "max_glibcxx": r.max_glibcxx, "python": r.default_python,
+            "pybind11": r.recipe.pybind11_version, "boost": r.recipe.boost,
+            "boost_dead": r.recipe.boost_url_dead, "numpy2": r.numpy2, "dir_env": r.dir_env,
+            "pytriton": r.pytriton[-1] if r.pytriton else None,
+            "prebuilt_pythons": list(r.pytriton_stub_pythons),
+        }
+        for r in sorted(releases(), key=_key)
+    ]

@@ -1,0 +1,177 @@
+"""Command line: parses arguments, calls envtool.api, renders rich output or --json. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from envtool import api
+from envtool.errors import EXIT_CHECK_FAILED, EnvtoolError, NotImplementedYet
+from envtool.findings import has_errors
+
+out = Console()
+err = Console(stderr=True)
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+class _Group(click.Group):
+    """Turns every EnvtoolError into one line and its exit code: never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EnvtoolError as e:
+            if ctx.params.get("json_out") or "--json" in sys.argv:
+                _emit_json(e.to_dict())
+            err.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]: nothing half-written was left behind")
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="envtool")
+def main() -> None:
+    """Build, inject and verify custom Python environments and stubs for Triton's Python backend.
+
+    Exit codes: 0 ok, 1 a check or verification failed, 2 bad input or environment.
+    """
+
+
+# --- releases ----------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("release", required=False)
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def releases(release: str | None, json_out: bool) -> None:
+    """The release catalog: every release, or RELEASE (r22.11, 22.11 or 2.28.0) in detail."""
+    if release:
+        r = api.release(release)
+        if json_out:
+            return _emit_json(r.to_dict())
+        t = Table(title=f"Triton {r.branch} (server {r.server})", show_header=False)
+        for k, v in r.to_dict().items():
+            if isinstance(v, dict):
+                for sub, sv in v.items():
+                    t.add_row(f"{k}.{sub}", _cell(sv))
+            else:
+                t.add_row(k, _cell(v))
+        out.print(t)
+        return None
+    rows = api.releases()
+    if json_out:
+        return _emit_json(rows)
+    t = Table(title="Triton releases (python backend)")
+    for col in ("release", "server", "ubuntu", "glibc", "GLIBCXX", "python", "pybind11",
+                "boost", "numpy2", "dir env", "pytriton", "prebuilt stubs"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["release"], r["server"], r["ubuntu"], r["glibc"], r["max_glibcxx"],
+                  r["python"], r["pybind11"], r["boost"] + (" (dead URL)" if r["boost_dead"] else ""),
+                  _cell(r["numpy2"]), _cell(r["dir_env"]), r["pytriton"] or "-",
+                  _cell(r["prebuilt_pythons"]) or "-")
+    out.print(t)
+    return None
+
+
+def _cell(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={x}" for k, x in v.items())
+    return str(v)
+
+
+# --- lint --------------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("repo", type=click.Path(path_type=Path))
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def lint(repo: Path, json_out: bool) -> None:
+    """Check a model repository for what Triton would reject or warn about at load time."""
+    findings = api.lint(repo)
+    code = EXIT_CHECK_FAILED if has_errors(findings) else 0
+    if json_out:
+        _emit_json({"repository": str(repo), "findings": [f.to_dict() for f in findings],
+                    "ok": code == 0})
+        sys.exit(code)
+    for f in findings:
+        style = SEVERITY_STYLE[f.severity]
+        out.print(f"[{style}]{f.severity}[/] [bold]{f.model}[/] {f.message}", highlight=False)
+        if f.where:
+            out.print(f"    at {f.where}", style="dim", highlight=False)
+        if f.triton:
+            out.print(f"    Triton says: {f.triton}", highlight=False)
+        if f.fix:
+            out.print(f"    fix: {f.fix}", style="green", highlight=False)
+    n_err = sum(f.severity == "error" for f in findings)
+    summary = f"{len(findings)} finding(s), {n_err} error(s)" if findings else "no findings"
+    out.print(("[red]✗[/] " if n_err else "[green]✓[/] ") + summary)
+    sys.exit(code)
+
+
+# --- inject ------------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("repo", type=click.Path(path_type=Path))
+@click.option("--stub", type=click.Path(path_type=Path), required=True,
+              help="triton_python_backend_stub to copy into each model folder.")
+@click.option("--env", "env", type=click.Path(path_type=Path), required=True,
+              help="Execution env: a conda-pack .tar.gz or an unpacked env directory.")
+@click.option("--models", default="", help="Comma-separated python models (default: those the "
+              "ensembles use, or all python models).")
+@click.option("--gpu/--cpu", default=False, help="KIND_GPU + FORCE_CPU_ONLY_INPUT_TENSORS \"no\", "
+              "or KIND_CPU + \"yes\" (default).")
+@click.option("--share/--no-share", default=True, help="Store the env once and symlink it from "
+              "the other models (one extraction), or copy it into each model.")
+@click.option("--dry-run", is_flag=True, help="Print the diff and the file operations; change nothing.")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def inject(repo, stub, env, models, gpu, share, dry_run, json_out) -> None:
+    """Put STUB and ENV into python models and set EXECUTION_ENV_PATH in their configs."""
+    names = tuple(n.strip() for n in models.split(",") if n.strip())
+    result = api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=names, gpu=gpu,
+                                          share=share, dry_run=dry_run))
+    if json_out:
+        return _emit_json(result.to_dict())
+    for p in result.files:
+        out.print(("would " if dry_run else "") + p.describe(), highlight=False)
+    for c in result.configs:
+        if c.changed and dry_run:
+            click.echo(c.diff(), nl=False)
+        elif c.changed:
+            out.print(f"edited {c.path}", highlight=False)
+    state = "would change" if dry_run else "changed"
+    out.print(f"[green]✓[/] {', '.join(result.models)}: "
+              + (state if result.changed else "already up to date"))
+    return None
+
+
+# --- commands whose issues are not done yet ----------------------------------------------------
+
+def _pending(name: str, issue: int, help_text: str) -> None:
+    @main.command(name=name, help=help_text + f" (not implemented yet: issue #{issue})",
+                  context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def _cmd() -> None:
+        raise NotImplementedYet(f"`envtool {name}` is not implemented yet (issue #{issue})",
+                                "use the commands listed by `envtool --help` that are done")
+
+
+_pending("build", 5, "Stub + env + inject + verify in one command.")
+_pending("stub", 4, "Produce triton_python_backend_stub for a release and Python.")
+_pending("pack", 3, "Build a relocatable Python execution environment.")
+_pending("verify", 5, "Serve a repository with a real Triton and run inferences.")
+_pending("serve", 5, "Run a Triton server on a repository in the foreground.")
+_pending("doctor", 8, "Find version mismatches and explain a failing server's log.")

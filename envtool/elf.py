@@ -1,0 +1,78 @@
+"""ELF facts about stubs and native libraries, read with pyelftools (no ldd, no execution)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerNeedSection
+
+from envtool.errors import BadInput
+
+
+@dataclass
+class ElfFacts:
+    path: Path
+    machine: str
+    executable: bool  # has a program interpreter: can be exec'd, not just dlopen'd
+    needed: list[str] = field(default_factory=list)
+    runpath: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)  # GLIBC/GLIBCXX/CXXABI -> max required
+
+    @property
+    def libpython(self) -> str | None:
+        """'3.10' for a binary that NEEDS libpython3.10.so.1.0."""
+        for n in self.needed:
+            if n.startswith("libpython3"):
+                return n[len("libpython"):].split(".so")[0].rstrip("dm")
+        return None
+
+
+def _vkey(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+
+def read_elf(path: Path) -> ElfFacts:
+    try:
+        with path.open("rb") as f:
+            return _facts(f)
+    except (OSError, ELFError) as e:
+        raise BadInput(f"{path} is not an ELF binary ({e})",
+                       "pass a triton_python_backend_stub built for Linux") from None
+
+
+def _facts(f) -> ElfFacts:
+    elf = ELFFile(f)
+    facts = ElfFacts(Path(f.name), elf["e_machine"],
+                     any(s["p_type"] == "PT_INTERP" for s in elf.iter_segments()))
+    for sec in elf.iter_sections():
+        if isinstance(sec, DynamicSection):
+            for tag in sec.iter_tags():
+                if tag.entry.d_tag == "DT_NEEDED":
+                    facts.needed.append(tag.needed)
+                elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
+                    facts.runpath += (tag.runpath if tag.entry.d_tag == "DT_RUNPATH"
+                                      else tag.rpath).split(":")
+        elif isinstance(sec, GNUVerNeedSection):
+            for _, auxiliaries in sec.iter_versions():
+                for aux in auxiliaries:
+                    prefix, _, ver = aux.name.partition("_")
+                    if ver and ver[0].isdigit():
+                        cur = facts.versions.get(prefix)
+                        if cur is None or _vkey(ver) > _vkey(cur):
+                            facts.versions[prefix] = ver
+    return facts
+
+
+def require_executable(path: Path, what: str = "stub") -> ElfFacts:
+    if not path.is_file():
+        raise BadInput(f"{what} {path} does not exist", "pass the path of a built stub "
+                       "(`envtool stub` produces one)")
+    facts = read_elf(path)
+    if not facts.executable:
+        raise BadInput(f"{what} {path} is an ELF library, not an executable",
+                       "pass triton_python_backend_stub itself, not a .so")
+    return facts

@@ -1,0 +1,209 @@
+"""Place a stub and an execution environment into python models and point their configs at them.
+
+Sharing: Triton extracts a tarball env once per canonical path (+ mtime). The env is stored once,
+in the first selected model's folder; every other model gets a relative symlink to it, so all
+their `$$TRITON_MODEL_DIRECTORY/<env>` values resolve to one canonical file and one extraction.
+`share=False` copies it into every model instead (for repositories synced to object stores,
+which do not keep symlinks).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envtool.elf import require_executable
+from envtool.errors import BadInput
+from envtool.repo.edit import FileChange, plan_config_edit, write_atomic
+from envtool.repo.lint import ENV_KEY, FORCE_CPU_KEY, GZIP_MAGIC, MODEL_DIR_VAR
+from envtool.repo.model_repo import Model, Repository, load_repository
+
+STUB_NAME = "triton_python_backend_stub"
+
+
+@dataclass(frozen=True)
+class InjectOptions:
+    repo: Path
+    stub: Path
+    env: Path
+    models: tuple[str, ...] = ()  # empty: python models an ensemble uses, else all python models
+    gpu: bool = False
+    share: bool = True
+    dry_run: bool = False
+
+
+@dataclass
+class Placement:
+    """One file or folder to put in place: a copy of source, or a symlink to link_to."""
+
+    dest: Path
+    source: Path | None = None
+    link_to: str | None = None
+
+    def up_to_date(self) -> bool:
+        d = self.dest
+        if self.link_to is not None:
+            return d.is_symlink() and os.readlink(d) == self.link_to
+        if d.is_symlink() or not d.exists():
+            return False
+        if self.source.is_dir():
+            return d.is_dir() and not _dir_differs(self.source, d)
+        return d.is_file() and filecmp.cmp(self.source, d, shallow=False)
+
+    def describe(self) -> str:
+        if self.link_to is not None:
+            return f"link {self.dest} -> {self.link_to}"
+        return f"copy {self.source} -> {self.dest}"
+
+
+@dataclass
+class InjectResult:
+    models: list[str]
+    configs: list[FileChange] = field(default_factory=list)
+    files: list[Placement] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.files) or any(c.changed for c in self.configs)
+
+    def to_dict(self) -> dict:
+        return {
+            "models": self.models, "dry_run": self.dry_run, "changed": self.changed,
+            "files": [p.describe() for p in self.files],
+            "configs": [{"path": str(c.path), "changed": c.changed, "diff": c.diff()}
+                        for c in self.configs],
+        }
+
+
+def default_models(repo: Repository) -> list[Model]:
+    ensembles = repo.ensembles()
+    if not ensembles:
+        return repo.python_models()
+    used = {n for e in ensembles for n in repo.ensemble_members(e)}
+    return [m for m in repo.python_models() if m.name in used]
+
+
+def select_models(repo: Repository, names: tuple[str, ...]) -> list[Model]:
+    if not names:
+        chosen = default_models(repo)
+        if not chosen:
+            raise BadInput(f"{repo.path} has no python model to inject into",
+                           'python models have backend: "python" in config.pbtxt')
+        return chosen
+    out = []
+    for n in names:
+        m = repo.models.get(n)
+        if m is None:
+            raise BadInput(f"no model {n!r} in {repo.path}",
+                           f"choose from {', '.join(repo.models) or '(none)'}")
+        if m.error is not None:
+            raise BadInput(m.error.message, m.error.fix, where=m.error.where)
+        if not m.is_python:
+            raise BadInput(f"model {n!r} is not a python model (backend {m.backend!r})",
+                           "only python-backend models take a stub and an env")
+        out.append(m)
+    return out
+
+
+def check_env(env: Path) -> None:
+    if env.is_dir():
+        if not (env / "bin" / "activate").is_file():
+            raise BadInput(f"env directory {env} has no bin/activate",
+                           "pass a conda-pack'ed env (envtool pack) or its .tar.gz")
+        return
+    if not env.is_file():
+        raise BadInput(f"env {env} does not exist", "pass the env built by `envtool pack`")
+    with env.open("rb") as f:
+        if f.read(2) != GZIP_MAGIC:
+            raise BadInput(f"env {env} is neither a gzip tarball nor an env directory",
+                           "Triton extracts only .tar.gz: repack with `envtool pack`")
+
+
+def plan(opts: InjectOptions) -> tuple[InjectResult, list[Model]]:
+    repo = load_repository(opts.repo)
+    require_executable(opts.stub)
+    env = opts.env.resolve()
+    check_env(env)
+    models = select_models(repo, opts.models)
+    result = InjectResult([m.name for m in models], dry_run=opts.dry_run)
+    env_name = env.name
+    home = models[0].path / env_name
+    params = {ENV_KEY: f"{MODEL_DIR_VAR}/{env_name}", FORCE_CPU_KEY: "no" if opts.gpu else "yes"}
+    kind = "KIND_GPU" if opts.gpu else "KIND_CPU"
+    for m in models:
+        dest = m.path / env_name
+        if m is models[0] or not opts.share:
+            env_place = Placement(dest, source=env)
+        else:
+            env_place = Placement(dest, link_to=os.path.relpath(home, m.path))
+        for p in (Placement(m.path / STUB_NAME, source=opts.stub.resolve()), env_place):
+            if not _same(p) and not p.up_to_date():
+                result.files.append(p)
+        result.configs.append(plan_config_edit(m.config_path, params, kind))
+    return result, models
+
+
+def _same(p: Placement) -> bool:
+    return p.source is not None and p.dest.exists() and p.dest.resolve() == p.source.resolve()
+
+
+def inject(opts: InjectOptions) -> InjectResult:
+    result, _ = plan(opts)
+    if opts.dry_run:
+        return result
+    staged = [(p, _stage(p)) for p in result.files]  # everything copied before anything moves
+    try:
+        for p, tmp in staged:
+            _publish(tmp, p.dest)
+    finally:
+        for _, tmp in staged:
+            _remove(tmp)
+    for c in result.configs:
+        if c.changed:
+            write_atomic(c.path, c.after)
+    return result
+
+
+def _stage(p: Placement) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.dest.name}.", dir=p.dest.parent)) / p.dest.name
+    if p.link_to is not None:
+        tmp.symlink_to(p.link_to)
+    elif p.source.is_dir():
+        shutil.copytree(p.source, tmp, symlinks=True)
+    else:
+        shutil.copyfile(p.source, tmp)
+        tmp.chmod(0o755 if p.dest.name == STUB_NAME else 0o644)
+    return tmp
+
+
+def _publish(tmp: Path, dest: Path) -> None:
+    if dest.is_dir() and not dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.old")
+        _remove(old)
+        dest.rename(old)
+        tmp.rename(dest)
+        _remove(old)
+    else:
+        os.replace(tmp, dest)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+    parent = path.parent
+    if parent.name.startswith(".") and parent.exists() and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+def _dir_differs(a: Path, b: Path) -> bool:
+    cmp = filecmp.dircmp(a, b)
+    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
+        return True
+    return any(_dir_differs(a / d, b / d) for d in cmp.common_dirs)

@@ -1,0 +1,1 @@
+"""Model repositories: parse config.pbtxt, discover models and ensembles, lint, edit surgically."""

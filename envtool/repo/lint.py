@@ -1,0 +1,389 @@
+"""What Triton core and the python backend reject or warn about at load time, checked statically.
+
+Messages in `triton=` are the texts Triton prints (core r24.10: model_config_utils.cc,
+ensemble_scheduler/ensemble_utils.cc, model_repository_manager.cc; python_backend pb_env.cc).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from envtool.findings import Finding
+from envtool.repo.config import dims_str, dtype_name
+from envtool.repo.model_repo import Model, Repository, Step
+
+ENV_KEY = "EXECUTION_ENV_PATH"
+FORCE_CPU_KEY = "FORCE_CPU_ONLY_INPUT_TENSORS"
+MODEL_DIR_VAR = "$$TRITON_MODEL_DIRECTORY"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def lint_repository(repo: Repository) -> list[Finding]:
+    findings: list[Finding] = []
+    for model in repo.models.values():
+        findings += _lint_model(model)
+        if model.is_python:
+            findings += lint_python_model(model)
+    for ensemble in repo.ensembles():
+        if ensemble.config is not None:
+            findings += _EnsembleLinter(repo, ensemble).run()
+    return findings
+
+
+# --- every model -------------------------------------------------------------------------------
+
+def _lint_model(m: Model) -> list[Finding]:
+    if m.error is not None:
+        return [Finding("config-syntax", "error", m.name, m.error.message,
+                        fix=m.error.fix, where=m.error.where)]
+    if m.config is None:
+        return [Finding("config-missing", "warning", m.name,
+                        f"{m.name}/ has no config.pbtxt; Triton must auto-complete it from the model",
+                        fix=f"add {m.name}/config.pbtxt with at least backend or platform",
+                        where=str(m.path))]
+    out = []
+    c = m.config
+    if c.name and c.name != m.name:
+        out.append(Finding(
+            "name-mismatch", "error", m.name, f"config name {c.name!r} differs from folder {m.name!r}",
+            triton=f"unexpected directory name '{m.name}' for model '{c.name}', directory name "
+                   "must equal model name",
+            fix=f'set name: "{m.name}" or rename the folder', where=str(m.config_path)))
+    if not c.backend and not c.platform:
+        out.append(Finding("no-backend", "error", m.name, "neither backend nor platform is set",
+                           triton=f"must specify 'platform' or 'backend' for '{m.name}'",
+                           fix='add backend: "python" (or the model\'s backend)',
+                           where=str(m.config_path)))
+    if not m.is_ensemble and not m.loaded_versions():
+        out.append(Finding(
+            "no-version", "error", m.name, "no numeric version folder matches the version policy",
+            triton="at least one version must be available under the version policy of model "
+                   f"'{m.name}'",
+            fix=f"create {m.name}/1/ holding the model file", where=str(m.path)))
+    return out
+
+
+# --- python models -----------------------------------------------------------------------------
+
+def lint_python_model(m: Model) -> list[Finding]:
+    out = []
+    where = str(m.config_path)
+    for v in m.loaded_versions():
+        if not (m.path / str(v) / m.model_file()).is_file():
+            out.append(Finding("python-model-file", "error", m.name,
+                               f"{m.name}/{v}/{m.model_file()} does not exist",
+                               fix=f"add {m.name}/{v}/{m.model_file()} defining TritonPythonModel",
+                               where=str(m.path / str(v))))
+    force = m.parameter(FORCE_CPU_KEY)
+    if force is not None and force not in ("yes", "no"):
+        out.append(Finding("force-cpu-value", "error", m.name,
+                           f'{FORCE_CPU_KEY} is "{force}"; the python backend reads only "yes" or "no"',
+                           fix=f'set {FORCE_CPU_KEY} to "no" (GPU tensors via DLPack) or "yes"',
+                           where=where))
+    env = m.parameter(ENV_KEY)
+    if env is not None:
+        out += _lint_env_path(m, env)
+    return out
+
+
+def resolve_env_path(m: Model, value: str) -> Path | None:
+    """Where Triton will look for the env, or None where it would fail to resolve it."""
+    if value.startswith(MODEL_DIR_VAR):
+        return Path(str(m.path) + value[len(MODEL_DIR_VAR):])
+    if value.startswith("/"):
+        return Path(value)
+    return None
+
+
+def _lint_env_path(m: Model, value: str) -> list[Finding]:
+    where = str(m.config_path)
+    fix_form = f'use "{MODEL_DIR_VAR}/<env>.tar.gz" with the env inside {m.name}/'
+    path = resolve_env_path(m, value)
+    if path is None:
+        triton = f"Failed to get the canonical path for {value}."
+        return [Finding("env-path-relative", "error", m.name,
+                        f'{ENV_KEY} "{value}" is relative: Triton resolves it against the '
+                        "server's working directory, not the model folder",
+                        triton=triton, fix=fix_form, where=where)]
+    out = []
+    if MODEL_DIR_VAR in value[1:]:
+        out.append(Finding("env-path-var-position", "error", m.name,
+                           f"{MODEL_DIR_VAR} must begin the value of {ENV_KEY}",
+                           fix=fix_form, where=where))
+    if value.startswith(MODEL_DIR_VAR) and ".." in Path(value[len(MODEL_DIR_VAR):]).parts:
+        out.append(Finding("env-path-escapes", "error", m.name,
+                           f'{ENV_KEY} "{value}" leaves the model folder; cloud repositories and '
+                           "Triton's canonical-path check reject it",
+                           triton=f"Failed to get the canonical path for {path}.",
+                           fix=fix_form, where=where))
+    if not path.exists():
+        out.append(Finding("env-missing", "error", m.name, f"{ENV_KEY} points to {path}, which "
+                           "does not exist", triton=f"Failed to get the canonical path for {path}.",
+                           fix=f"envtool inject {m.path.parent} --env ENV --stub STUB", where=where))
+    elif path.is_dir():
+        if not (path / "bin" / "activate").is_file():
+            out.append(Finding(
+                "env-no-activate", "error", m.name, f"env directory {path} has no bin/activate",
+                triton=f"Path {path}/bin/activate does not exist. The Python environment should "
+                       "contain an 'activate' script.",
+                fix="pack the env with `envtool pack` (conda-pack layout)", where=where))
+    elif not _is_gzip(path):
+        out.append(Finding("env-not-gzip", "error", m.name,
+                           f"{path} is not a gzip tarball; Triton extracts only .tar.gz",
+                           triton="archive_read_open_filename() failed.",
+                           fix="repack with gzip: `envtool pack` writes .tar.gz", where=where))
+    return out
+
+
+def _is_gzip(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
+
+
+# --- ensembles ---------------------------------------------------------------------------------
+
+def _autocompletes(m: Model) -> bool:
+    """A python model whose model.py may add inputs/outputs at load (auto_complete_config)."""
+    if not m.is_python:
+        return False
+    for v in m.loaded_versions():
+        f = m.path / str(v) / m.model_file()
+        if f.is_file() and re.search(r"def\s+auto_complete_config\b", f.read_text(errors="replace")):
+            return True
+    return False
+
+
+def _dims_match(a, b) -> bool:
+    return len(a) == len(b) and all(x == y or x == -1 or y == -1 for x, y in zip(a, b, strict=True))
+
+
+@dataclass
+class _Tensor:
+    model: str
+    batching: bool
+    dtype: int
+    dims: tuple[int, ...]
+
+    @property
+    def full_dims(self) -> tuple[int, ...]:
+        return ((-1,) if self.batching else ()) + self.dims
+
+
+class _EnsembleLinter:
+    def __init__(self, repo: Repository, ensemble: Model):
+        self.repo, self.e, self.c = repo, ensemble, ensemble.config
+        self.name = ensemble.name
+        self.where = str(ensemble.config_path)
+        self.out: list[Finding] = []
+
+    def add(self, rule: str, message: str, triton: str | None = None, fix: str | None = None,
+            severity: str = "error") -> None:
+        self.out.append(Finding(rule, severity, self.name, message, triton, fix, self.where))
+
+    def run(self) -> list[Finding]:
+        self.check_header()
+        steps = self.e.steps()
+        if not steps:
+            self.add("ensemble-no-steps", "the ensemble has no step",
+                     f"must specify 'step' for ensemble '{self.name}'",
+                     "add ensemble_scheduling { step [ ... ] }")
+            return self.out
+        self.check_steps(steps)
+        self.check_data_flow(steps)
+        return self.out
+
+    def check_header(self) -> None:
+        c = self.c
+        if c.platform != "ensemble":
+            wrong = f'backend: "{c.backend}"' if c.backend else f'platform: "{c.platform}"'
+            self.add("ensemble-platform",
+                     f"an ensemble must declare platform: \"ensemble\", not {wrong}",
+                     f"ensemble scheduling cannot be set for model '{self.name}' whose platform "
+                     "is not ensemble",
+                     f'replace {wrong} with platform: "ensemble"')
+        if len(c.instance_group):
+            self.add("ensemble-instance-group", "an ensemble takes no instance_group",
+                     f"instance group should not be specified for ensemble '{self.name}'",
+                     "remove instance_group from the ensemble (keep it on its steps)")
+
+    def check_steps(self, steps: list[Step]) -> None:
+        tensors: dict[str, _Tensor] = {}
+        batching = self.c.max_batch_size > 0
+        for io in list(self.c.input) + list(self.c.output):
+            dims = tuple(io.reshape.shape) if io.HasField("reshape") else tuple(io.dims)
+            tensors[io.name] = _Tensor(self.name, batching, io.data_type, dims)
+        for s in steps:
+            for field in ("model_name", "input_map", "output_map"):
+                if not getattr(s, field):
+                    self.add("ensemble-step-incomplete", f"step {s.index} has no {field}",
+                             f"must specify '{field}' in step {s.index} of ensemble '{self.name}'",
+                             f"add {field} to step {s.index}")
+            model = self.repo.models.get(s.model_name)
+            if s.model_name and not self.check_dependency(s, model):
+                continue
+            if model is None or model.config is None:
+                continue
+            self.check_batch(s, model)
+            if _autocompletes(model) and not (len(model.config.input) or len(model.config.output)):
+                self.add("ensemble-step-autocomplete",
+                         f"{s.model_name} declares its tensors in model.py (auto_complete_config); "
+                         "its mapping is checked only when Triton loads it", severity="info")
+                continue
+            self.check_mapping(s, model, tensors)
+
+    def check_dependency(self, s: Step, model: Model | None) -> bool:
+        if model is None:
+            self.add("ensemble-missing-model", f"step {s.index} runs {s.model_name!r}, which is "
+                     "not in the repository",
+                     f"ensemble '{self.name}' depends on '{s.model_name}' which has no loaded "
+                     "version.", f"add the folder {s.model_name}/ or correct model_name")
+            return False
+        if s.model_version != -1 and s.model_version not in model.loaded_versions():
+            loaded = model.loaded_versions()
+            self.add("ensemble-version", f"step {s.index} asks for {s.model_name} version "
+                     f"{s.model_version}; Triton loads {loaded or 'none'} under its version policy",
+                     f"ensemble '{self.name}' depends on '{s.model_name}' whose required version "
+                     f"{s.model_version} is not loaded.",
+                     "use model_version: -1 (latest) or add/allow that version folder")
+        return True
+
+    def check_batch(self, s: Step, model: Model) -> None:
+        mbs, own = model.config.max_batch_size, self.c.max_batch_size
+        if mbs != 0 and mbs < own:
+            self.add("ensemble-max-batch", f"max_batch_size {own} exceeds {s.model_name}'s {mbs}",
+                     f"ensemble {self.name} allows maximum batch size {own}, but it contains "
+                     f"model {s.model_name} which only allows maximum batch size to be {mbs}",
+                     f"set the ensemble's max_batch_size to at most {mbs}")
+
+    def check_mapping(self, s: Step, model: Model, tensors: dict[str, _Tensor]) -> None:
+        cfg = model.config
+        batching = cfg.max_batch_size > 0
+        ins = {i.name: i for i in cfg.input}
+        outs = {o.name: o for o in cfg.output}
+        pre = f"in ensemble {self.name}, "
+        for key, value in s.input_map.items():
+            if key not in ins:
+                self.add("ensemble-input-map", f"step {s.index}: {s.model_name} has no input "
+                         f"{key!r} (its inputs: {', '.join(ins) or 'none'})",
+                         f"{pre}ensemble tensor {value} is mapping to non-existing input {key} "
+                         f"in model {s.model_name}", self._swap_fix("input_map", key, value, ins))
+        for name, io in ins.items():
+            mapped = [v for k, v in s.input_map.items() if k == name]
+            if not mapped and not io.optional:
+                self.add("ensemble-input-unmapped", f"step {s.index}: input {name} of "
+                         f"{s.model_name} is fed by no ensemble tensor",
+                         f"{pre}input {name} in model {s.model_name} is not mapped to any "
+                         "ensemble tensors", f'add input_map {{ key: "{name}" value: "<tensor>" }}')
+            for value in mapped:
+                self.link(tensors, value, _Tensor(s.model_name, batching, io.data_type,
+                                                  tuple(io.dims)))
+        for key, value in s.output_map.items():
+            if key not in outs:
+                self.add("ensemble-output-map", f"step {s.index}: {s.model_name} has no output "
+                         f"{key!r} (its outputs: {', '.join(outs) or 'none'})",
+                         f"{pre}ensemble tensor {value} is mapped from non-existing output {key} "
+                         f"in model {s.model_name}", self._swap_fix("output_map", key, value, outs))
+                continue
+            io = outs[key]
+            self.link(tensors, value, _Tensor(s.model_name, batching, io.data_type, tuple(io.dims)))
+
+    @staticmethod
+    def _swap_fix(kind: str, key: str, value: str, names: dict) -> str:
+        if value in names:
+            return (f"{kind} is swapped: keys are the step model's tensor names, values the "
+                    f'ensemble\'s: write key: "{value}" value: "{key}"')
+        return f"use one of {', '.join(names) or '(none declared)'} as the {kind} key"
+
+    def link(self, tensors: dict[str, _Tensor], name: str, t: _Tensor) -> None:
+        seen = tensors.setdefault(name, t)
+        if seen is t:
+            return
+        pre = f"in ensemble {self.name}, ensemble tensor {name}: "
+        if seen.dtype != t.dtype:
+            a, b = dtype_name(seen.dtype), dtype_name(t.dtype)
+            self.add("ensemble-dtype", f"tensor {name} is {a} in {seen.model} but {b} in {t.model}",
+                     f"{pre}inconsistent data type: {a} is inferred from model {seen.model} while "
+                     f"{b} is inferred from model {t.model}", "make both data_type entries agree")
+        elif not (_dims_match(seen.dims, t.dims) or _dims_match(seen.full_dims, t.full_dims)):
+            a, b = dims_str(seen.full_dims), dims_str(t.full_dims)
+            self.add("ensemble-shape", f"tensor {name} is {a} in {seen.model} but {b} in {t.model}"
+                     " (batch dimension included where max_batch_size > 0)",
+                     f"{pre}inconsistent shape: {a} is inferred from model {seen.model} while {b} "
+                     f"is inferred from model {t.model}", "make the dims agree (use -1 for "
+                     "variable sizes)")
+
+    def check_data_flow(self, steps: list[Step]) -> None:
+        """Triton's BuildEnsembleGraph and readiness walk, plus an explicit cycle report."""
+        produced: dict[str, int] = {}
+        for s in steps:
+            for t in s.output_map.values():
+                if t in produced:
+                    self.add("ensemble-tensor-written-twice", f"tensor {t} is written by steps "
+                             f"{produced[t]} and {s.index}",
+                             f"ensemble tensor '{t}' can appear in an output map only once for "
+                             f"ensemble '{self.name}' step {s.index}", "rename one of the outputs")
+                produced.setdefault(t, s.index)
+        consumed = {t for s in steps for t in s.input_map.values()}
+        inputs = [i.name for i in self.c.input]
+        for name in inputs:
+            if name not in consumed and name not in produced:
+                self.add("ensemble-input-unused", f"ensemble input {name} feeds no step",
+                         f"ensemble input '{name}' for ensemble {self.name}' is not used",
+                         f"map {name} into a step's input_map, or remove the input")
+        ready = set(inputs)
+        changed = True
+        while changed:
+            changed = False
+            for s in steps:
+                if set(s.input_map.values()) <= ready and not set(s.output_map.values()) <= ready:
+                    ready |= set(s.output_map.values())
+                    changed = True
+        cycle = self._cycle(steps)
+        if cycle:
+            self.add("ensemble-cycle", "steps form a cycle: " + " -> ".join(cycle),
+                     fix="an ensemble is a DAG: break the cycle")
+        outputs = {o.name for o in self.c.output}
+        for name in outputs:
+            if name not in ready:
+                self.add("ensemble-output-unwritten", f"ensemble output {name} is never produced",
+                         f"output '{name}' for ensemble '{self.name}' is not written",
+                         f"map a step's output to {name} in its output_map")
+        for t in sorted((set(produced) | consumed) - outputs - set(inputs)):
+            if t not in consumed or t not in ready:
+                self.add("ensemble-tensor-unused", f"tensor {t} is "
+                         + ("never consumed" if t not in consumed else "never produced"),
+                         f"ensemble tensor '{t}' is unused in ensemble '{self.name}'",
+                         "map it to a step input, or drop it from the output_map"
+                         if t not in consumed else f"produce {t} in a step's output_map")
+
+    @staticmethod
+    def _cycle(steps: list[Step]) -> list[str]:
+        producer = {t: s for s in steps for t in s.output_map.values()}
+        state: dict[int, int] = {}
+        path: list[Step] = []
+
+        def visit(s: Step) -> list[str]:
+            state[s.index] = 1
+            path.append(s)
+            for t in s.input_map.values():
+                p = producer.get(t)
+                if p is None:
+                    continue
+                if state.get(p.index) == 1:
+                    loop = path[[x.index for x in path].index(p.index):]
+                    return [x.model_name for x in loop] + [p.model_name]
+                if p.index not in state and (found := visit(p)):
+                    return found
+            state[s.index] = 2
+            path.pop()
+            return []
+
+        for s in steps:
+            if s.index not in state and (found := visit(s)):
+                return found
+        return []

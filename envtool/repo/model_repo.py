@@ -1,0 +1,123 @@
+"""Discover what a model repository holds: models, versions, python models, ensembles, steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envtool.errors import BadInput
+from envtool.repo.config import ModelConfig, load_config
+
+CONFIG = "config.pbtxt"
+ENSEMBLE = "ensemble"
+
+
+@dataclass
+class Step:
+    index: int
+    model_name: str
+    model_version: int
+    input_map: dict[str, str]  # step model's input -> ensemble tensor
+    output_map: dict[str, str]  # step model's output -> ensemble tensor
+
+
+@dataclass
+class Model:
+    name: str
+    path: Path
+    config: ModelConfig | None = None
+    error: BadInput | None = None  # why the config could not be read
+    versions: list[int] = field(default_factory=list)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def backend(self) -> str:
+        c = self.config
+        if c is None:
+            return ""
+        return c.backend or c.platform
+
+    @property
+    def is_python(self) -> bool:
+        return self.config is not None and self.config.backend == "python"
+
+    @property
+    def is_ensemble(self) -> bool:
+        c = self.config
+        return c is not None and (c.platform == ENSEMBLE or c.backend == ENSEMBLE
+                                  or c.HasField("ensemble_scheduling"))
+
+    def parameter(self, key: str) -> str | None:
+        if self.config is None or key not in self.config.parameters:
+            return None
+        return self.config.parameters[key].string_value
+
+    def steps(self) -> list[Step]:
+        if self.config is None:
+            return []
+        return [Step(i, s.model_name, s.model_version, dict(s.input_map), dict(s.output_map))
+                for i, s in enumerate(self.config.ensemble_scheduling.step)]
+
+    def loaded_versions(self) -> list[int]:
+        """The versions Triton would load under the model's version_policy (default: latest 1)."""
+        vs = sorted(self.versions)
+        policy = self.config.version_policy if self.config is not None else None
+        if policy is not None and policy.HasField("all"):
+            return vs
+        if policy is not None and policy.HasField("specific"):
+            return [v for v in vs if v in set(policy.specific.versions)]
+        n = policy.latest.num_versions if policy is not None and policy.HasField("latest") else 1
+        return vs[-max(n, 1):] if vs else []
+
+    def model_file(self) -> str:
+        if self.config is not None and self.config.default_model_filename:
+            return self.config.default_model_filename
+        return "model.py"
+
+
+@dataclass
+class Repository:
+    path: Path
+    models: dict[str, Model]
+
+    def ensembles(self) -> list[Model]:
+        return [m for m in self.models.values() if m.is_ensemble]
+
+    def python_models(self) -> list[Model]:
+        return [m for m in self.models.values() if m.is_python]
+
+    def ensemble_members(self, ensemble: Model, _seen: frozenset = frozenset()) -> list[str]:
+        """Models an ensemble runs, nested ensembles expanded, in step order."""
+        out: list[str] = []
+        for step in ensemble.steps():
+            sub = self.models.get(step.model_name)
+            if sub is not None and sub.is_ensemble and sub.name not in _seen:
+                out += self.ensemble_members(sub, _seen | {ensemble.name})
+            elif step.model_name not in out:
+                out.append(step.model_name)
+        return out
+
+
+def load_model(path: Path) -> Model:
+    m = Model(path.name, path)
+    m.versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
+    if m.config_path.is_file():
+        try:
+            m.config = load_config(m.config_path)
+        except BadInput as e:
+            m.error = e
+    return m
+
+
+def load_repository(path: str | Path) -> Repository:
+    root = Path(path)
+    if not root.is_dir():
+        raise BadInput(f"model repository {path} does not exist or is not a directory",
+                       "pass the folder that holds one sub-folder per model")
+    root = root.resolve()
+    models = {p.name: load_model(p) for p in sorted(root.iterdir())
+              if p.is_dir() and not p.name.startswith(".")}
+    return Repository(root, models)

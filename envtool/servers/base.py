@@ -1,0 +1,130 @@
+"""A tritonserver process behind a context manager: start, wait, ask, and always stop.
+
+Cleanup is guaranteed in __exit__: the whole process group (server and stubs) is terminated, then
+killed after a grace period, and the /tmp/python_env_* folders that appeared while it ran are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from envtool.catalog import Release
+from envtool.errors import CheckFailed
+
+ENV_GLOB = "/tmp/python_env_*"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ProcessServer:
+    kind = "process"
+    env_add: dict[str, str] = {}
+    path_add: list[str] = []
+
+    def __init__(self, release: Release, repo: Path, *, log_path: Path | None = None,
+                 extra_args: tuple[str, ...] = ()):
+        self.release = release
+        self.repo = Path(repo).resolve()  # relative repos race in Triton's chdir (KNOWLEDGE 3)
+        self.extra_args = extra_args
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="envtool-triton-", suffix=".log")[1])
+        self.proc: subprocess.Popen | None = None
+        self.http_port = self.grpc_port = self.metrics_port = 0
+        self._envs_before: set[str] = set()
+        self.extracted_envs: list[str] = []
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def __enter__(self) -> ProcessServer:
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        env = dict(os.environ)
+        env.update(self.env_add)
+        if "LD_LIBRARY_PATH" in self.env_add and os.environ.get("LD_LIBRARY_PATH"):
+            env["LD_LIBRARY_PATH"] += os.pathsep + os.environ["LD_LIBRARY_PATH"]
+        env["PATH"] = os.pathsep.join([*self.path_add, env.get("PATH", "")])
+        args = [*self.command(), "--model-repository", str(self.repo),
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--metrics-port", str(self.metrics_port), "--http-address", "127.0.0.1",
+                "--grpc-address", "127.0.0.1", "--model-control-mode", "explicit",
+                "--load-model", "*", "--exit-on-error", "false", "--strict-readiness", "false",
+                *self.extra_args]
+        self._envs_before = set(glob.glob(ENV_GLOB))
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+        log.close()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.proc.wait()
+        if self.proc is not None:
+            self._signal(signal.SIGKILL)  # stubs left in the group
+        new = sorted(set(glob.glob(ENV_GLOB)) - self._envs_before)
+        self.extracted_envs = [p for d in new for p in sorted(glob.glob(f"{d}/*"))]
+        for d in new:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def get(self, path: str, method: str = "GET", body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+
+    def wait_live(self, timeout: float = 120.0) -> None:
+        """Until the HTTP endpoint answers (in explicit mode, after the initial loads)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise CheckFailed(f"tritonserver exited with code {self.proc.returncode}",
+                                  f"see its log: {self.log_path}")
+            try:
+                if self.get("/v2/health/live")[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.1)
+        raise CheckFailed(f"tritonserver was not live after {timeout:.0f} s",
+                          f"see its log: {self.log_path}")
+
+    def model_states(self) -> dict[str, dict]:
+        """name -> {state, reason} from the repository index."""
+        _, index = self.get("/v2/repository/index", "POST", {})
+        return {m["name"]: {"state": m.get("state", ""), "reason": m.get("reason", "")}
+                for m in index}
