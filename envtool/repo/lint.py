@@ -80,6 +80,7 @@ def lint_python_model(m: Model) -> list[Finding]:
     if force is not None and force not in ("yes", "no"):
         out.append(Finding("force-cpu-value", "error", m.name,
                            f'{FORCE_CPU_KEY} is "{force}"; the python backend reads only "yes" or "no"',
+                           triton=f"Incorrect value for {FORCE_CPU_KEY}: {force}'",
                            fix=f'set {FORCE_CPU_KEY} to "no" (GPU tensors via DLPack) or "yes"',
                            where=where))
     env = m.parameter(ENV_KEY)
@@ -240,8 +241,8 @@ class _EnsembleLinter:
         if model is None:
             self.add("ensemble-missing-model", f"step {s.index} runs {s.model_name!r}, which is "
                      "not in the repository",
-                     f"ensemble '{self.name}' depends on '{s.model_name}' which has no loaded "
-                     "version.", f"add the folder {s.model_name}/ or correct model_name")
+                     f"ensemble {self.name} contains models that are not available or ambiguous: "
+                     f"{s.model_name}", f"add the folder {s.model_name}/ or correct model_name")
             return False
         if s.model_version != -1 and s.model_version not in model.loaded_versions():
             loaded = model.loaded_versions()
@@ -349,7 +350,11 @@ class _EnsembleLinter:
                      fix="an ensemble is a DAG: break the cycle")
         outputs = {o.name for o in self.c.output}
         for name in outputs:
-            if name not in ready:
+            if name not in produced and name not in consumed:
+                self.add("ensemble-output-unwritten", f"ensemble output {name} is never produced",
+                         f"ensemble output '{name}' for ensemble {self.name}' is not used",
+                         f"map a step's output to {name} in its output_map")
+            elif name not in ready:
                 self.add("ensemble-output-unwritten", f"ensemble output {name} is never produced",
                          f"output '{name}' for ensemble '{self.name}' is not written",
                          f"map a step's output to {name} in its output_map")

@@ -10,6 +10,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,9 +19,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
-from envtool.catalog import Release
+from envtool.catalog import Release, tomllib
 from envtool.errors import CheckFailed
 
 ENV_GLOB = "/tmp/python_env_*"
@@ -124,7 +127,29 @@ class ProcessServer:
                           f"see its log: {self.log_path}")
 
     def model_states(self) -> dict[str, dict]:
-        """name -> {state, reason} from the repository index."""
+        """name -> {state, reason}: the repository index, plus the models the log says were
+        rejected before they could be indexed (their config failed validation at poll time)."""
         _, index = self.get("/v2/repository/index", "POST", {})
-        return {m["name"]: {"state": m.get("state", ""), "reason": m.get("reason", "")}
-                for m in index}
+        states = {m["name"]: {"state": m.get("state", ""), "reason": m.get("reason", "")}
+                  for m in index}
+        for model, reason in load_failures(self.log()).items():
+            st = states.setdefault(model, {"state": "", "reason": ""})
+            if st["state"] in ("", "UNAVAILABLE"):
+                st["state"], st["reason"] = "UNAVAILABLE", st["reason"] or reason
+        return states
+
+
+@cache
+def _load_failure_patterns() -> list[re.Pattern]:
+    text = resources.files("envtool").joinpath("diagnoses.toml").read_text()
+    return [re.compile(d["pattern"]) for d in tomllib.loads(text)["load_failure"]]
+
+
+def load_failures(log: str) -> dict[str, str]:
+    """model -> the reason Triton logged for rejecting it (first one wins)."""
+    out: dict[str, str] = {}
+    for line in log.splitlines():
+        for pat in _load_failure_patterns():
+            if m := pat.search(line):
+                out.setdefault(m.group("model"), m.group("reason"))
+    return out

@@ -1,0 +1,125 @@
+"""Shared fixtures: real parts only (real Triton servers from nvidia-pytriton wheels, real Pythons)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+ADD_ONE_PY = textwrap.dedent('''
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+    class TritonPythonModel:
+        def initialize(self, args):
+            import json
+            cfg = json.loads(args["model_config"])
+            self.inputs = [i["name"] for i in cfg["input"]]
+            self.outputs = [o["name"] for o in cfg["output"]]
+
+        def execute(self, requests):
+            responses = []
+            for r in requests:
+                x = pb_utils.get_input_tensor_by_name(r, self.inputs[0]).as_numpy()
+                outs = [pb_utils.Tensor(n, (x + 1).astype(x.dtype)) for n in self.outputs]
+                responses.append(pb_utils.InferenceResponse(outs))
+            return responses
+''')
+
+
+def python_model(name: str, inputs: list[tuple], outputs: list[tuple], extra: str = "",
+                 mbs: int = 0) -> str:
+    def io(items):
+        return ",\n".join(f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(map(str, d))} ] }}'
+                          for n, t, d in items)
+    return (f'name: "{name}"\nbackend: "python"\nmax_batch_size: {mbs}\n'
+            f"input [\n{io(inputs)}\n]\noutput [\n{io(outputs)}\n]\n"
+            'instance_group [ { kind: KIND_CPU count: 1 } ]\n' + extra)
+
+
+def write_repo(root: Path, configs: dict[str, str], model_py: str = ADD_ONE_PY) -> Path:
+    """A model repository: each python model also gets 1/model.py, an ensemble an empty 1/."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in configs.items():
+        d = root / name
+        (d / "1").mkdir(parents=True, exist_ok=True)
+        (d / "config.pbtxt").write_text(text)
+        if 'backend: "python"' in text:
+            (d / "1" / "model.py").write_text(model_py)
+    return root
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every path under root with its content (files) or link target: to prove nothing changed."""
+    out: dict[str, bytes | str] = {}
+    for p in sorted(root.rglob("*")):
+        key = str(p.relative_to(root))
+        if p.is_symlink():
+            out[key] = "->" + os.readlink(p)
+        elif p.is_file():
+            out[key] = p.read_bytes() + oct(p.stat().st_mode).encode()
+        else:
+            out[key] = "dir"
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "envtool", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def r2410():
+    from envtool.catalog import normalize_release
+    return normalize_release("r24.10")
+
+
+@pytest.fixture(scope="session")
+def server_tree_2410(r2410):
+    """The unpacked nvidia-pytriton wheel of r24.10 (downloaded once into ENVTOOL_CACHE_DIR)."""
+    from envtool.servers.embedded import server_tree
+    return server_tree(r2410)
+
+
+@pytest.fixture(scope="session")
+def host_stub(server_tree_2410) -> Path:
+    """NVIDIA's prebuilt r24.10 stub for the Python running the tests."""
+    v = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return server_tree_2410 / "pytriton/tritonserver/python_backend_stubs" / v / \
+        "triton_python_backend_stub"
+
+
+def make_thin_env(dest: Path) -> Path:
+    """A real env directory that wraps the Python running the tests (its stdlib and numpy).
+
+    Holds what Triton needs from an env: bin/activate that puts bin/ first on PATH, bin/python3,
+    lib/libpython3.X.so.1.0 and lib/python3.X/. Small, so tarballs of it are fast to extract.
+    """
+    v = f"{sys.version_info.major}.{sys.version_info.minor}"
+    libdir = Path(sysconfig.get_config_var("LIBDIR"))
+    (dest / "bin").mkdir(parents=True)
+    (dest / "lib").mkdir()
+    (dest / "bin" / "python3").symlink_to(Path(sys.executable).resolve())
+    (dest / "lib" / f"libpython{v}.so.1.0").symlink_to(libdir / f"libpython{v}.so.1.0")
+    (dest / "lib" / f"python{v}").symlink_to(Path(sysconfig.get_paths()["stdlib"]))
+    (dest / "bin" / "activate").write_text(
+        'ENV_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"\n'
+        'export PATH="$ENV_DIR/bin:$PATH"\n')
+    return dest
+
+
+@pytest.fixture
+def thin_env_tarball(tmp_path) -> Path:
+    env = make_thin_env(tmp_path / "thin_env")
+    out = tmp_path / "custom_env.tar.gz"
+    subprocess.run(["tar", "-czf", str(out), "-C", str(env), "."], check=True)
+    shutil.rmtree(env)
+    return out

@@ -1,0 +1,194 @@
+import json
+import shutil
+
+import pytest
+
+from envtool import api
+from envtool.repo.config import ConfigSyntaxError, parse_config
+from tests.conftest import FIXTURES, python_model, run_cli, write_repo
+
+FP32, STR = "TYPE_FP32", "TYPE_STRING"
+
+
+def rules(findings, severity="error"):
+    return sorted({f.rule for f in findings if f.severity == severity})
+
+
+def ensemble(name="ens", steps="", inputs=(("X", FP32, [-1]),), outputs=(("Y", FP32, [-1]),),
+             header='platform: "ensemble"', mbs=0) -> str:
+    def io(items):
+        return ", ".join(f'{{ name: "{n}" data_type: {t} dims: [ {", ".join(map(str, d))} ] }}'
+                         for n, t, d in items)
+    return (f'name: "{name}"\n{header}\nmax_batch_size: {mbs}\ninput [ {io(inputs)} ]\n'
+            f"output [ {io(outputs)} ]\nensemble_scheduling {{ step [ {steps} ] }}\n")
+
+
+def step(model, ins, outs, version=-1):
+    im = " ".join(f'input_map {{ key: "{k}" value: "{v}" }}' for k, v in ins.items())
+    om = " ".join(f'output_map {{ key: "{k}" value: "{v}" }}' for k, v in outs.items())
+    return f'{{ model_name: "{model}" model_version: {version} {im} {om} }}'
+
+
+ADD = python_model("add", [("IN", FP32, [-1])], [("OUT", FP32, [-1])])
+GOOD_STEP = step("add", {"IN": "X"}, {"OUT": "Y"})
+
+
+def lint_configs(tmp_path, configs):
+    return api.lint(write_repo(tmp_path / "repo", configs))
+
+
+def test_valid_python_ensemble_has_no_findings(tmp_path):
+    assert lint_configs(tmp_path, {"add": ADD, "ens": ensemble(steps=GOOD_STEP)}) == []
+
+
+def test_syntax_error_reports_path_line_col():
+    with pytest.raises(ConfigSyntaxError) as e:
+        parse_config('name: "x"\nbackend: "python"\n  bogus_field: 3\n', "m/config.pbtxt")
+    assert e.value.where == "m/config.pbtxt:3:3" and "bogus_field" in e.value.message
+
+
+def test_article_as_written_fails_to_parse_at_its_bracket_mistake():
+    findings = api.lint(FIXTURES / "article")
+    syntax = [f for f in findings if f.rule == "config-syntax"]
+    assert [f.model for f in syntax] == ["ensemble_all"]
+    assert syntax[0].where.endswith("ensemble_all/config.pbtxt:80:3")
+    relative = {f.model for f in findings if f.rule == "env-path-relative"}
+    assert relative == {"preprocess", "postprocess"}
+
+
+def test_article_with_brackets_fixed_shows_backend_ensemble_and_missing_cuml_step(tmp_path):
+    repo = tmp_path / "article"
+    shutil.copytree(FIXTURES / "article", repo)
+    cfg = repo / "ensemble_all" / "config.pbtxt"
+    text = cfg.read_text()
+    assert text.rstrip().endswith("}\n    }\n  }\n]")
+    cfg.write_text(text.rstrip()[: -len("}\n  }\n]")] + "}\n  ]\n}\n")
+    findings = api.lint(repo)
+    by_rule = {f.rule: f for f in findings if f.model == "ensemble_all"}
+    assert by_rule["ensemble-platform"].triton == (
+        "ensemble scheduling cannot be set for model 'ensemble_all' whose platform is not ensemble")
+    assert 'platform: "ensemble"' in by_rule["ensemble-platform"].fix
+    # the cuml step the article leaves out: tree_feats is never consumed, cuml_score never produced
+    assert "ensemble-tensor-unused" in by_rule and "ensemble-output-unwritten" in by_rule
+
+
+def test_article_corrected_set_is_clean():
+    findings = api.lint(FIXTURES / "article_fixed")
+    assert [f for f in findings if f.severity == "error"] == []
+
+
+BREAKERS = {
+    "ensemble-platform": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP, header='backend: "ensemble"')},
+    "ensemble-missing-model": lambda: {"add": ADD, "ens": ensemble(steps=step("nope", {"IN": "X"}, {"OUT": "Y"}))},
+    "ensemble-version": lambda: {"add": ADD, "ens": ensemble(steps=step("add", {"IN": "X"}, {"OUT": "Y"}, 3))},
+    "ensemble-input-map": lambda: {"add": ADD, "ens": ensemble(steps=step("add", {"X": "IN"}, {"OUT": "Y"}))},
+    "ensemble-output-map": lambda: {"add": ADD, "ens": ensemble(steps=step("add", {"IN": "X"}, {"Y": "OUT"}))},
+    "ensemble-input-unmapped": lambda: {
+        "add2": python_model("add2", [("IN", FP32, [-1]), ("B", FP32, [-1])], [("OUT", FP32, [-1])]),
+        "ens": ensemble(steps=step("add2", {"IN": "X"}, {"OUT": "Y"}))},
+    "ensemble-input-unused": lambda: {"add": ADD, "ens": ensemble(
+        steps=GOOD_STEP, inputs=(("X", FP32, [-1]), ("W", FP32, [-1])))},
+    "ensemble-output-unwritten": lambda: {"add": ADD, "ens": ensemble(
+        steps=GOOD_STEP, outputs=(("Y", FP32, [-1]), ("Z", FP32, [-1])))},
+    "ensemble-tensor-unused": lambda: {
+        "two": python_model("two", [("IN", FP32, [-1])], [("OUT", FP32, [-1]), ("AUX", FP32, [-1])]),
+        "ens": ensemble(steps=step("two", {"IN": "X"}, {"OUT": "Y", "AUX": "dangling"}))},
+    "ensemble-tensor-written-twice": lambda: {"add": ADD, "ens": ensemble(
+        steps=GOOD_STEP + ", " + step("add", {"IN": "X"}, {"OUT": "Y"}))},
+    "ensemble-cycle": lambda: {"add": ADD, "ens": ensemble(
+        steps=step("add", {"IN": "t1"}, {"OUT": "t2"}) + ", " + step("add", {"IN": "t2"}, {"OUT": "t1"})
+        + ", " + GOOD_STEP)},
+    "ensemble-dtype": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP, inputs=(("X", "TYPE_INT32", [-1]),))},
+    "ensemble-shape": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP, inputs=(("X", FP32, [2, 3]),))},
+    "ensemble-max-batch": lambda: {
+        "addb": python_model("addb", [("IN", FP32, [-1])], [("OUT", FP32, [-1])], mbs=4),
+        "ens": ensemble(steps=step("addb", {"IN": "X"}, {"OUT": "Y"}), mbs=8)},
+    "ensemble-instance-group": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP).replace(
+        "max_batch_size", "instance_group [ { kind: KIND_CPU } ]\nmax_batch_size")},
+    "ensemble-no-steps": lambda: {"ens": ensemble(steps="")},
+    "name-mismatch": lambda: {"add": ADD.replace('name: "add"', 'name: "other"')},
+    "no-backend": lambda: {"add": ADD.replace('backend: "python"', "")},
+    "force-cpu-value": lambda: {"add": ADD + 'parameters { key: "FORCE_CPU_ONLY_INPUT_TENSORS" '
+                                "value: { string_value: \"false\" } }\n"},
+}
+
+
+@pytest.mark.parametrize("rule", sorted(BREAKERS))
+def test_each_rule_fires_on_a_config_that_breaks_it(tmp_path, rule):
+    findings = lint_configs(tmp_path, BREAKERS[rule]())
+    assert rule in rules(findings), findings
+
+
+def test_swapped_input_map_is_named_as_swapped(tmp_path):
+    f = [x for x in lint_configs(tmp_path, BREAKERS["ensemble-input-map"]()) if x.rule == "ensemble-input-map"]
+    assert f[0].triton == "in ensemble ens, ensemble tensor IN is mapping to non-existing input X in model add"
+    assert "swapped" in f[0].fix and 'key: "IN" value: "X"' in f[0].fix
+
+
+def test_batch_dim_is_implicit_when_max_batch_size_positive(tmp_path):
+    """[-1] batched (full [-1,-1]) agrees with the ensemble's own [-1] batched input."""
+    configs = {"addb": python_model("addb", [("IN", FP32, [3])], [("OUT", FP32, [3])], mbs=8),
+               "ens": ensemble(steps=step("addb", {"IN": "X"}, {"OUT": "Y"}), mbs=8,
+                               inputs=(("X", FP32, [3]),), outputs=(("Y", FP32, [3]),))}
+    assert lint_configs(tmp_path, configs) == []
+    # a non-batching ensemble whose dims spell the batch dim matches a batching step
+    configs["ens"] = ensemble(steps=step("addb", {"IN": "X"}, {"OUT": "Y"}), mbs=0,
+                              inputs=(("X", FP32, [-1, 3]),), outputs=(("Y", FP32, [-1, 3]),))
+    assert lint_configs(tmp_path / "b", configs) == []
+
+
+def test_version_policy_decides_which_versions_load(tmp_path):
+    repo = write_repo(tmp_path / "repo", {"add": ADD, "ens": ensemble(steps=step("add", {"IN": "X"}, {"OUT": "Y"}, 1))})
+    (repo / "add" / "2").mkdir()
+    (repo / "add" / "2" / "model.py").write_text("")
+    f = [x for x in api.lint(repo) if x.rule == "ensemble-version"]
+    assert f and "whose required version 1 is not loaded" in f[0].triton
+
+
+@pytest.mark.parametrize("value,rule", [
+    ("path/to/custom_env.tar.gz", "env-path-relative"),
+    ("$$TRITON_MODEL_DIRECTORY/../shared/env.tar.gz", "env-path-escapes"),
+    ("$$TRITON_MODEL_DIRECTORY/missing.tar.gz", "env-missing"),
+    ("/opt/$$TRITON_MODEL_DIRECTORY/env.tar.gz", "env-path-var-position"),
+])
+def test_execution_env_path_forms(tmp_path, value, rule):
+    cfg = ADD + f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{value}" }} }}\n'
+    assert rule in rules(lint_configs(tmp_path, {"add": cfg}))
+
+
+def test_env_must_be_gzip_or_activate_dir(tmp_path):
+    cfg = ADD + 'parameters { key: "EXECUTION_ENV_PATH" value: { string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }\n'
+    repo = write_repo(tmp_path / "repo", {"add": cfg})
+    (repo / "add" / "env.tar.gz").write_bytes(b"\xfd7zXZ\x00 not gzip")
+    assert "env-not-gzip" in rules(api.lint(repo))
+    (repo / "add" / "env.tar.gz").unlink()
+    (repo / "add" / "env.tar.gz").mkdir()
+    assert "env-no-activate" in rules(api.lint(repo))
+    (repo / "add" / "env.tar.gz" / "bin").mkdir()
+    (repo / "add" / "env.tar.gz" / "bin" / "activate").write_text("")
+    assert api.lint(repo) == []
+
+
+def test_python_model_without_model_py(tmp_path):
+    repo = write_repo(tmp_path / "repo", {"add": ADD})
+    (repo / "add" / "1" / "model.py").unlink()
+    assert "python-model-file" in rules(api.lint(repo))
+
+
+def test_auto_complete_models_are_not_held_to_declared_tensors(tmp_path):
+    bare = 'backend: "python"\n'
+    repo = write_repo(tmp_path / "repo", {"auto": bare, "ens": ensemble(steps=step("auto", {"IN": "X"}, {"OUT": "Y"}))},
+                      model_py="class TritonPythonModel:\n    @staticmethod\n    def auto_complete_config(c):\n        return c\n")
+    findings = api.lint(repo)
+    assert rules(findings) == [] and "ensemble-step-autocomplete" in rules(findings, "info")
+
+
+def test_lint_cli_json_and_exit_codes(tmp_path):
+    good = write_repo(tmp_path / "good", {"add": ADD, "ens": ensemble(steps=GOOD_STEP)})
+    p = run_cli("lint", good, "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["ok"] is True
+    p = run_cli("lint", FIXTURES / "article", "--json")
+    data = json.loads(p.stdout)
+    assert p.returncode == 1 and not data["ok"] and data["findings"][0]["severity"] == "error"
+    p = run_cli("lint", tmp_path / "nope")
+    assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
