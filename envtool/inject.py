@@ -85,6 +85,10 @@ def default_models(repo: Repository) -> list[Model]:
     if not ensembles:
         return repo.python_models()
     used = {n for e in ensembles for n in repo.ensemble_members(e)}
+    for n in sorted(used):
+        if n in repo.models and repo.models[n].error is not None:
+            err = repo.models[n].error
+            raise BadInput(err.message, err.fix, where=err.where)
     return [m for m in repo.python_models() if m.name in used]
 
 

@@ -49,7 +49,6 @@ class ProcessServer:
         self.proc: subprocess.Popen | None = None
         self.http_port = self.grpc_port = self.metrics_port = 0
         self._envs_before: set[str] = set()
-        self.extracted_envs: list[str] = []
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -91,10 +90,15 @@ class ProcessServer:
                 self.proc.wait()
         if self.proc is not None:
             self._signal(signal.SIGKILL)  # stubs left in the group
-        new = sorted(set(glob.glob(ENV_GLOB)) - self._envs_before)
-        self.extracted_envs = [p for d in new for p in sorted(glob.glob(f"{d}/*"))]
-        for d in new:
+        for d in self._new_env_roots():  # Triton leaves them behind when killed
             shutil.rmtree(d, ignore_errors=True)
+
+    def _new_env_roots(self) -> list[str]:
+        return sorted(set(glob.glob(ENV_GLOB)) - self._envs_before)
+
+    def extracted_envs(self) -> list[str]:
+        """The env extractions this server has made so far (/tmp/python_env_*/N)."""
+        return [p for d in self._new_env_roots() for p in sorted(glob.glob(f"{d}/*"))]
 
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

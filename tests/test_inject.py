@@ -1,0 +1,132 @@
+import json
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from envtool import api
+from envtool.errors import BadInput
+from envtool.repo.config import load_config
+from tests.conftest import make_thin_env, python_model, run_cli, tree_snapshot, write_repo
+from tests.test_lint import ensemble, step
+
+FP32 = "TYPE_FP32"
+COMMENTED = ("# preprocess: the user's own comment\n"
+             + python_model("pre", [("IN", FP32, [-1])], [("OUT", FP32, [-1])])
+             + "# trailing words\n")
+
+
+def pipeline(root: Path) -> Path:
+    """ens = pre -> post; `lonely` is a python model no ensemble uses."""
+    return write_repo(root, {
+        "pre": COMMENTED,
+        "post": python_model("post", [("IN", FP32, [-1])], [("OUT", FP32, [-1])]),
+        "lonely": python_model("lonely", [("IN", FP32, [-1])], [("OUT", FP32, [-1])]),
+        "ens": ensemble("ens", steps=step("pre", {"IN": "X"}, {"OUT": "mid"}) + ", "
+                        + step("post", {"IN": "mid"}, {"OUT": "Y"})),
+    })
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return pipeline(tmp_path / "repo")
+
+
+def opts(repo, stub, env, **kw):
+    return api.InjectOptions(repo=repo, stub=stub, env=env, **kw)
+
+
+def test_inject_places_stub_and_shared_env_and_edits_configs(repo, host_stub, thin_env_tarball):
+    result = api.inject(opts(repo, host_stub, thin_env_tarball))
+    assert result.models == ["post", "pre"]  # the ensemble's python models, not `lonely`
+    first, other = repo / "post", repo / "pre"
+    assert (first / "custom_env.tar.gz").is_file() and not (first / "custom_env.tar.gz").is_symlink()
+    assert os.readlink(other / "custom_env.tar.gz") == "../post/custom_env.tar.gz"
+    for m in (first, other):
+        assert os.access(m / "triton_python_backend_stub", os.X_OK)
+        cfg = load_config(m / "config.pbtxt")
+        assert cfg.parameters["EXECUTION_ENV_PATH"].string_value == \
+            "$$TRITON_MODEL_DIRECTORY/custom_env.tar.gz"
+        assert cfg.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "yes"
+        assert [g.kind for g in cfg.instance_group] == [cfg.instance_group[0].KIND_CPU]
+    text = (other / "config.pbtxt").read_text()
+    assert text.startswith(COMMENTED)  # the user's bytes first, untouched; additions appended
+    assert not (repo / "lonely" / "triton_python_backend_stub").exists()
+    assert not api.lint(repo) or all(f.severity != "error" for f in api.lint(repo))
+
+
+def test_second_identical_run_changes_nothing(repo, host_stub, thin_env_tarball):
+    api.inject(opts(repo, host_stub, thin_env_tarball))
+    snap = tree_snapshot(repo)
+    again = api.inject(opts(repo, host_stub, thin_env_tarball))
+    assert not again.changed and tree_snapshot(repo) == snap
+
+
+def test_dry_run_prints_a_diff_and_touches_nothing(repo, host_stub, thin_env_tarball):
+    snap = tree_snapshot(repo)
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert "+++ b/" in p.stdout and '+  key: "EXECUTION_ENV_PATH"' in p.stdout
+    assert "would copy" in p.stdout and "would link" in p.stdout
+    assert tree_snapshot(repo) == snap
+
+
+def test_gpu_flag_and_models_option_and_json(repo, host_stub, thin_env_tarball):
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--models", "lonely",
+                "--gpu", "--no-share", "--json")
+    data = json.loads(p.stdout)
+    assert p.returncode == 0 and data["models"] == ["lonely"] and data["changed"]
+    cfg = load_config(repo / "lonely" / "config.pbtxt")
+    assert cfg.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"
+    assert cfg.instance_group[0].kind == cfg.instance_group[0].KIND_GPU
+
+
+def test_env_directory_is_copied_once_and_linked(repo, host_stub, tmp_path):
+    env = make_thin_env(tmp_path / "dir_env")
+    api.inject(opts(repo, host_stub, env))
+    assert (repo / "post" / "dir_env" / "bin" / "activate").is_file()
+    assert os.readlink(repo / "pre" / "dir_env") == "../post/dir_env"
+    assert not api.inject(opts(repo, host_stub, env)).changed
+
+
+def _bad_inputs(repo, stub, env, tmp_path):
+    text_stub = tmp_path / "stub.txt"
+    text_stub.write_text("#!/bin/sh\n")
+    libpython = Path(sysconfig.get_config_var("LIBDIR")) / f"libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0"
+    xz = tmp_path / "env.tar.xz"
+    xz.write_bytes(b"\xfd7zXZ\x00\x00")
+    return {
+        "no such repo": (tmp_path / "nope", stub, env, ()),
+        "no such model": (repo, stub, env, ("ghost",)),
+        "model not python": (repo, stub, env, ("ens",)),
+        "stub not ELF": (repo, text_stub, env, ()),
+        "stub is a library": (repo, libpython, env, ()),
+        "stub missing": (repo, tmp_path / "missing_stub", env, ()),
+        "env xz": (repo, stub, xz, ()),
+        "env missing": (repo, stub, tmp_path / "missing.tar.gz", ()),
+        "env dir without activate": (repo, stub, tmp_path, ()),
+    }
+
+
+@pytest.mark.parametrize("case", ["no such repo", "no such model", "model not python", "stub not ELF",
+                                  "stub is a library", "stub missing", "env xz", "env missing",
+                                  "env dir without activate"])
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(repo, host_stub, thin_env_tarball, tmp_path, case):
+    r, stub, env, models = _bad_inputs(repo, host_stub, thin_env_tarball, tmp_path)[case]
+    with pytest.raises(BadInput):
+        api.inject(opts(r, stub, env, models=models))
+    snap = tree_snapshot(repo)
+    args = ["inject", r, "--stub", stub, "--env", env] + (["--models", ",".join(models)] if models else [])
+    p = run_cli(*args)
+    assert p.returncode == 2, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("error:")
+    assert tree_snapshot(repo) == snap
+
+
+def test_hostile_config_syntax_is_refused_cleanly(repo, host_stub, thin_env_tarball):
+    (repo / "pre" / "config.pbtxt").write_text('backend: "python"\ninput [ { name: "IN" \n')
+    snap = tree_snapshot(repo)
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--models", "pre")
+    assert p.returncode == 2 and "config.pbtxt:" in p.stderr and tree_snapshot(repo) == snap
