@@ -160,8 +160,10 @@ def inject(opts: InjectOptions) -> InjectResult:
     result, _ = plan(opts)
     if opts.dry_run:
         return result
-    staged = [(p, _stage(p)) for p in result.files]  # everything copied before anything moves
+    staged: list[tuple[Placement, Path]] = []
     try:
+        for p in result.files:  # everything copied before anything moves
+            staged.append((p, _stage(p)))
         for p, tmp in staged:
             _publish(tmp, p.dest)
     finally:
@@ -175,13 +177,17 @@ def inject(opts: InjectOptions) -> InjectResult:
 
 def _stage(p: Placement) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.dest.name}.", dir=p.dest.parent)) / p.dest.name
-    if p.link_to is not None:
-        tmp.symlink_to(p.link_to)
-    elif p.source.is_dir():
-        shutil.copytree(p.source, tmp, symlinks=True)
-    else:
-        shutil.copyfile(p.source, tmp)
-        tmp.chmod(0o755 if p.dest.name == STUB_NAME else 0o644)
+    try:
+        if p.link_to is not None:
+            tmp.symlink_to(p.link_to)
+        elif p.source.is_dir():
+            shutil.copytree(p.source, tmp, symlinks=True)
+        else:
+            shutil.copyfile(p.source, tmp)
+            tmp.chmod(0o755 if p.dest.name == STUB_NAME else 0o644)
+    except BaseException:  # disk full, Ctrl-C: leave no half-copied file behind
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+        raise
     return tmp
 
 

@@ -267,12 +267,7 @@ class _EnsembleLinter:
         ins = {i.name: i for i in cfg.input}
         outs = {o.name: o for o in cfg.output}
         pre = f"in ensemble {self.name}, "
-        for key, value in s.input_map.items():
-            if key not in ins:
-                self.add("ensemble-input-map", f"step {s.index}: {s.model_name} has no input "
-                         f"{key!r} (its inputs: {', '.join(ins) or 'none'})",
-                         f"{pre}ensemble tensor {value} is mapping to non-existing input {key} "
-                         f"in model {s.model_name}", self._swap_fix("input_map", key, value, ins))
+        self._unknown_keys(s, "input", s.input_map, ins, "is mapping to non-existing input")
         for name, io in ins.items():
             mapped = [v for k, v in s.input_map.items() if k == name]
             if not mapped and not io.optional:
@@ -283,15 +278,21 @@ class _EnsembleLinter:
             for value in mapped:
                 self.link(tensors, value, _Tensor(s.model_name, batching, io.data_type,
                                                   tuple(io.dims)))
+        self._unknown_keys(s, "output", s.output_map, outs, "is mapped from non-existing output")
         for key, value in s.output_map.items():
-            if key not in outs:
-                self.add("ensemble-output-map", f"step {s.index}: {s.model_name} has no output "
-                         f"{key!r} (its outputs: {', '.join(outs) or 'none'})",
-                         f"{pre}ensemble tensor {value} is mapped from non-existing output {key} "
-                         f"in model {s.model_name}", self._swap_fix("output_map", key, value, outs))
-                continue
-            io = outs[key]
-            self.link(tensors, value, _Tensor(s.model_name, batching, io.data_type, tuple(io.dims)))
+            if key in outs:
+                io = outs[key]
+                self.link(tensors, value, _Tensor(s.model_name, batching, io.data_type,
+                                                  tuple(io.dims)))
+
+    def _unknown_keys(self, s: Step, kind: str, mapping: dict, names: dict, verb: str) -> None:
+        """input_map / output_map keys that are not the step model's tensor names."""
+        for key, value in mapping.items():
+            if key not in names:
+                self.add(f"ensemble-{kind}-map", f"step {s.index}: {s.model_name} has no {kind} "
+                         f"{key!r} (its {kind}s: {', '.join(names) or 'none'})",
+                         f"in ensemble {self.name}, ensemble tensor {value} {verb} {key} "
+                         f"in model {s.model_name}", self._swap_fix(f"{kind}_map", key, value, names))
 
     @staticmethod
     def _swap_fix(kind: str, key: str, value: str, names: dict) -> str:
