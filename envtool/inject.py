@@ -130,7 +130,10 @@ def check_env(env: Path) -> None:
 
 def plan(opts: InjectOptions) -> tuple[InjectResult, list[Model]]:
     repo = load_repository(opts.repo)
-    require_executable(opts.stub)
+    facts = require_executable(opts.stub)
+    if not any(n.startswith("libpython3") for n in facts.needed):
+        raise BadInput(f"stub {opts.stub} links no libpython: it is not a triton_python_backend_stub",
+                       "pass the stub built for your Python (`envtool stub`)")
     env = opts.env.resolve()
     check_env(env)
     models = select_models(repo, opts.models)

@@ -104,6 +104,7 @@ def _bad_inputs(repo, stub, env, tmp_path):
         "stub not ELF": (repo, text_stub, env, ()),
         "stub is a library": (repo, libpython, env, ()),
         "stub missing": (repo, tmp_path / "missing_stub", env, ()),
+        "stub is another program": (repo, Path("/bin/ls"), env, ()),
         "env xz": (repo, stub, xz, ()),
         "env missing": (repo, stub, tmp_path / "missing.tar.gz", ()),
         "env dir without activate": (repo, stub, tmp_path, ()),
@@ -111,7 +112,7 @@ def _bad_inputs(repo, stub, env, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["no such repo", "no such model", "model not python", "stub not ELF",
-                                  "stub is a library", "stub missing", "env xz", "env missing",
+                                  "stub is a library", "stub missing", "stub is another program", "env xz", "env missing",
                                   "env dir without activate"])
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(repo, host_stub, thin_env_tarball, tmp_path, case):
     r, stub, env, models = _bad_inputs(repo, host_stub, thin_env_tarball, tmp_path)[case]
