@@ -1,0 +1,1 @@
+"""Python execution environments: interpreter discovery, prefixes, packing (issue #3)."""

@@ -1,0 +1,48 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+from envtool.env.interpreters import candidates, find_interpreter, probe
+from envtool.errors import BadInput
+
+ALL = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+HAVE = [v for v in ALL if any(src == "pyenv" for _, src in candidates(v))]
+
+
+@pytest.mark.parametrize("xy", HAVE)
+def test_finds_each_pyenv_python_with_its_shared_libpython(xy):
+    it = find_interpreter(xy)
+    assert it.xy == xy and it.shared
+    assert it.libpython.name == f"libpython{xy}.so.1.0" and it.libpython.is_file()
+
+
+def test_full_version_is_accepted():
+    if not HAVE:
+        pytest.skip("no pyenv Pythons on this machine")
+    it = find_interpreter(HAVE[0])
+    assert find_interpreter(it.version).version == it.version
+
+
+def test_given_interpreter_of_another_version_is_refused():
+    other = next(v for v in ALL if v != f"{sys.version_info.major}.{sys.version_info.minor}")
+    with pytest.raises(BadInput, match=f"not {other}"):
+        find_interpreter(other, given=Path(sys.executable))
+
+
+def test_given_non_python_is_refused():
+    with pytest.raises(BadInput, match="not a working CPython"):
+        find_interpreter("3.11", given=Path("/bin/true"))
+
+
+def test_missing_version_lists_what_was_seen_and_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))  # an empty pyenv: nothing of 3.8 anywhere
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path))
+    with pytest.raises(BadInput) as e:
+        find_interpreter("3.8")
+    assert "pyenv install 3.8" in e.value.fix and "uv python install 3.8" in e.value.fix
+
+
+def test_probe_reports_shared_build_facts():
+    it = probe(Path(sys.executable), "given")
+    assert it is not None and it.version.startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
