@@ -19,7 +19,7 @@ from pathlib import Path
 from envtool.elf import require_executable
 from envtool.errors import BadInput
 from envtool.repo.edit import FileChange, plan_config_edit, write_atomic
-from envtool.repo.lint import ENV_KEY, FORCE_CPU_KEY, GZIP_MAGIC, MODEL_DIR_VAR
+from envtool.repo.lint import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, is_gzip
 from envtool.repo.model_repo import Model, Repository, load_repository
 
 STUB_NAME = "triton_python_backend_stub"
@@ -122,9 +122,8 @@ def check_env(env: Path) -> None:
         return
     if not env.is_file():
         raise BadInput(f"env {env} does not exist", "pass the env built by `envtool pack`")
-    with env.open("rb") as f:
-        if f.read(2) != GZIP_MAGIC:
-            raise BadInput(f"env {env} is neither a gzip tarball nor an env directory",
+    if not is_gzip(env):
+        raise BadInput(f"env {env} is neither a gzip tarball nor an env directory",
                            "Triton extracts only .tar.gz: repack with `envtool pack`")
 
 

@@ -130,7 +130,7 @@ def _lint_env_path(m: Model, value: str) -> list[Finding]:
                 triton=f"Path {path}/bin/activate does not exist. The Python environment should "
                        "contain an 'activate' script.",
                 fix="pack the env with `envtool pack` (conda-pack layout)", where=where))
-    elif not _is_gzip(path):
+    elif not is_gzip(path):
         out.append(Finding("env-not-gzip", "error", m.name,
                            f"{path} is not a gzip tarball; Triton extracts only .tar.gz",
                            triton="archive_read_open_filename() failed.",
@@ -138,7 +138,7 @@ def _lint_env_path(m: Model, value: str) -> list[Finding]:
     return out
 
 
-def _is_gzip(path: Path) -> bool:
+def is_gzip(path: Path) -> bool:
     try:
         with path.open("rb") as f:
             return f.read(2) == GZIP_MAGIC
