@@ -124,10 +124,10 @@ def check_env(env: Path) -> None:
         raise BadInput(f"env {env} does not exist", "pass the env built by `envtool pack`")
     if not is_gzip(env):
         raise BadInput(f"env {env} is neither a gzip tarball nor an env directory",
-                           "Triton extracts only .tar.gz: repack with `envtool pack`")
+                       "Triton extracts only .tar.gz: repack with `envtool pack`")
 
 
-def plan(opts: InjectOptions) -> tuple[InjectResult, list[Model]]:
+def plan(opts: InjectOptions) -> InjectResult:
     repo = load_repository(opts.repo)
     facts = require_executable(opts.stub)
     if not any(n.startswith("libpython3") for n in facts.needed):
@@ -151,7 +151,7 @@ def plan(opts: InjectOptions) -> tuple[InjectResult, list[Model]]:
             if not _same(p) and not p.up_to_date():
                 result.files.append(p)
         result.configs.append(plan_config_edit(m.config_path, params, kind))
-    return result, models
+    return result
 
 
 def _same(p: Placement) -> bool:
@@ -159,7 +159,7 @@ def _same(p: Placement) -> bool:
 
 
 def inject(opts: InjectOptions) -> InjectResult:
-    result, _ = plan(opts)
+    result = plan(opts)
     if opts.dry_run:
         return result
     staged: list[tuple[Placement, Path]] = []

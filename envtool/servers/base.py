@@ -37,14 +37,14 @@ def free_port() -> int:
 
 class ProcessServer:
     kind = "process"
-    env_add: dict[str, str] = {}
-    path_add: list[str] = []
 
     def __init__(self, release: Release, repo: Path, *, log_path: Path | None = None,
                  extra_args: tuple[str, ...] = ()):
         self.release = release
         self.repo = Path(repo).resolve()  # relative repos race in Triton's chdir (KNOWLEDGE 3)
         self.extra_args = extra_args
+        self.env_add: dict[str, str] = {}  # set by subclasses: variables their binary needs
+        self.path_add: list[str] = []
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="envtool-triton-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
         self.http_port = self.grpc_port = self.metrics_port = 0
