@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from envtool import catalog
+from envtool.env.build import PackResult, PackSpec, pack
+from envtool.env.pack import DEFAULT_LEVEL
 from envtool.findings import Finding
 from envtool.inject import InjectOptions, InjectResult, inject
 from envtool.repo.lint import lint_repository
 from envtool.repo.model_repo import load_repository
 
-__all__ = ["InjectOptions", "InjectResult", "inject", "lint", "release", "releases"]
+__all__ = ["DEFAULT_LEVEL", "InjectOptions", "InjectResult", "PackResult", "PackSpec", "inject", "lint", "pack",
+           "release", "releases"]
 
 
 def lint(repo: str | Path) -> list[Finding]:

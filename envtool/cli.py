@@ -159,6 +159,60 @@ def inject(repo, stub, env, models, gpu, share, dry_run, json_out) -> None:
     return None
 
 
+# --- pack --------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--python", "python", help="No conda: a CPython X.Y with a shared libpython, found in "
+              "pyenv, uv or the system (or --interpreter).")
+@click.option("-r", "--requirements", "requirements", multiple=True, type=click.Path(path_type=Path),
+              help="requirements.txt to pip-install (with --python; repeatable).")
+@click.option("--pip", "pip", multiple=True, help="A requirement to pip-install (with --python; repeatable).")
+@click.option("--interpreter", type=click.Path(path_type=Path), help="Use this python3.X binary.")
+@click.option("--prefix", type=click.Path(path_type=Path), help="Pack an existing conda env.")
+@click.option("--env-file", type=click.Path(path_type=Path), help="Create the env from a conda environment "
+              "file first (micromamba, mamba or conda).")
+@click.option("--solver", type=click.Choice(["micromamba", "mamba", "conda"]), help="Which tool creates "
+              "--env-file envs (default: the first found, in that order).")
+@click.option("--triton", help="Release the env is for: pins numpy<2 where its stub needs it and checks "
+              "the env against it.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Default envs/custom_env.tar.gz "
+              "(envs/custom_env with --unpacked).")
+@click.option("--unpacked", is_flag=True, help="Write a directory instead of a tarball (loads much faster; "
+              "r23.07 and later).")
+@click.option("--trim/--no-trim", default=True, help="Leave out tests, static libs, include/, idlelib, "
+              "tkinter, ensurepip and __pycache__ (default) or keep everything.")
+@click.option("--level", type=int, default=api.DEFAULT_LEVEL, show_default=True, help="gzip level.")
+@click.option("--rebuild", is_flag=True, help="Ignore the cache and build again.")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def pack(python, requirements, pip, interpreter, prefix, env_file, solver, triton, output, unpacked, trim,
+         level, rebuild, json_out) -> None:
+    """Build a relocatable Python execution environment (conda-pack) and prove it starts as Triton
+    starts it."""
+    spec = api.PackSpec(python=python, requirements=tuple(requirements), pip=tuple(pip), interpreter=interpreter,
+                        prefix=prefix, env_file=env_file, solver=solver, triton=triton, trim=trim,
+                        unpacked=unpacked, level=level)
+    result = _with_progress("packing", lambda log: api.pack(spec, output, log, rebuild=rebuild))
+    if json_out:
+        return _emit_json(result.to_dict())
+    m = result.manifest
+    for w in m["warnings"]:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    saved = f", trimmed {m['trimmed']['bytes'] / 2**20:.0f} MB" if m["trimmed"] else ""
+    out.print(f"[green]✓[/] {result.output} ({m['size_bytes'] / 2**20:.1f} MB, {m['files']} files, Python "
+              f"{m['python']}, numpy {m['numpy']}{saved}{', reused' if result.reused else ''})", highlight=False)
+    out.print(f"  manifest: {result.manifest_path}", highlight=False)
+    return None
+
+
+def _with_progress(title: str, work):
+    """Run work(log) under a rich spinner on stderr; each step is also printed as a line."""
+    with err.status(title) as status:
+        def log(msg: str) -> None:
+            status.update(msg)
+            err.print(f"  {msg}", highlight=False, style="dim")
+        return work(log)
+
+
 # --- commands whose issues are not done yet ----------------------------------------------------
 
 def _pending(name: str, issue: int, help_text: str) -> None:
@@ -171,7 +225,6 @@ def _pending(name: str, issue: int, help_text: str) -> None:
 
 _pending("build", 5, "Stub + env + inject + verify in one command.")
 _pending("stub", 4, "Produce triton_python_backend_stub for a release and Python.")
-_pending("pack", 3, "Build a relocatable Python execution environment.")
 _pending("verify", 5, "Serve a repository with a real Triton and run inferences.")
 _pending("serve", 5, "Run a Triton server on a repository in the foreground.")
 _pending("doctor", 8, "Find version mismatches and explain a failing server's log.")

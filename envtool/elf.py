@@ -31,7 +31,7 @@ class ElfFacts:
         return None
 
 
-def _vkey(v: str) -> tuple[int, ...]:
+def version_key(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split(".") if x.isdigit())
 
 
@@ -62,7 +62,7 @@ def _facts(f) -> ElfFacts:
                     prefix, _, ver = aux.name.partition("_")
                     if ver and ver[0].isdigit():
                         cur = facts.versions.get(prefix)
-                        if cur is None or _vkey(ver) > _vkey(cur):
+                        if cur is None or version_key(ver) > version_key(cur):
                             facts.versions[prefix] = ver
     return facts
 

@@ -19,7 +19,7 @@ _PROBE = (
     "import json, sys, sysconfig; v = sysconfig.get_config_var; print(json.dumps({"
     "'version': '%d.%d.%d' % sys.version_info[:3], 'implementation': sys.implementation.name, "
     "'prefix': sys.base_prefix, 'libdir': v('LIBDIR'), 'soname': v('INSTSONAME'), "
-    "'shared': bool(v('Py_ENABLE_SHARED'))}))"
+    "'stdlib': sysconfig.get_path('stdlib'), 'shared': bool(v('Py_ENABLE_SHARED'))}))"
 )
 
 
@@ -32,6 +32,7 @@ class Interpreter:
     soname: str  # "libpython3.9.so.1.0"
     shared: bool
     source: str  # pyenv | uv | system | given
+    stdlib: Path = Path()  # lib/python3.X of the install (Debian: /usr/lib/python3.X)
 
     @property
     def xy(self) -> str:
@@ -57,7 +58,8 @@ def probe(executable: Path, source: str) -> Interpreter | None:
     if facts.get("implementation") != "cpython":
         return None
     return Interpreter(Path(executable), facts["version"], Path(facts["prefix"]),
-                       Path(facts["libdir"] or ""), facts["soname"] or "", facts["shared"], source)
+                       Path(facts["libdir"] or ""), facts["soname"] or "", facts["shared"], source,
+                       Path(facts["stdlib"]))
 
 
 def _pyenv_root() -> Path:

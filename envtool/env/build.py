@@ -1,0 +1,324 @@
+"""`envtool pack`: inputs -> prefix -> conda-pack -> validation -> cache -> output + manifest.
+
+Identical inputs (content hash) reuse the cached result; the cache entry is built in a temp folder
+and renamed into place under a file lock (cache.publish_dir), so concurrent runs are safe and an
+interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version as dist_version
+from pathlib import Path
+
+from filelock import FileLock
+from packaging.requirements import InvalidRequirement, Requirement
+
+from envtool import catalog
+from envtool.cache import cache_root, publish_dir
+from envtool.env import conda
+from envtool.env import prefix as prefixes
+from envtool.env.interpreters import Interpreter, find_interpreter
+from envtool.env.pack import DEFAULT_LEVEL, load_env, pack_env
+from envtool.env.validate import check_members, extract, validate
+from envtool.errors import BadInput, CheckFailed
+
+ENV_NAME = "custom_env"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """One of: python (+ requirements/pip/interpreter), prefix, env_file."""
+
+    python: str | None = None
+    requirements: tuple[Path, ...] = ()
+    pip: tuple[str, ...] = ()
+    interpreter: Path | None = None
+    prefix: Path | None = None
+    env_file: Path | None = None
+    solver: str | None = None
+    triton: str | None = None
+    trim: bool = True
+    unpacked: bool = False
+    level: int = DEFAULT_LEVEL
+
+    @property
+    def kind(self) -> str:
+        return "prefix" if self.prefix else "env_file" if self.env_file else "python"
+
+
+@dataclass
+class PackResult:
+    output: Path
+    manifest_path: Path
+    manifest: dict
+    reused: bool
+
+    def to_dict(self) -> dict:
+        return {"output": str(self.output), "manifest_path": str(self.manifest_path), "reused": self.reused,
+                **self.manifest}
+
+
+@dataclass
+class _Plan:
+    spec: PackSpec
+    release: catalog.Release | None
+    interpreter: Interpreter | None
+    pip_args: list[str]
+    dists: list[str]  # distributions whose top-level import must work
+    inputs: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.inputs, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def default_output(unpacked: bool) -> Path:
+    return Path("envs") / (ENV_NAME if unpacked else ENV_NAME + ".tar.gz")
+
+
+def manifest_path_for(output: Path) -> Path:
+    stem = output.name[:-len(".tar.gz")] if output.name.endswith(".tar.gz") else output.name
+    return output.with_name(stem + ".manifest.json")
+
+
+def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuild: bool = False) -> PackResult:
+    output = Path(output or default_output(spec.unpacked)).absolute()
+    _check_spec(spec, output)
+    plan = _plan(spec, log)
+    entry = cache_root() / "envs" / plan.key
+    built = []
+    try:
+        if rebuild:
+            with FileLock(str(entry) + ".lock"):
+                shutil.rmtree(entry, ignore_errors=True)
+        if entry.exists():
+            log(f"reusing {entry} (same inputs)")
+        publish_dir(entry, lambda tmp: built.append(_build(plan, tmp, log)))
+        artifact = entry / _artifact_name(spec.unpacked)
+        manifest = json.loads((entry / "manifest.json").read_text())
+        _publish_copy(artifact, output)
+        mpath = manifest_path_for(output)
+        _publish_copy(entry / "manifest.json", mpath)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise BadInput(f"disk full while packing ({e.filename or cache_root()})",
+                           "free space there, or point ENVTOOL_CACHE_DIR / --output at a bigger disk") from None
+        raise
+    return PackResult(output, mpath, manifest, reused=not built)
+
+
+def _artifact_name(unpacked: bool) -> str:
+    return ENV_NAME if unpacked else ENV_NAME + ".tar.gz"
+
+
+def _check_spec(spec: PackSpec, output: Path) -> None:
+    conda_inputs = [n for n, v in (("--prefix", spec.prefix), ("--env-file", spec.env_file)) if v]
+    if len(conda_inputs) > 1 or not (conda_inputs or spec.python):
+        raise BadInput(f"give exactly one input, not {' and '.join(conda_inputs) or 'none'}",
+                       "--python 3.X [-r requirements.txt], --prefix CONDA_ENV, or --env-file env.yml")
+    if spec.kind != "python" and (spec.requirements or spec.pip or spec.interpreter):
+        raise BadInput("-r/--pip/--interpreter go with --python only",
+                       f"add the packages to the conda env ({spec.kind.replace('_', '-')}) instead")
+    for p in (*spec.requirements, spec.env_file):
+        if p is not None and not p.is_file():
+            raise BadInput(f"{p} does not exist", "check the path", where=str(p))
+    if spec.prefix is not None and not spec.prefix.is_dir():
+        raise BadInput(f"--prefix {spec.prefix} is not a directory", "pass the path of a conda env")
+    if not spec.unpacked and not output.name.endswith(".tar.gz"):
+        raise BadInput(f"--output {output.name} must end in .tar.gz",
+                       "Triton extracts only .tar.gz envs; use --unpacked for a directory")
+    release = catalog.normalize_release(spec.triton) if spec.triton else None
+    if spec.unpacked and release is not None and not release.dir_env:
+        raise BadInput(f"r{release.release} cannot use a directory as EXECUTION_ENV_PATH (first in r23.07)",
+                       "drop --unpacked for this release")
+    if not 0 <= spec.level <= 9:
+        raise BadInput(f"--level {spec.level} is not a gzip level", "use 0-9")
+
+
+def _plan(spec: PackSpec, log) -> _Plan:
+    release = catalog.normalize_release(spec.triton) if spec.triton else None
+    common = {"kind": spec.kind, "trim": spec.trim, "unpacked": spec.unpacked, "level": spec.level,
+              "release": release.release if release else None, "envtool": dist_version("envtool"),
+              "conda_pack": dist_version("conda-pack"), "manifest": MANIFEST_VERSION}
+    if spec.kind == "python":
+        it = find_interpreter(spec.python, spec.interpreter)
+        log(f"Python {it.version} ({it.source}: {it.executable})")
+        dists = _requirement_names(spec)
+        pip_args = [a for r in spec.requirements for a in ("-r", str(r.absolute()))] + list(spec.pip)
+        pin = release is not None and not release.numpy2
+        if pin:
+            pip_args.append("numpy<2")
+        elif "numpy" not in dists:
+            pip_args.append("numpy")  # the stub imports it (failure mode 11)
+        lib = it.libpython.stat()
+        inputs = {**common, "python": it.version, "interpreter": str(it.executable.resolve()),
+                  "libpython": [lib.st_size, lib.st_mtime_ns], "pip": pip_args,
+                  "requirements": {str(r): _sha256(r) for r in spec.requirements}}
+        return _Plan(spec, release, it, pip_args, dists, inputs)
+    if spec.kind == "env_file":
+        inputs = {**common, "env_file": _sha256(spec.env_file), "solver": spec.solver}
+        return _Plan(spec, release, None, [], [], inputs)
+    inputs = {**common, "prefix": str(spec.prefix.resolve()), "state": _prefix_state(spec.prefix)}
+    return _Plan(spec, release, None, [], [], inputs)
+
+
+def _requirement_names(spec: PackSpec) -> list[str]:
+    lines = [ln for r in spec.requirements for ln in r.read_text().splitlines()] + list(spec.pip)
+    names = []
+    for line in lines:
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        try:
+            names.append(Requirement(line).name)
+        except InvalidRequirement:
+            continue  # a path or URL: pip knows; its import name cannot be guessed here
+    return sorted(set(names))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _prefix_state(prefix: Path) -> list:
+    """What changes when packages are added or removed: conda records and installed distributions."""
+    meta = sorted((p.name, p.stat().st_mtime_ns) for p in (prefix / "conda-meta").glob("*") if p.is_file()) \
+        if (prefix / "conda-meta").is_dir() else []
+    dists = sorted(p.name for p in prefix.glob("lib/python3*/site-packages/*.dist-info"))
+    return [meta, dists]
+
+
+def _detect_xy(prefix: Path) -> str:
+    found = sorted(p.parent.name[len("python"):] for p in prefix.glob("lib/python3.*/os.py"))
+    if len(found) != 1:
+        raise BadInput(f"{prefix}: cannot tell its Python (lib/python3.X/os.py found: {found or 'none'})",
+                       "pass a conda env with exactly one Python installed")
+    return found[0]
+
+
+def _build(plan: _Plan, tmp: Path, log) -> None:
+    spec = plan.spec
+    if spec.kind == "prefix":
+        prefix = spec.prefix.resolve()
+    else:
+        prefix = tmp / "prefix"
+        if spec.kind == "python":
+            _build_python_prefix(plan, prefix, log)
+        else:
+            conda.create_from_file(spec.env_file.absolute(), prefix, spec.solver, log)
+    xy = plan.interpreter.xy if plan.interpreter else _detect_xy(prefix)
+    if spec.python and catalog.normalize_python(spec.python) != xy:
+        raise BadInput(f"{prefix} has Python {xy}, not {spec.python}", f"ask for --python {xy}")
+    log("packing with conda-pack" + (" (trimmed)" if spec.trim else ""))
+    t0 = time.monotonic()
+    stats = pack_env(load_env(prefix, spec.trim), tmp / _artifact_name(spec.unpacked), spec.unpacked, spec.level)
+    pack_s = time.monotonic() - t0
+    if prefix != spec.prefix and prefix.is_relative_to(tmp):
+        shutil.rmtree(prefix)  # free the disk before extracting the check copy
+    log("validating: extract, source bin/activate, import under env -i")
+    if spec.unpacked:
+        root = stats.output
+    else:
+        check_members(stats.output)
+        root = extract(stats.output, tmp / "check")
+    facts = validate(root, xy, plan.dists, plan.release)
+    if facts.problems:
+        raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
+                          _fix_for(facts.problems))
+    manifest = _manifest(plan, stats, facts, root, pack_s)
+    if not spec.unpacked:
+        shutil.rmtree(root)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _build_python_prefix(plan: _Plan, prefix: Path, log) -> None:
+    try:
+        prefixes.build_prefix(plan.interpreter, prefix, plan.pip_args, log, cwd=Path.cwd())
+    except BadInput as e:
+        if "numpy<2" in plan.pip_args and "numpy" in e.message:
+            rel = plan.release.release
+            raise BadInput(e.message, f"r{rel}'s stub needs numpy<2, which may have no wheel for Python "
+                           f"{plan.interpreter.xy}: use an older --python, or a release with numpy 2 support "
+                           "(see `envtool releases`)") from None
+        raise
+
+
+def _fix_for(problems: list[str]) -> str:
+    text = " ".join(problems)
+    if "numpy" in text and "needs numpy<2" in text:
+        return "pin numpy<2 in the env (or use --python with --triton, which pins it)"
+    if "editable" in text:
+        return "reinstall those packages without -e"
+    if "not installed" in text:
+        return "add the missing packages to the env"
+    return "see the checks above; `envtool pack --no-trim` if a trimmed file is needed"
+
+
+def _manifest(plan: _Plan, stats, facts, root: Path, pack_s: float) -> dict:
+    art = stats.output
+    files = [p for p in root.rglob("*") if p.is_file() or p.is_symlink()]
+    return {
+        "envtool_manifest": MANIFEST_VERSION,
+        "python": facts.python,
+        "platform": f"{sys.platform}-{platform.machine()}",
+        "glibc_required": facts.glibc_required,
+        "warnings": facts.warnings,
+        "numpy": facts.numpy,
+        "format": "directory" if plan.spec.unpacked else "tar.gz",
+        "size_bytes": art.stat().st_size if art.is_file() else sum(p.lstat().st_size for p in files),
+        "unpacked_bytes": sum(p.lstat().st_size for p in files),
+        "files": len(files),
+        "sha256": _sha256(art) if art.is_file() else _tree_sha256(root, files),
+        "trimmed": {"files": stats.trimmed_files, "bytes": stats.trimmed_bytes} if plan.spec.trim else None,
+        "pack_seconds": round(pack_s, 2),
+        "packages": dict(sorted(facts.packages.items(), key=lambda kv: kv[0].lower())),
+        "builder": {"envtool": plan.inputs["envtool"], "conda_pack": plan.inputs["conda_pack"],
+                    "host_python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                       time.gmtime())},
+        "inputs": {k: v for k, v in plan.inputs.items() if k not in ("envtool", "conda_pack", "manifest")},
+        "key": plan.key,
+    }
+
+
+def _tree_sha256(root: Path, files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(files):
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        h.update(os.readlink(p).encode() if p.is_symlink() else _sha256(p).encode())
+    return h.hexdigest()
+
+
+def _publish_copy(src: Path, dest: Path) -> None:
+    """Copy src to dest atomically: a temp beside dest, renamed over it; an old dir is swapped out."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+    try:
+        if src.is_dir():
+            shutil.copytree(src, tmp, symlinks=True)
+            if dest.exists():
+                dest.rename(old)
+            tmp.rename(dest)
+        else:
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dest)
+    finally:
+        for p in (tmp, old):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()

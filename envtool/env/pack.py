@@ -1,0 +1,110 @@
+"""Pack a prefix with conda-pack's library API: gzip tarball (the only compression Triton's
+libarchive call accepts) or an unpacked directory, trimmed of what Triton never uses.
+
+conda-pack reads the prefix; it never changes it, so a user's own conda env (`--prefix`) is safe.
+Trimming is done with conda-pack's exclude filters for the same reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+import conda_pack
+
+from envtool.errors import BadInput
+
+# What Triton never loads. Patterns are conda-pack's: fnmatch on the path inside the prefix,
+# where `*` also matches `/`.
+TRIM = (
+    "lib/python3.*/test/*",                  # CPython's own test suite (~half the stdlib)
+    "lib/python3.*/site-packages/*/tests/*",  # packages' test folders (pandas, numpy, sklearn)
+    "lib/python3.*/idlelib/*", "lib/python3.*/tkinter/*", "lib/python3.*/turtledemo/*",
+    "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/ensurepip/*",
+    "lib/python3.*/config-3.*/*.a", "lib/libpython*.a",  # static libpython: only for embedding builds
+    "include/*", "share/man/*", "share/doc/*",
+    "*/__pycache__/*",
+)
+
+# Measured with benchmarks/pack.py (README "Packing"): level 1 with threads is within a few percent
+# of level 4's size at a fraction of the time; level 9 costs ~7x for -5%.
+DEFAULT_LEVEL = 1
+
+
+@dataclass
+class PackStats:
+    output: Path
+    files: int
+    trimmed_files: int
+    trimmed_bytes: int
+    source_bytes: int  # bytes of the files packed, before compression
+
+
+def load_env(prefix: Path, trim: bool) -> conda_pack.CondaEnv:
+    if not (prefix / "conda-meta").is_dir():
+        raise BadInput(f"{prefix} is not a conda environment (no conda-meta/)",
+                       "pass the prefix of a conda env, or build one with --python or --env-file")
+    try:
+        env = conda_pack.CondaEnv.from_prefix(str(prefix), on_missing_cache="ignore")
+    except conda_pack.CondaPackException as e:
+        raise BadInput(f"{prefix}: conda-pack refused it: {_first_line(e)}", _conda_pack_fix(str(e))) from None
+    if trim:
+        for pattern in TRIM:
+            env = env.exclude(pattern)
+    return env
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _conda_pack_fix(text: str) -> str:
+    if "editable" in text:
+        return "reinstall those packages without -e (Triton extracts the env elsewhere)"
+    if "deleted/overwritten" in text:
+        return "pip overwrote conda's files: reinstall them with conda, or build with --python instead"
+    return "see conda-pack's message"
+
+
+def pack_env(env: conda_pack.CondaEnv, output: Path, unpacked: bool, level: int = DEFAULT_LEVEL,
+             threads: int = -1) -> PackStats:
+    """Write output (a .tar.gz file, or a directory when unpacked); mode 0644 so the server's user
+    can read it (conda-pack writes 0600)."""
+    with _temp_inside(output.parent):
+        try:
+            env.pack(output=str(output), format="no-archive" if unpacked else "tar.gz",
+                     compress_level=level, n_threads=threads, force=False)
+        except conda_pack.CondaPackException as e:
+            raise BadInput(f"conda-pack failed: {_first_line(e)}", _conda_pack_fix(str(e))) from None
+    if not unpacked:
+        output.chmod(0o644)
+    excluded = env._excluded_files
+    return PackStats(output, len(env.files), len(excluded), sum(_size(f.source) for f in excluded),
+                     sum(_size(f.source) for f in env.files))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
+@contextlib.contextmanager
+def _temp_inside(folder: Path):
+    """conda-pack stages the archive with tempfile.mkstemp() and removes it on Exception only, so
+    Ctrl-C would leave it in /tmp. Point tempfile at our build folder, which is always cleaned up."""
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
+
+
+def trimmed(path: str) -> bool:
+    return any(fnmatch(path, p) for p in TRIM)

