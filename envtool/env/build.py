@@ -28,6 +28,7 @@ from envtool.env import conda
 from envtool.env import prefix as prefixes
 from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.pack import DEFAULT_LEVEL, load_env, pack_env
+from envtool.env.prefix import disk_full
 from envtool.env.validate import check_members, extract, validate
 from envtool.errors import BadInput, CheckFailed
 
@@ -109,10 +110,9 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
         _publish_copy(artifact, output)
         mpath = manifest_path_for(output)
         _publish_copy(entry / "manifest.json", mpath)
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise BadInput(f"disk full while packing ({e.filename or cache_root()})",
-                           "free space there, or point ENVTOOL_CACHE_DIR / --output at a bigger disk") from None
+    except OSError as e:  # shutil.Error (copytree) is an OSError without errno: look at its text too
+        if e.errno == errno.ENOSPC or "No space left on device" in str(e):
+            raise disk_full(e.filename or cache_root()) from None
         raise
     return PackResult(output, mpath, manifest, reused=not built)
 
@@ -156,8 +156,8 @@ def _plan(spec: PackSpec, log) -> _Plan:
         dists = _requirement_names(spec)
         pip_args = [a for r in spec.requirements for a in ("-r", str(r.absolute()))] + list(spec.pip)
         pin = release is not None and not release.numpy2
-        if pin:
-            pip_args.append("numpy<2")
+        if pin:  # binary only: a numpy<2 source build for a too-new Python runs for minutes, then fails
+            pip_args += ["numpy<2", "--only-binary", "numpy"]
         elif "numpy" not in dists:
             pip_args.append("numpy")  # the stub imports it (failure mode 11)
         lib = it.libpython.stat()

@@ -11,7 +11,6 @@ import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 
 import conda_pack
@@ -25,7 +24,7 @@ TRIM = (
     "lib/python3.*/site-packages/*/tests/*",  # packages' test folders (pandas, numpy, sklearn)
     "lib/python3.*/idlelib/*", "lib/python3.*/tkinter/*", "lib/python3.*/turtledemo/*",
     "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/ensurepip/*",
-    "lib/python3.*/config-3.*/*.a", "lib/libpython*.a",  # static libpython: only for embedding builds
+    "*.a",  # static libraries (libpython, numpy's npymath): only for building, never loaded
     "include/*", "share/man/*", "share/doc/*",
     "*/__pycache__/*",
 )
@@ -59,7 +58,10 @@ def load_env(prefix: Path, trim: bool) -> conda_pack.CondaEnv:
 
 
 def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    """conda-pack's multi-line message as one line: its first paragraph and the first items it lists."""
+    paragraphs = [" ".join(p.split()) for p in str(e).strip().split("\n\n") if p.strip()]
+    text = " ".join(paragraphs[:2]) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _conda_pack_fix(text: str) -> str:
@@ -104,7 +106,3 @@ def _temp_inside(folder: Path):
         yield
     finally:
         tempfile.tempdir = saved
-
-
-def trimmed(path: str) -> bool:
-    return any(fnmatch(path, p) for p in TRIM)

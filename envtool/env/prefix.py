@@ -124,9 +124,16 @@ def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | No
     out = subprocess.run(cmd, capture_output=True, text=True, env=isolated_env(), cwd=cwd)
     if out.returncode != 0:
         text = out.stderr + out.stdout
+        if "No space left on device" in text:
+            raise disk_full(prefix)
         pkg = _failed_requirement(text)
         raise BadInput(f"pip install failed{f' for {pkg}' if pkg else ''}: {_tail(out.stderr or out.stdout, 3)}",
                        "fix or pin that requirement (see pip's message), then run again")
+
+
+def disk_full(where) -> BadInput:
+    return BadInput(f"disk full while packing ({where})",
+                    "free space there, or point ENVTOOL_CACHE_DIR / --output at a bigger disk")
 
 
 def _failed_requirement(text: str) -> str | None:
