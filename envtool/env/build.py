@@ -212,12 +212,13 @@ def _detect_xy(prefix: Path) -> str:
 
 def _build(plan: _Plan, tmp: Path, log) -> None:
     spec = plan.spec
+    skipped = (0, 0)  # trimmed before packing: never copied into the prefix
     if spec.kind == "prefix":
         prefix = spec.prefix.resolve()
     else:
         prefix = tmp / "prefix"
         if spec.kind == "python":
-            _build_python_prefix(plan, prefix, log)
+            skipped = _build_python_prefix(plan, prefix, log)
         else:
             conda.create_from_file(spec.env_file.absolute(), prefix, spec.solver, log)
     xy = plan.interpreter.xy if plan.interpreter else _detect_xy(prefix)
@@ -227,6 +228,8 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     t0 = time.monotonic()
     stats = pack_env(load_env(prefix, spec.trim), tmp / _artifact_name(spec.unpacked), spec.unpacked, spec.level)
     pack_s = time.monotonic() - t0
+    stats.trimmed_files += skipped[0]
+    stats.trimmed_bytes += skipped[1]
     if prefix != spec.prefix and prefix.is_relative_to(tmp):
         shutil.rmtree(prefix)  # free the disk before extracting the check copy
     log("validating: extract, source bin/activate, import under env -i")
@@ -245,9 +248,10 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _build_python_prefix(plan: _Plan, prefix: Path, log) -> None:
+def _build_python_prefix(plan: _Plan, prefix: Path, log) -> tuple[int, int]:
     try:
-        prefixes.build_prefix(plan.interpreter, prefix, plan.pip_args, log, cwd=Path.cwd())
+        return prefixes.build_prefix(plan.interpreter, prefix, plan.pip_args, log, cwd=Path.cwd(),
+                              trim=plan.spec.trim)
     except BadInput as e:
         if "numpy<2" in plan.pip_args and "numpy" in e.message:
             rel = plan.release.release

@@ -36,8 +36,16 @@ def isolated_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def copy_interpreter(it: Interpreter, prefix: Path) -> None:
-    """bin/python3.X (+ python3, python links), lib/libpython, the stdlib without site-packages."""
+# Never copied: the host's own installs. With trim, also what packing would drop anyway (saves
+# seconds on a cold disk: the test suite alone is ~half the stdlib). ensurepip stays: its pip wheel
+# installs the requirements.
+_NEVER = {"site-packages", "dist-packages"}
+_TRIMMED_TOP = {"test", "idlelib", "tkinter", "turtledemo"}
+
+
+def copy_interpreter(it: Interpreter, prefix: Path, trim: bool = True) -> tuple[int, int]:
+    """bin/python3.X (+ python3, python links), lib/libpython, the stdlib without site-packages.
+    Returns (files, bytes) left out by trim, for the manifest's "size saved"."""
     xy = it.xy
     (prefix / "bin").mkdir(parents=True)
     (prefix / "lib").mkdir()
@@ -46,14 +54,32 @@ def copy_interpreter(it: Interpreter, prefix: Path) -> None:
         (prefix / "bin" / alias).symlink_to(f"python{xy}")
     shutil.copy2(it.libpython.resolve(), prefix / "lib" / it.soname)
     stdlib = prefix / "lib" / f"python{xy}"
-    # site-packages (and Debian's dist-packages) hold the host's own installs: never carry them.
-    shutil.copytree(it.stdlib, stdlib, symlinks=True,
-                    ignore=lambda d, names: [n for n in names if n in ("site-packages", "dist-packages")]
-                    if Path(d) == it.stdlib else [])
+
+    skipped = [0, 0]
+
+    def skip(d: str, names: list[str]) -> list[str]:
+        top = _NEVER | (_TRIMMED_TOP if trim else set()) if Path(d) == it.stdlib else set()
+        out = [n for n in names if n in top or (trim and (n == "__pycache__" or n.endswith(".a")))]
+        for n in out:
+            if n not in _NEVER:
+                files, size = _du(Path(d, n))
+                skipped[0] += files
+                skipped[1] += size
+        return out
+
+    shutil.copytree(it.stdlib, stdlib, symlinks=True, ignore=skip)
     (stdlib / "site-packages").mkdir()
     if not (stdlib / "lib-dynload").is_dir():
         raise BadInput(f"{it.executable}: no lib-dynload next to its stdlib {it.stdlib}",
                        "use a CPython installed by pyenv, uv or python.org's build (not a split distro layout)")
+    return skipped[0], skipped[1]
+
+
+def _du(path: Path) -> tuple[int, int]:
+    if not path.is_dir() or path.is_symlink():
+        return 1, path.lstat().st_size
+    files = [p for p in path.rglob("*") if not p.is_dir() or p.is_symlink()]
+    return len(files), sum(p.lstat().st_size for p in files)
 
 
 def patchelf() -> str:
@@ -102,23 +128,25 @@ def elf_files(prefix: Path):
                     continue
 
 
-def ensure_pip(prefix: Path, xy: str, log: Log) -> None:
+def pip_command(prefix: Path, xy: str) -> list[str]:
+    """The copy's own interpreter running the pip wheel that CPython bundles for ensurepip: no pip
+    is installed into the env (Triton never needs it) and no ~3 s ensurepip run."""
     py = str(prefix / "bin" / f"python{xy}")
+    wheels = sorted((prefix / "lib" / f"python{xy}" / "ensurepip" / "_bundled").glob("pip-*.whl"))
+    if wheels:
+        return [py, f"{wheels[-1]}/pip"]
     if subprocess.run([py, "-m", "pip", "--version"], capture_output=True, env=isolated_env()).returncode == 0:
-        return
-    log("bootstrapping pip (ensurepip)")
-    out = subprocess.run([py, "-m", "ensurepip", "--default-pip"], capture_output=True, text=True,
-                         env=isolated_env())
-    if out.returncode != 0:
-        raise BadInput(f"{py}: ensurepip failed: {_tail(out.stderr or out.stdout, 2)}",
-                       "use a Python that ships ensurepip (pyenv, uv); Debian's needs python3-venv")
+        return [py, "-m", "pip"]
+    raise BadInput(f"{py}: no pip and no ensurepip wheel in its stdlib",
+                   "use a Python that ships ensurepip (pyenv, uv); Debian's needs python3-venv")
 
 
 def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | None = None) -> None:
-    """pip install with the prefix's own pip; a failure names the package and pip's last lines."""
+    """pip install with the prefix's own interpreter; a failure names the package and pip's last lines."""
     if not args:
         return
-    cmd = [str(prefix / "bin" / f"python{xy}"), "-m", "pip", "install", "--no-warn-script-location",
+    # --no-compile: __pycache__ is trimmed at pack time anyway
+    cmd = [*pip_command(prefix, xy), "install", "--no-warn-script-location", "--no-compile",
            "--progress-bar", "off", *args]
     log("pip install " + " ".join(args))
     out = subprocess.run(cmd, capture_output=True, text=True, env=isolated_env(), cwd=cwd)
@@ -164,11 +192,13 @@ def write_history(prefix: Path, note: str) -> None:
     (meta / "history").write_text(f"# built by envtool (no conda): {note}\n")
 
 
-def build_prefix(it: Interpreter, prefix: Path, pip_args: list[str], log: Log, cwd: Path | None = None) -> None:
+def build_prefix(it: Interpreter, prefix: Path, pip_args: list[str], log: Log, cwd: Path | None = None,
+                 trim: bool = True) -> tuple[int, int]:
+    """Returns (files, bytes) that trim left out of the copy."""
     log(f"copying Python {it.version} from {it.prefix}")
-    copy_interpreter(it, prefix)
+    skipped = copy_interpreter(it, prefix, trim)
     n = relocate_runpaths(prefix, {it.prefix: prefix, it.libdir: prefix / "lib"})
     log(f"made {n} binaries relocatable ($ORIGIN RUNPATH)")
-    ensure_pip(prefix, it.xy, log)
     pip_install(prefix, it.xy, pip_args, log, cwd)
     write_history(prefix, f"python {it.version} from {it.executable}; pip {' '.join(pip_args)}")
+    return skipped
