@@ -11,9 +11,11 @@ from envtool.findings import Finding
 from envtool.inject import InjectOptions, InjectResult, inject
 from envtool.repo.lint import lint_repository
 from envtool.repo.model_repo import load_repository
+from envtool.stub.produce import produce as stub
+from envtool.stub.store import StubArtifact
 
 __all__ = ["DEFAULT_LEVEL", "InjectOptions", "InjectResult", "PackResult", "PackSpec", "inject", "lint", "pack",
-           "release", "releases"]
+           "release", "releases", "stub", "StubArtifact"]
 
 
 def lint(repo: str | Path) -> list[Finding]:

@@ -213,6 +213,33 @@ def _with_progress(title: str, work):
         return work(log)
 
 
+# --- stub --------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--triton", "release", required=True, help="Release: r24.10, 24.10 or 2.51.0.")
+@click.option("--python", "python", required=True, help="Python X.Y the stub embeds (the env's Python).")
+@click.option("--gpu", is_flag=True, help="A stub with GPU support (prebuilt stubs always have it).")
+@click.option("--builder", type=click.Choice(["auto", "prebuilt", "local"]), default="auto", show_default=True,
+              help="auto: the store, then NVIDIA's prebuilt stub, then a local CMake build.")
+@click.option("--cache", "root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
+@click.option("--sources", type=click.Path(path_type=Path), help="Local python_backend sources (--builder local).")
+@click.option("--rebuild", is_flag=True, help="Ignore the store.")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def stub(release, python, gpu, builder, root, sources, rebuild, json_out) -> None:
+    """Produce triton_python_backend_stub for a release and Python, checked against the release."""
+    art = _with_progress("stub", lambda log: api.stub(release, python, gpu=gpu, builder=builder, root=root,
+                                                      sources=sources, rebuild=rebuild, log=log))
+    if json_out:
+        return _emit_json(art.to_dict())
+    m = art.manifest
+    libs = f" + {', '.join(m['libs'])}" if m.get("libs") else ""
+    out.print(f"[green]✓[/] {art.path}{libs}", highlight=False)
+    out.print(f"  r{m['release']}, Python {m['python']}, {m['builder']}; links {m['needed_libpython']}; needs "
+              f"GLIBC {m['requires'].get('GLIBC')}, GLIBCXX {m['requires'].get('GLIBCXX')}", highlight=False)
+    out.print(f"  chosen: {m['chosen']}", highlight=False)
+    return None
+
+
 # --- commands whose issues are not done yet ----------------------------------------------------
 
 def _pending(name: str, issue: int, help_text: str) -> None:
@@ -224,7 +251,6 @@ def _pending(name: str, issue: int, help_text: str) -> None:
 
 
 _pending("build", 5, "Stub + env + inject + verify in one command.")
-_pending("stub", 4, "Produce triton_python_backend_stub for a release and Python.")
 _pending("verify", 5, "Serve a repository with a real Triton and run inferences.")
 _pending("serve", 5, "Run a Triton server on a repository in the foreground.")
 _pending("doctor", 8, "Find version mismatches and explain a failing server's log.")

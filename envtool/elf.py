@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
 from envtool.errors import BadInput
+
+LIBPYTHON = re.compile(r"^libpython3(?:-[0-9a-f]+)?\.(\d+)[dm]*\.so")
 
 
 @dataclass
@@ -24,10 +27,11 @@ class ElfFacts:
 
     @property
     def libpython(self) -> str | None:
-        """'3.10' for a binary that NEEDS libpython3.10.so.1.0."""
+        """'3.10' for a binary that NEEDS libpython3.10.so.1.0 (or auditwheel's libpython3-<hash>.8.so.1.0)."""
         for n in self.needed:
-            if n.startswith("libpython3"):
-                return n[len("libpython"):].split(".so")[0].rstrip("dm")
+            m = LIBPYTHON.match(n)
+            if m:
+                return f"3.{m.group(1)}"
         return None
 
 

@@ -147,11 +147,22 @@ def plan(opts: InjectOptions) -> InjectResult:
             env_place = Placement(dest, source=env)
         else:
             env_place = Placement(dest, link_to=os.path.relpath(home, m.path))
-        for p in (Placement(m.path / STUB_NAME, source=opts.stub.resolve()), env_place):
+        stub_files = [Placement(m.path / STUB_NAME, source=opts.stub.resolve())]
+        stub_files += [Placement(m.path / lib.name, source=lib) for lib in stub_libraries(opts.stub, facts)]
+        for p in (*stub_files, env_place):
             if not _same(p) and not p.up_to_date():
                 result.files.append(p)
         result.configs.append(plan_config_edit(m.config_path, params, kind))
     return result
+
+
+def stub_libraries(stub: Path, facts) -> list[Path]:
+    """Libraries a self-contained stub (`envtool stub`: RUNPATH $ORIGIN) keeps beside itself; they
+    travel with it into each model folder."""
+    if "$ORIGIN" not in facts.runpath:
+        return []
+    here = stub.resolve().parent
+    return [here / n for n in facts.needed if (here / n).is_file()]
 
 
 def _same(p: Placement) -> bool:

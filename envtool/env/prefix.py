@@ -103,7 +103,7 @@ def relocate_runpaths(prefix: Path, moves: dict[Path, Path]) -> int:
             continue
         new = [_rebase(e, roots, path) for e in rp]
         if new != rp:
-            _run([patchelf(), "--set-rpath", ":".join(dict.fromkeys(new)), str(path)], "patchelf")
+            run_tool([patchelf(), "--set-rpath", ":".join(dict.fromkeys(new)), str(path)], "patchelf")
             changed += 1
     return changed
 
@@ -179,7 +179,7 @@ def _tail(text: str, n: int) -> str:
     return " | ".join(lines[-n:]) if lines else "(no output)"
 
 
-def _run(cmd: list[str], what: str) -> None:
+def run_tool(cmd: list[str], what: str) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise BadInput(f"{what} failed: {_tail(out.stderr or out.stdout, 2)}", f"run by hand: {' '.join(cmd)}")

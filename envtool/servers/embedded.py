@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 import zipfile
@@ -19,28 +18,9 @@ from envtool.cache import cache_root, publish_dir
 from envtool.catalog import Release
 from envtool.errors import BadInput
 from envtool.servers.base import ProcessServer
+from envtool.wheels import download_wheel
 
 STUB = "triton_python_backend_stub"
-
-
-def _download_wheel(release: Release) -> Path:
-    wheels = cache_root() / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    for version in reversed(release.pytriton):
-        found = sorted(wheels.glob(f"nvidia_pytriton-{version}-*.whl"))
-        if found:
-            return found[0]
-    errors = []
-    for version in reversed(release.pytriton):  # newest first; some listed tags never reached PyPI
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "-q", f"nvidia-pytriton=={version}", "-d", str(wheels)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        found = sorted(wheels.glob(f"nvidia_pytriton-{version}-*.whl"))
-        if proc.returncode == 0 and found:
-            return found[0]
-        errors.append(f"{version}: {proc.stderr.strip().splitlines()[-1:]}")
-    raise BadInput(f"could not download nvidia-pytriton for {release.branch} ({'; '.join(errors)})",
-                   "check network access to PyPI, or use --server local with a tritonserver")
 
 
 def _unpack(wheel: Path, dest: Path) -> None:
@@ -57,7 +37,7 @@ def server_tree(release: Release) -> Path:
         have = "r22.11, r23.04, r23.07, r23.10, r23.12, r24.01-r24.10"
         raise BadInput(f"no nvidia-pytriton wheel bundles Triton {release.branch}",
                        f"embedded servers exist for {have}; use --server local or docker")
-    wheel = _download_wheel(release)
+    wheel = download_wheel(release)
     version = wheel.name.split("-")[1]
     return publish_dir(cache_root() / "servers" / version, lambda tmp: _unpack(wheel, tmp))
 

@@ -1,0 +1,48 @@
+"""What a stub must be to run in the release's container, read from its ELF (no execution):
+it links libpython of the requested version, carries no build machine's RUNPATH, and needs no
+newer GLIBC/GLIBCXX than the release's Ubuntu ships (catalog)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from envtool.catalog import Release
+from envtool.elf import ElfFacts, read_elf, version_key
+from envtool.errors import CheckFailed
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def problems(facts: ElfFacts, release: Release, python: str, libs: list[ElfFacts] = ()) -> list[str]:
+    out = []
+    if facts.libpython != python:
+        out.append(f"links libpython {facts.libpython or 'none'}, not {python}")
+    absolute = [e for e in facts.runpath if e and not e.startswith("$ORIGIN")]
+    if absolute:
+        out.append(f"RUNPATH points at the build machine ({':'.join(absolute)})")
+    for f in (facts, *libs):
+        need = f.versions
+        if need.get("GLIBC") and version_key(need["GLIBC"]) > version_key(release.glibc):
+            out.append(f"{f.path.name} needs GLIBC_{need['GLIBC']}, r{release.release} (Ubuntu {release.ubuntu}) "
+                       f"has {release.glibc}")
+        if need.get("GLIBCXX") and version_key(need["GLIBCXX"]) > version_key(release.max_glibcxx):
+            out.append(f"{f.path.name} needs GLIBCXX_{need['GLIBCXX']}, r{release.release} has "
+                       f"{release.max_glibcxx}")
+    return out
+
+
+def require_fit(stub: Path, release: Release, python: str, libs: list[Path] = ()) -> dict:
+    """Raise CheckFailed listing every reason the stub would not run; return its ELF facts."""
+    facts = read_elf(stub)
+    lib_facts = [read_elf(p) for p in libs]
+    found = problems(facts, release, python, lib_facts)
+    if found:
+        raise CheckFailed(f"the stub would not run in r{release.release}: " + "; ".join(found),
+                          "build it inside the release's container (--builder docker, or Dockerfile.build)")
+    return {"needed_libpython": next(n for n in facts.needed if n.startswith("libpython")),
+            "needed": facts.needed, "runpath": facts.runpath,
+            "requires": {k: v for k, v in facts.versions.items()},
+            "libs_require": {f.path.name: f.versions for f in lib_facts}}

@@ -1,0 +1,94 @@
+"""The stub store: content-addressed folders plus an index by target.
+
+    <root>/<sha256[:16]>/triton_python_backend_stub   (+ the libraries it bundles, + manifest.json)
+    <root>/targets/r24.10-py3.9-cpu-x86_64.json        {"sha256": ..., "dir": "<sha256[:16]>"}
+
+A build happens in a temp folder inside the root and is renamed into place; the target's file lock
+makes a concurrent identical request wait and then reuse the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+STUB = "triton_python_backend_stub"
+
+
+@dataclass(frozen=True)
+class Target:
+    release: str  # "24.10"
+    python: str  # "3.9"
+    gpu: bool = False
+    arch: str = platform.machine()
+
+    @property
+    def key(self) -> str:
+        return f"r{self.release}-py{self.python}-{'gpu' if self.gpu else 'cpu'}-{self.arch}"
+
+
+@dataclass
+class StubArtifact:
+    path: Path  # the stub binary
+    manifest: dict
+    reused: bool = False
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def to_dict(self) -> dict:
+        return {"stub": str(self.path), "reused": self.reused, **self.manifest}
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("ENVTOOL_STUBS_DIR") or "stubs")
+
+
+def lookup(root: Path, target: Target) -> StubArtifact | None:
+    index = root / "targets" / f"{target.key}.json"
+    try:
+        entry = json.loads(index.read_text())
+        folder = root / entry["dir"]
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    stub = folder / STUB
+    return StubArtifact(stub, manifest, reused=True) if stub.is_file() else None
+
+
+@contextmanager
+def target_lock(root: Path, target: Target):
+    (root / "targets").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / "targets" / f"{target.key}.lock")):
+        yield
+
+
+def publish(root: Path, target: Target, build: Callable[[Path], dict]) -> StubArtifact:
+    """build(tmp) leaves the stub (and its libraries) in tmp and returns the manifest; the folder is
+    then named by the stub's sha256 and the target index points at it. Call under target_lock."""
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    try:
+        manifest = build(tmp)
+        folder = root / manifest["sha256"][:16]
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if folder.exists():  # same bytes from another target or an earlier run
+            shutil.rmtree(folder)
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; the server may run as another user
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    index = root / "targets" / f"{target.key}.json"
+    tmp_index = index.with_suffix(".json.tmp")
+    tmp_index.write_text(json.dumps({"sha256": manifest["sha256"], "dir": folder.name}) + "\n")
+    os.replace(tmp_index, index)
+    return StubArtifact(folder / STUB, manifest)
