@@ -1,16 +1,192 @@
-"""Build the stub from source with CMake on this host (issue #4, in progress)."""
+"""Build the stub from source with CMake on this host (inside an NGC container in pipelines, or any
+Linux host), following the release's recipe from the catalog without patching the sources.
+
+Sources come from `--sources DIR` holding python_backend/, common/, core/, backend/, pybind11/,
+dlpack/ (and googletest/ where the recipe needs it), checked out at the release's branch and pins.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
 from pathlib import Path
 
+from envtool.cache import cache_root, publish_dir
 from envtool.catalog import Release
-from envtool.errors import BadInput
-from envtool.stub.store import Target
+from envtool.env.interpreters import find_interpreter
+from envtool.env.prefix import patchelf, run_tool
+from envtool.errors import BadInput, CheckFailed
+from envtool.stub.check import require_fit, sha256
+from envtool.stub.store import STUB, Target
+
+REPOS = ("python_backend", "common", "core", "backend", "pybind11", "dlpack")
+FETCHCONTENT = {"common": "REPO-COMMON", "core": "REPO-CORE", "backend": "REPO-BACKEND", "pybind11": "PYBIND11",
+                "dlpack": "DLPACK", "googletest": "GOOGLETEST"}
+# Headers the real python_backend build needs, and the Debian/Ubuntu package of each.
+BUILD_HEADERS = {"zlib.h": "zlib1g-dev", "rapidjson/rapidjson.h": "rapidjson-dev", "archive.h": "libarchive-dev"}
+BOOST_CMAKE = Path(__file__).with_name("boost_local.cmake")
 
 
 def build(release: Release, target: Target, tmp: Path, sources: Path | None, log) -> dict:
-    raise BadInput(f"no prebuilt stub for r{release.release} and Python {target.python}, and the local "
-                   "CMake builder is not available yet",
-                   "use a Python the release's nvidia-pytriton wheel has (`envtool releases "
-                   f"r{release.release}`)")
+    recipe = release.recipe
+    if target.python not in recipe.pybind11_pythons:
+        raise BadInput(f"r{release.release}'s pybind11 {recipe.pybind11_version} cannot build Python "
+                       f"{target.python} (`invalid use of incomplete type 'PyFrameObject'`)",
+                       f"use Python {' / '.join(recipe.pybind11_pythons)} with this release")
+    src = _check_sources(sources, release)
+    it = find_interpreter(target.python)
+    cmake = _cmake(recipe.cmake_min_effective)
+    _preflight(src)
+    build_dir, logfile = tmp / "build", tmp / "build.log"
+    flags = cmake_args(release, target, src, it.executable, _boost_include(log), cmake_version(cmake))
+    times = {}
+    try:
+        log(f"configure ({cmake_version(cmake)}, Python {it.version})")
+        times["configure_s"] = _run_logged([cmake, "-S", str(src / "python_backend"), "-B", str(build_dir),
+                                            *flags], logfile)
+        log(f"build triton-python-backend-stub (-j{os.cpu_count()})")
+        times["build_s"] = _run_logged([cmake, "--build", str(build_dir), "--target", "triton-python-backend-stub",
+                                        "-j", str(os.cpu_count() or 1)], logfile)
+    except CheckFailed as e:
+        kept = _keep_log(logfile, target)
+        raise CheckFailed(e.message, f"full build log: {kept}") from None
+    t0 = time.monotonic()
+    stub = tmp / STUB
+    shutil.move(next(build_dir.rglob(STUB)), stub)
+    run_tool([patchelf(), "--remove-rpath", str(stub)], "patchelf")  # the build machine's Python lib dir
+    facts = require_fit(stub, release, target.python)
+    times["check_s"] = round(time.monotonic() - t0, 2)
+    shutil.rmtree(build_dir)
+    logfile.unlink()
+    return {"release": release.release, "python": target.python, "gpu": target.gpu, "arch": target.arch,
+            "builder": "local", "sha256": sha256(stub), "libs": [], **facts, "python_used": str(it.executable),
+            "build_flags": flags, "sources": {n: _commit(src / n) for n in (*REPOS, "googletest")
+                                              if (src / n).is_dir()},
+            "timings": times}
+
+
+def cmake_args(release: Release, target: Target, src: Path, python: Path, boost: Path,
+               cmake_ver: str) -> list[str]:
+    """The recipe as -D flags: release branch tags, offline FetchContent, local Boost, the Python."""
+    r = release.recipe
+    args = ["-DCMAKE_BUILD_TYPE=Release", f"-DTRITON_ENABLE_GPU={'ON' if target.gpu else 'OFF'}",
+            "-DFETCHCONTENT_FULLY_DISCONNECTED=ON", f"-DPYTHON_EXECUTABLE={python}",
+            f"-DPython_EXECUTABLE={python}", f"-DPython3_EXECUTABLE={python}",
+            f"-DCMAKE_PROJECT_INCLUDE={BOOST_CMAKE}", f"-DENVTOOL_BOOST_INCLUDE={boost}"]
+    # The *_REPO_TAG options default to main on every branch: always pin the release's branch.
+    args += [f"-DTRITON_{n}_REPO_TAG={release.branch}" for n in ("BACKEND", "COMMON", "CORE")]
+    for name, var in FETCHCONTENT.items():
+        path = src / name if (src / name).is_dir() else None
+        if name == "googletest" and path is None and r.googletest:
+            path = Path("/usr/src/googletest")
+        if path is not None:
+            args.append(f"-DFETCHCONTENT_SOURCE_DIR_{var}={path}")
+    if r.cxx_flags_new_gcc:
+        args.append(f"-DCMAKE_CXX_FLAGS={' '.join(r.cxx_flags_new_gcc)}")
+    if int(cmake_ver.split(".")[0]) >= 4:  # CMake 4 refuses cmake_minimum_required < 3.5 in dependencies
+        args.append("-DCMAKE_POLICY_VERSION_MINIMUM=3.5")
+    return args
+
+
+def _check_sources(sources: Path | None, release: Release) -> Path:
+    if sources is None:
+        raise BadInput(f"building the stub for r{release.release} needs the python_backend sources",
+                       f"pass --sources DIR (python_backend, common, core, backend, pybind11, dlpack at "
+                       f"{release.branch}), or use a Python with a prebuilt stub, or --builder docker")
+    missing = [n for n in REPOS if not (sources / n / "CMakeLists.txt").is_file()]
+    if missing:
+        raise BadInput(f"--sources {sources} lacks {', '.join(missing)} (each a checkout with CMakeLists.txt)",
+                       f"put the {release.branch} checkouts of those repositories there")
+    if release.recipe.googletest and not (sources / "googletest").is_dir() \
+            and not Path("/usr/src/googletest").is_dir():
+        raise BadInput(f"r{release.release}'s common fetches googletest, and no offline copy was found",
+                       "apt-get install googletest, or add googletest/ to --sources")
+    return sources.resolve()
+
+
+def _preflight(src: Path) -> None:
+    missing = [tool for tool in ("c++", "make") if not shutil.which(tool)]
+    if (src / "python_backend" / "src" / "pb_stub.cc").is_file():  # the real sources, not a fixture
+        missing += [pkg for h, pkg in BUILD_HEADERS.items() if not Path("/usr/include", h).is_file()]
+    if missing:
+        pkgs = sorted({"build-essential" if m in ("c++", "make") else m for m in missing})
+        raise BadInput(f"missing build tools or packages: {', '.join(missing)}",
+                       f"apt-get install -y {' '.join(pkgs)}")
+
+
+def cmake_version(cmake: str) -> str:
+    out = subprocess.run([cmake, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"(\d+\.\d+(?:\.\d+)?)", out)
+    return m.group(1) if m else "0"
+
+
+def _cmake(minimum: str) -> str:
+    """The system cmake if new enough, else PyPI's cmake installed once into the cache."""
+    system = shutil.which("cmake")
+    if system and _vt(cmake_version(system)) >= _vt(minimum):
+        return system
+    target = cache_root() / "tools" / "cmake"
+    publish_dir(target, lambda tmp: run_tool([sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp),
+                                              "cmake"], "pip install cmake"))
+    found = next(target.glob("cmake/data/bin/cmake"), None)
+    if not found:
+        raise BadInput(f"CMake >= {minimum} is needed and none was found", "pip install cmake")
+    return str(found)
+
+
+def _vt(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+
+def _boost_include(log) -> Path:
+    """Local Boost headers: $ENVTOOL_BOOST_INCLUDE, Debian's libboost-dev, or PyPI boost-headers."""
+    for cand in (os.environ.get("ENVTOOL_BOOST_INCLUDE"), "/usr/include"):
+        if cand and Path(cand, "boost", "version.hpp").is_file():
+            return Path(cand)
+    target = cache_root() / "tools" / "boost-headers"
+
+    def fetch(tmp: Path) -> None:
+        log("downloading Boost headers (PyPI boost-headers)")
+        run_tool([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "boost-headers", "-d", str(tmp)],
+                 "pip download boost-headers")
+        with zipfile.ZipFile(next(tmp.glob("*.whl"))) as z:
+            z.extractall(tmp)
+    root = publish_dir(target, fetch)
+    return root / "boost_headers" / "include"
+
+
+def _run_logged(cmd: list[str], logfile: Path) -> float:
+    """Run with output appended to logfile; its own process group, killed whole on Ctrl-C."""
+    t0 = time.monotonic()
+    with logfile.open("a") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    if rc != 0:
+        tail = [ln for ln in logfile.read_text(errors="replace").splitlines() if "error" in ln.lower()][-2:]
+        raise CheckFailed(f"{Path(cmd[0]).name} {cmd[1]} failed: {' | '.join(tail) or f'exit {rc}'}", None)
+    return round(time.monotonic() - t0, 2)
+
+
+def _keep_log(logfile: Path, target: Target) -> Path:
+    kept = cache_root() / "logs" / f"stub-{target.key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(logfile, kept)
+    return kept
+
+
+def _commit(repo: Path) -> str | None:
+    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None

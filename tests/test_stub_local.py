@@ -1,0 +1,143 @@
+"""The local CMake builder, run for real on a miniature of python_backend's build interface
+(tests/fixtures/mini_python_backend): release tags, offline FetchContent, the dead Boost URL replaced
+by local headers, pybind11 embedding the requested Python, then the ELF checks against the release.
+An opt-in test builds the real python_backend from $ENVTOOL_TEST_SOURCES."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envtool import api
+from envtool.elf import read_elf
+from envtool.env.interpreters import candidates
+from envtool.errors import BadInput, CheckFailed
+
+FIXTURE = Path(__file__).parent / "fixtures" / "mini_python_backend"
+HAVE39 = any(s == "pyenv" for _, s in candidates("3.9"))
+pytestmark = pytest.mark.skipif(not (HAVE39 and shutil.which("c++") and shutil.which("cmake")),
+                                reason="needs pyenv Python 3.9, a C++ compiler and cmake")
+
+
+def make_sources(dest: Path) -> Path:
+    """The fixture plus pybind11/ wrapping the PyPI pybind11 package's CMake config."""
+    shutil.copytree(FIXTURE, dest)
+    cmakedir = subprocess.run([sys.executable, "-m", "pybind11", "--cmakedir"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    (dest / "pybind11").mkdir()
+    (dest / "pybind11" / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.24)\nproject(pybind11 LANGUAGES CXX)\n"
+        f'find_package(pybind11 CONFIG REQUIRED GLOBAL PATHS "{cmakedir}" NO_DEFAULT_PATH)\n')
+    return dest
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    return make_sources(tmp_path_factory.mktemp("src") / "sources")
+
+
+@pytest.fixture(scope="module")
+def built(sources, tmp_path_factory):
+    return api.stub("r24.10", "3.9", builder="local", sources=sources, root=tmp_path_factory.mktemp("stubs"))
+
+
+def test_local_build_follows_the_recipe(built):
+    m = built.manifest
+    assert m["builder"] == "local" and m["python"] == "3.9" and m["gpu"] is False
+    flags = " ".join(m["build_flags"])
+    for tag in ("COMMON", "CORE", "BACKEND"):
+        assert f"-DTRITON_{tag}_REPO_TAG=r24.10" in flags
+    assert "FETCHCONTENT_FULLY_DISCONNECTED=ON" in flags and "FETCHCONTENT_SOURCE_DIR_PYBIND11=" in flags
+    assert set(m["timings"]) == {"configure_s", "build_s", "check_s"}
+    facts = read_elf(built.path)
+    assert facts.libpython == "3.9" and facts.runpath == []  # the build machine's RUNPATH is gone
+
+
+def test_built_stub_carries_the_release_tags_and_local_boost(built):
+    libdir = Path(next(p for p, s in candidates("3.9") if s == "pyenv")).parent.parent / "lib"
+    out = subprocess.run(["env", "-i", f"LD_LIBRARY_PATH={libdir}", str(built.path)], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert "common=r24.10 core=r24.10 backend=r24.10" in out.stderr
+    assert "boost=1" in out.stderr and "googletest=offline" in out.stderr
+    run = subprocess.run(["env", "-i", f"LD_LIBRARY_PATH={libdir}", str(built.path), "import sys; print(sys.version)"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("3.9."), run.stderr  # pybind11 embedded 3.9
+
+
+def test_stub_that_would_not_run_in_the_release_fails_the_build(sources, tmp_path):
+    import platform
+    if tuple(int(x) for x in platform.libc_ver()[1].split(".")) <= (2, 31):
+        pytest.skip("this host's glibc is old enough for r22.11")
+    with pytest.raises(CheckFailed, match=r"would not run in r22\.11: .*needs GLIBC_2\.\d+, r22\.11 \(Ubuntu 20\.04\)"):
+        api.stub("r22.11", "3.9", builder="local", sources=sources, root=tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.name != "targets"]
+
+
+def test_pybind11_of_old_branches_refuses_new_python(sources, tmp_path):
+    with pytest.raises(BadInput, match=r"pybind11 2\.6\.\d+ cannot build Python 3\.11"):
+        api.stub("r22.11", "3.11", builder="local", sources=sources, root=tmp_path)
+
+
+def test_without_sources_the_alternatives_are_named(tmp_path):
+    with pytest.raises(BadInput, match="needs the python_backend sources") as e:
+        api.stub("r22.11", "3.9", root=tmp_path)  # auto: no prebuilt 3.9 for r22.11 -> local
+    assert "--sources DIR" in e.value.fix and "prebuilt" in e.value.fix
+
+
+def test_incomplete_sources_are_listed(sources, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(sources, partial)
+    shutil.rmtree(partial / "dlpack")
+    with pytest.raises(BadInput, match="lacks dlpack"):
+        api.stub("r24.10", "3.9", builder="local", sources=partial, root=tmp_path / "s")
+
+
+def test_missing_compiler_gives_the_apt_line(sources, tmp_path, monkeypatch):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "cmake").symlink_to(shutil.which("cmake"))
+    monkeypatch.setenv("PATH", str(tools))
+    with pytest.raises(BadInput, match="missing build tools or packages: c\\+\\+, make") as e:
+        api.stub("r24.10", "3.9", builder="local", sources=sources, root=tmp_path / "s")
+    assert "apt-get install -y build-essential" in e.value.fix
+
+
+def test_compile_error_names_the_log(sources, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(sources, broken)
+    (broken / "python_backend" / "src" / "pb_stub_mini.cc").write_text("int main( {\n")
+    with pytest.raises(CheckFailed) as e:
+        api.stub("r24.10", "3.9", builder="local", sources=broken, root=tmp_path / "s")
+    log = Path(e.value.fix.split("full build log: ")[1])
+    assert log.is_file() and "pb_stub_mini.cc" in log.read_text()
+    assert not list((tmp_path / "s").glob(".build-*"))
+
+
+def test_interrupted_build_leaves_no_partial_artifact(sources, tmp_path):
+    store = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "envtool", "stub", "--triton", "r24.10", "--python", "3.9",
+                             "--builder", "local", "--sources", str(sources), "--cache", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(store.glob(".build-*/build")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert [p.name for p in store.iterdir()] == ["targets"]
+    assert not list((store / "targets").glob("*.json"))
+
+
+@pytest.mark.skipif(not os.environ.get("ENVTOOL_TEST_SOURCES"), reason="set ENVTOOL_TEST_SOURCES to real "
+                    "python_backend/common/core/backend/pybind11/dlpack checkouts at r24.10")
+def test_real_python_backend_r2410(tmp_path):
+    art = api.stub("r24.10", "3.9", builder="local", sources=Path(os.environ["ENVTOOL_TEST_SOURCES"]),
+                   root=tmp_path)
+    assert read_elf(art.path).libpython == "3.9"
