@@ -137,7 +137,17 @@ def test_interrupted_build_leaves_no_partial_artifact(sources, tmp_path):
 
 @pytest.mark.skipif(not os.environ.get("ENVTOOL_TEST_SOURCES"), reason="set ENVTOOL_TEST_SOURCES to real "
                     "python_backend/common/core/backend/pybind11/dlpack checkouts at r24.10")
-def test_real_python_backend_r2410(tmp_path):
+@pytest.mark.server
+def test_real_python_backend_r2410_serves(tmp_path, r2410):
+    """Build the real stub from upstream sources, then serve an ensemble with it in r24.10."""
+    from tests.test_inject import pipeline
+    from tests.test_inject_server import serve_and_infer
     art = api.stub("r24.10", "3.9", builder="local", sources=Path(os.environ["ENVTOOL_TEST_SOURCES"]),
-                   root=tmp_path)
-    assert read_elf(art.path).libpython == "3.9"
+                   root=tmp_path / "stubs")
+    assert read_elf(art.path).libpython == "3.9" and art.manifest["sources"]["python_backend"]
+    env = api.pack(api.PackSpec(python="3.9", triton="r24.10"), tmp_path / "custom_env.tar.gz").output
+    repo = pipeline(tmp_path / "repo")
+    api.inject(api.InjectOptions(repo=repo, stub=art.path, env=env))
+    states, out, server, _ = serve_and_infer(r2410, repo)
+    assert states["pre"]["state"] == states["post"]["state"] == "READY", server.log()[-3000:]
+    assert out["outputs"][0]["data"] == [3.0, 4.0, 5.0]
