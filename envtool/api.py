@@ -15,7 +15,7 @@ from envtool.stub.produce import produce as stub
 from envtool.stub.store import StubArtifact
 
 __all__ = ["DEFAULT_LEVEL", "InjectOptions", "InjectResult", "PackResult", "PackSpec", "inject", "lint", "pack",
-           "release", "releases", "stub", "StubArtifact"]
+           "release", "releases", "stub", "StubArtifact", "fetch_sources"]
 
 
 def lint(repo: str | Path) -> list[Finding]:
@@ -24,6 +24,11 @@ def lint(repo: str | Path) -> list[Finding]:
 
 def releases() -> list[dict]:
     return catalog.release_table()
+
+
+def fetch_sources(dest: str | Path, release_name: str, log=lambda _m: None) -> Path:
+    from envtool.stub.sources import fetch_sources as fetch
+    return fetch(Path(dest), catalog.normalize_release(release_name), log)
 
 
 def release(name: str) -> catalog.Release:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from envtool import api
-from envtool.errors import EXIT_CHECK_FAILED, EnvtoolError, NotImplementedYet
+from envtool.errors import EXIT_CHECK_FAILED, BadInput, EnvtoolError, NotImplementedYet
 from envtool.findings import has_errors
 
 out = Console()
@@ -217,16 +217,23 @@ def _with_progress(title: str, work):
 
 @main.command()
 @click.option("--triton", "release", required=True, help="Release: r24.10, 24.10 or 2.51.0.")
-@click.option("--python", "python", required=True, help="Python X.Y the stub embeds (the env's Python).")
+@click.option("--python", "python", help="Python X.Y the stub embeds (the env's Python).")
 @click.option("--gpu", is_flag=True, help="A stub with GPU support (prebuilt stubs always have it).")
+@click.option("--fetch-sources", type=click.Path(path_type=Path), help="Only clone the sources a local "
+              "build of the release needs into this folder (then use --sources).")
 @click.option("--builder", type=click.Choice(["auto", "prebuilt", "local"]), default="auto", show_default=True,
               help="auto: the store, then NVIDIA's prebuilt stub, then a local CMake build.")
 @click.option("--cache", "root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
 @click.option("--sources", type=click.Path(path_type=Path), help="Local python_backend sources (--builder local).")
 @click.option("--rebuild", is_flag=True, help="Ignore the store.")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def stub(release, python, gpu, builder, root, sources, rebuild, json_out) -> None:
+def stub(release, python, gpu, fetch_sources, builder, root, sources, rebuild, json_out) -> None:
     """Produce triton_python_backend_stub for a release and Python, checked against the release."""
+    if fetch_sources:
+        done = _with_progress("fetching sources", lambda log: api.fetch_sources(fetch_sources, release, log))
+        return _emit_json({"sources": str(done)}) if json_out else out.print(f"[green]✓[/] {done}")
+    if not python:
+        raise BadInput("--python is required", "e.g. --python 3.9 (the Python of the env)")
     art = _with_progress("stub", lambda log: api.stub(release, python, gpu=gpu, builder=builder, root=root,
                                                       sources=sources, rebuild=rebuild, log=log))
     if json_out:

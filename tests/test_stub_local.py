@@ -151,3 +151,49 @@ def test_real_python_backend_r2410_serves(tmp_path, r2410):
     states, out, server, _ = serve_and_infer(r2410, repo)
     assert states["pre"]["state"] == states["post"]["state"] == "READY", server.log()[-3000:]
     assert out["outputs"][0]["data"] == [3.0, 4.0, 5.0]
+
+
+def _git_repo(path: Path, files: Path, branch: str | None = None, tag: str | None = None) -> None:
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    shutil.copytree(files, path, dirs_exist_ok=True)
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "main"], check=True)
+    if branch:
+        subprocess.run([*git, "checkout", "-q", "-b", branch], check=True)
+        (path / "BRANCH").write_text(branch)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", branch], check=True)
+        subprocess.run([*git, "checkout", "-q", "main"], check=True)
+    if tag:
+        subprocess.run([*git, "tag", tag], check=True)
+
+
+def test_fetch_sources_checks_out_the_release_branch_and_pins(sources, tmp_path, monkeypatch):
+    from envtool.catalog import normalize_release
+    from envtool.stub.sources import plan
+    rel = normalize_release("r22.11")
+    mirrors = tmp_path / "mirrors"
+    for folder, repo, ref in plan(rel):
+        owner, name = repo.split("/")
+        triton = owner == "triton-inference-server"
+        _git_repo(mirrors / f"{owner}+{name}", sources / folder, branch=ref if triton else None,
+                  tag=None if triton else ref)
+    monkeypatch.setenv("ENVTOOL_GIT_URL", f"file://{mirrors}/{{owner}}+{{name}}")
+    dest = api.fetch_sources(tmp_path / "src", "r22.11")
+    assert sorted(p.name for p in dest.iterdir()) == ["backend", "common", "core", "dlpack", "pybind11",
+                                                      "python_backend"]
+    assert (dest / "core" / "BRANCH").read_text() == "r22.11"  # not main
+    tag = subprocess.run(["git", "-C", str(dest / "pybind11"), "describe", "--tags"], capture_output=True,
+                         text=True).stdout.strip()
+    assert tag == rel.recipe.pybind11
+
+
+def test_fetch_sources_without_network_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "envtool", "stub", "--triton", "r22.11", "--fetch-sources",
+                          str(tmp_path / "src")], capture_output=True, text=True,
+                         env={**os.environ, "ENVTOOL_GIT_URL": "file:///nonexistent/{owner}/{name}"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "git could not get file:///nonexistent/triton-inference-server/python_backend: fatal:" in \
+        " ".join(out.stderr.split())
+    assert not (tmp_path / "src").exists()

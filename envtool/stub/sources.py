@@ -1,0 +1,66 @@
+"""`envtool stub --fetch-sources DIR --triton R`: the checkouts a local build needs, at the release's
+branch (python_backend, common, core, backend) and the pins its CMakeLists names (pybind11, dlpack).
+
+$ENVTOOL_GIT_URL overrides where they come from, e.g. `file:///mirrors/{owner}+{name}/repo`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from envtool.catalog import Release
+from envtool.errors import BadInput
+
+GITHUB = "https://github.com/{owner}/{name}"
+
+
+def plan(release: Release) -> list[tuple[str, str, str]]:
+    """(folder, owner/name, ref) for each checkout."""
+    triton = [(n, f"triton-inference-server/{n}", release.branch)
+              for n in ("python_backend", "common", "core", "backend")]
+    return triton + [("pybind11", "pybind/pybind11", release.recipe.pybind11),
+                     ("dlpack", "dmlc/dlpack", release.recipe.dlpack)]
+
+
+def fetch_sources(dest: Path, release: Release, log=lambda _m: None) -> Path:
+    template = os.environ.get("ENVTOOL_GIT_URL") or GITHUB
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        _fetch_all(dest, release, template, log)
+    except BaseException:
+        if created and not any(dest.iterdir()):
+            dest.rmdir()  # leave no trace of a fetch that got nothing
+        raise
+    return dest
+
+
+def _fetch_all(dest: Path, release: Release, template: str, log) -> None:
+    for folder, repo, ref in plan(release):
+        if (dest / folder / "CMakeLists.txt").is_file():
+            log(f"{folder}: already there")
+            continue
+        owner, name = repo.split("/")
+        url = template.format(owner=owner, name=name)
+        log(f"{folder}: {url} @ {ref}")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=dest))
+        try:
+            _git(["clone", "-q", "--no-checkout", url, str(tmp / folder)], url)
+            _git(["-C", str(tmp / folder), "checkout", "-q", ref], url)
+            (tmp / folder).rename(dest / folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _git(args: list[str], url: str) -> None:
+    out = subprocess.run(["git", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        lines = out.stderr.strip().splitlines() or ["(no output)"]
+        last = next((ln for ln in lines if ln.startswith("fatal:")), lines[-1])
+        raise BadInput(f"git could not get {url}: {last}",
+                       "run where GitHub is reachable (or set ENVTOOL_GIT_URL to a mirror), or copy the "
+                       "checkouts into the folder yourself")
