@@ -7,6 +7,7 @@ concurrent invocations never see a half-written entry.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -23,13 +24,24 @@ def cache_root() -> Path:
     return root
 
 
-def publish_dir(target: Path, build: Callable[[Path], None]) -> Path:
-    """Return target, building it with build(tmpdir) first if it does not exist yet."""
-    if target.exists():
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def publish_dir(target: Path, build: Callable[[Path], None], replace: bool = False) -> Path:
+    """Return target, building it with build(tmpdir) first if it does not exist yet (with replace:
+    build it again even if it does)."""
+    if target.exists() and not replace:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if target.exists():  # another process built it while we waited
+        if replace:
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.exists():  # another process built it while we waited
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envtool.atomic import publish, remove, stage, write_atomic
 from envtool.elf import require_executable
 from envtool.errors import BadInput
-from envtool.repo.edit import FileChange, plan_config_edit, write_atomic
+from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.lint import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, is_gzip
 from envtool.repo.model_repo import Model, Repository, load_repository
 
@@ -178,10 +178,10 @@ def inject(opts: InjectOptions) -> InjectResult:
         for p in result.files:  # everything copied before anything moves
             staged.append((p, _stage(p)))
         for p, tmp in staged:
-            _publish(tmp, p.dest)
+            publish(tmp, p.dest)
     finally:
         for _, tmp in staged:
-            _remove(tmp)
+            remove(tmp)
     for c in result.configs:
         if c.changed:
             write_atomic(c.path, c.after)
@@ -189,40 +189,17 @@ def inject(opts: InjectOptions) -> InjectResult:
 
 
 def _stage(p: Placement) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.dest.name}.", dir=p.dest.parent)) / p.dest.name
-    try:
-        if p.link_to is not None:
-            tmp.symlink_to(p.link_to)
-        elif p.source.is_dir():
-            shutil.copytree(p.source, tmp, symlinks=True)
-        else:
-            shutil.copyfile(p.source, tmp)
-            tmp.chmod(0o755 if p.dest.name == STUB_NAME else 0o644)
-    except BaseException:  # disk full, Ctrl-C: leave no half-copied file behind
-        shutil.rmtree(tmp.parent, ignore_errors=True)
-        raise
-    return tmp
+    return stage(p.dest, lambda tmp: _fill(p, tmp))
 
 
-def _publish(tmp: Path, dest: Path) -> None:
-    if dest.is_dir() and not dest.is_symlink():
-        old = dest.with_name(f".{dest.name}.old")
-        _remove(old)
-        dest.rename(old)
-        tmp.rename(dest)
-        _remove(old)
+def _fill(p: Placement, tmp: Path) -> None:
+    if p.link_to is not None:
+        tmp.symlink_to(p.link_to)
+    elif p.source.is_dir():
+        shutil.copytree(p.source, tmp, symlinks=True)
     else:
-        os.replace(tmp, dest)
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
-    parent = path.parent
-    if parent.name.startswith(".") and parent.exists() and not any(parent.iterdir()):
-        parent.rmdir()
+        shutil.copyfile(p.source, tmp)
+        tmp.chmod(0o755 if p.dest.name == STUB_NAME else 0o644)
 
 
 def _dir_differs(a: Path, b: Path) -> bool:

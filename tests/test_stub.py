@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from envtool import api
+from envtool.cache import file_sha256 as sha256
 from envtool.catalog import normalize_release
 from envtool.elf import read_elf, version_key
 from envtool.env.interpreters import candidates, find_interpreter
 from envtool.errors import BadInput
-from envtool.stub.check import sha256
 
 PYENV = {v for v in ("3.8", "3.9") if any(s == "pyenv" for _, s in candidates(v))}
 CASES = [("r22.11", "3.8"), ("r24.10", "3.9")]

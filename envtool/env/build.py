@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import version as dist_version
 from pathlib import Path
 
-from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
 
 from envtool import catalog
-from envtool.cache import cache_root, publish_dir
+from envtool.atomic import copy_into_place
+from envtool.cache import cache_root, file_sha256, publish_dir
 from envtool.env import conda
 from envtool.env import prefix as prefixes
 from envtool.env.interpreters import Interpreter, find_interpreter
@@ -94,22 +94,18 @@ def manifest_path_for(output: Path) -> Path:
 
 def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuild: bool = False) -> PackResult:
     output = Path(output or default_output(spec.unpacked)).absolute()
-    _check_spec(spec, output)
-    plan = _plan(spec, log)
+    release = _check_spec(spec, output)
+    plan = _plan(spec, release, log)
     entry = cache_root() / "envs" / plan.key
     built = []
     try:
-        if rebuild:
-            with FileLock(str(entry) + ".lock"):
-                shutil.rmtree(entry, ignore_errors=True)
-        if entry.exists():
+        if entry.exists() and not rebuild:
             log(f"reusing {entry} (same inputs)")
-        publish_dir(entry, lambda tmp: built.append(_build(plan, tmp, log)))
-        artifact = entry / _artifact_name(spec.unpacked)
+        publish_dir(entry, lambda tmp: built.append(_build(plan, tmp, log)), replace=rebuild)
         manifest = json.loads((entry / "manifest.json").read_text())
-        _publish_copy(artifact, output)
+        copy_into_place(entry / _artifact_name(spec.unpacked), output)
         mpath = manifest_path_for(output)
-        _publish_copy(entry / "manifest.json", mpath)
+        copy_into_place(entry / "manifest.json", mpath)
     except OSError as e:  # shutil.Error (copytree) is an OSError without errno: look at its text too
         if e.errno == errno.ENOSPC or "No space left on device" in str(e):
             raise disk_full(e.filename or cache_root()) from None
@@ -121,7 +117,8 @@ def _artifact_name(unpacked: bool) -> str:
     return ENV_NAME if unpacked else ENV_NAME + ".tar.gz"
 
 
-def _check_spec(spec: PackSpec, output: Path) -> None:
+def _check_spec(spec: PackSpec, output: Path) -> catalog.Release | None:
+    """Refuse bad combinations before any work; returns the --triton release, if any."""
     conda_inputs = [n for n, v in (("--prefix", spec.prefix), ("--env-file", spec.env_file)) if v]
     if len(conda_inputs) > 1 or not (conda_inputs or spec.python):
         raise BadInput(f"give exactly one input, not {' and '.join(conda_inputs) or 'none'}",
@@ -143,10 +140,10 @@ def _check_spec(spec: PackSpec, output: Path) -> None:
                        "drop --unpacked for this release")
     if not 0 <= spec.level <= 9:
         raise BadInput(f"--level {spec.level} is not a gzip level", "use 0-9")
+    return release
 
 
-def _plan(spec: PackSpec, log) -> _Plan:
-    release = catalog.normalize_release(spec.triton) if spec.triton else None
+def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
     common = {"kind": spec.kind, "trim": spec.trim, "unpacked": spec.unpacked, "level": spec.level,
               "release": release.release if release else None, "envtool": dist_version("envtool"),
               "conda_pack": dist_version("conda-pack"), "manifest": MANIFEST_VERSION}
@@ -163,10 +160,10 @@ def _plan(spec: PackSpec, log) -> _Plan:
         lib = it.libpython.stat()
         inputs = {**common, "python": it.version, "interpreter": str(it.executable.resolve()),
                   "libpython": [lib.st_size, lib.st_mtime_ns], "pip": pip_args,
-                  "requirements": {str(r): _sha256(r) for r in spec.requirements}}
+                  "requirements": {str(r): file_sha256(r) for r in spec.requirements}}
         return _Plan(spec, release, it, pip_args, dists, inputs)
     if spec.kind == "env_file":
-        inputs = {**common, "env_file": _sha256(spec.env_file), "solver": spec.solver}
+        inputs = {**common, "env_file": file_sha256(spec.env_file), "solver": spec.solver}
         return _Plan(spec, release, None, [], [], inputs)
     inputs = {**common, "prefix": str(spec.prefix.resolve()), "state": _prefix_state(spec.prefix)}
     return _Plan(spec, release, None, [], [], inputs)
@@ -184,14 +181,6 @@ def _requirement_names(spec: PackSpec) -> list[str]:
         except InvalidRequirement:
             continue  # a path or URL: pip knows; its import name cannot be guessed here
     return sorted(set(names))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _prefix_state(prefix: Path) -> list:
@@ -230,7 +219,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     pack_s = time.monotonic() - t0
     stats.trimmed_files += skipped[0]
     stats.trimmed_bytes += skipped[1]
-    if prefix != spec.prefix and prefix.is_relative_to(tmp):
+    if spec.kind != "prefix":
         shutil.rmtree(prefix)  # free the disk before extracting the check copy
     log("validating: extract, source bin/activate, import under env -i")
     if spec.unpacked:
@@ -275,6 +264,7 @@ def _fix_for(problems: list[str]) -> str:
 def _manifest(plan: _Plan, stats, facts, root: Path, pack_s: float) -> dict:
     art = stats.output
     files = [p for p in root.rglob("*") if p.is_file() or p.is_symlink()]
+    unpacked_bytes = sum(p.lstat().st_size for p in files)
     return {
         "envtool_manifest": MANIFEST_VERSION,
         "python": facts.python,
@@ -283,10 +273,10 @@ def _manifest(plan: _Plan, stats, facts, root: Path, pack_s: float) -> dict:
         "warnings": facts.warnings,
         "numpy": facts.numpy,
         "format": "directory" if plan.spec.unpacked else "tar.gz",
-        "size_bytes": art.stat().st_size if art.is_file() else sum(p.lstat().st_size for p in files),
-        "unpacked_bytes": sum(p.lstat().st_size for p in files),
+        "size_bytes": art.stat().st_size if art.is_file() else unpacked_bytes,
+        "unpacked_bytes": unpacked_bytes,
         "files": len(files),
-        "sha256": _sha256(art) if art.is_file() else _tree_sha256(root, files),
+        "sha256": file_sha256(art) if art.is_file() else _tree_sha256(root, files),
         "trimmed": {"files": stats.trimmed_files, "bytes": stats.trimmed_bytes} if plan.spec.trim else None,
         "pack_seconds": round(pack_s, 2),
         "packages": dict(sorted(facts.packages.items(), key=lambda kv: kv[0].lower())),
@@ -302,27 +292,5 @@ def _tree_sha256(root: Path, files: list[Path]) -> str:
     h = hashlib.sha256()
     for p in sorted(files):
         h.update(str(p.relative_to(root)).encode() + b"\0")
-        h.update(os.readlink(p).encode() if p.is_symlink() else _sha256(p).encode())
+        h.update(os.readlink(p).encode() if p.is_symlink() else file_sha256(p).encode())
     return h.hexdigest()
-
-
-def _publish_copy(src: Path, dest: Path) -> None:
-    """Copy src to dest atomically: a temp beside dest, renamed over it; an old dir is swapped out."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
-    try:
-        if src.is_dir():
-            shutil.copytree(src, tmp, symlinks=True)
-            if dest.exists():
-                dest.rename(old)
-            tmp.rename(dest)
-        else:
-            shutil.copy2(src, tmp)
-            os.replace(tmp, dest)
-    finally:
-        for p in (tmp, old):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            elif p.exists():
-                p.unlink()

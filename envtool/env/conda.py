@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from envtool.env.prefix import Log, isolated_env
+from envtool.env.prefix import Log, isolated_env, tail
 from envtool.errors import BadInput
 
 SOLVERS = ("micromamba", "mamba", "conda")  # fastest first
@@ -43,7 +43,6 @@ def create_from_file(env_file: Path, prefix: Path, solver: str | None, log: Log)
     out = subprocess.run(create_command(name, exe, env_file, prefix), capture_output=True, text=True,
                          env=isolated_env())
     if out.returncode != 0:
-        lines = [ln for ln in (out.stderr or out.stdout).strip().splitlines() if ln.strip()]
-        raise BadInput(f"{name} could not create the env from {env_file}: {' | '.join(lines[-3:])}",
+        raise BadInput(f"{name} could not create the env from {env_file}: {tail(out.stderr or out.stdout, 3)}",
                        f"fix {env_file} (see {name}'s message) and run again", where=str(env_file))
     return name

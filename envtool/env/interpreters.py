@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envtool.catalog import normalize_python
+from envtool.elf import version_key
 from envtool.errors import BadInput
 
 _PROBE = (
@@ -93,7 +94,7 @@ def find_interpreter(version: str, given: Path | None = None) -> Interpreter:
     found = [it for p, src in candidates(xy) if (it := probe(p, src)) is not None]
     usable = [it for it in found if it.xy == xy and it.usable]
     if usable:
-        return max(usable, key=lambda it: tuple(int(x) for x in it.version.split(".")))
+        return max(usable, key=lambda it: version_key(it.version))
     seen = ", ".join(f"{it.version} ({it.source}{'' if it.usable else ', no shared libpython'})"
                      for it in found) or "none"
     raise BadInput(f"no CPython {xy} with a shared libpython found (seen: {seen})",

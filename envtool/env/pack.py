@@ -38,10 +38,8 @@ DEFAULT_LEVEL = 4
 @dataclass
 class PackStats:
     output: Path
-    files: int
     trimmed_files: int
     trimmed_bytes: int
-    source_bytes: int  # bytes of the files packed, before compression
 
 
 def load_env(prefix: Path, trim: bool) -> conda_pack.CondaEnv:
@@ -86,8 +84,7 @@ def pack_env(env: conda_pack.CondaEnv, output: Path, unpacked: bool, level: int 
     if not unpacked:
         output.chmod(0o644)
     excluded = env._excluded_files
-    return PackStats(output, len(env.files), len(excluded), sum(_size(f.source) for f in excluded),
-                     sum(_size(f.source) for f in env.files))
+    return PackStats(output, len(excluded), sum(_size(f.source) for f in excluded))
 
 
 def _size(path: str) -> int:

@@ -155,7 +155,7 @@ def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | No
         if "No space left on device" in text:
             raise disk_full(prefix)
         pkg = _failed_requirement(text)
-        raise BadInput(f"pip install failed{f' for {pkg}' if pkg else ''}: {_tail(out.stderr or out.stdout, 3)}",
+        raise BadInput(f"pip install failed{f' for {pkg}' if pkg else ''}: {tail(out.stderr or out.stdout, 3)}",
                        "fix or pin that requirement (see pip's message), then run again")
 
 
@@ -174,7 +174,7 @@ def _failed_requirement(text: str) -> str | None:
     return None
 
 
-def _tail(text: str, n: int) -> str:
+def tail(text: str, n: int) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[-n:]) if lines else "(no output)"
 
@@ -182,7 +182,7 @@ def _tail(text: str, n: int) -> str:
 def run_tool(cmd: list[str], what: str) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise BadInput(f"{what} failed: {_tail(out.stderr or out.stdout, 2)}", f"run by hand: {' '.join(cmd)}")
+        raise BadInput(f"{what} failed: {tail(out.stderr or out.stdout, 2)}", f"run by hand: {' '.join(cmd)}")
 
 
 def write_history(prefix: Path, note: str) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,19 +124,3 @@ def plan_config_edit(path: Path, params: dict[str, str], kind: str | None) -> Fi
         raise BadInput(f"{path}: the edit did not produce the intended config ({bad or kind})",
                        "report this config to envtool's maintainers")
     return FileChange(path, before, after)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, rename: readers see the old or the new file, never half."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,16 +4,11 @@ newer GLIBC/GLIBCXX than the release's Ubuntu ships (catalog)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from envtool.catalog import Release
 from envtool.elf import ElfFacts, read_elf, version_key
 from envtool.errors import CheckFailed
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def problems(facts: ElfFacts, release: Release, python: str, libs: list[ElfFacts] = ()) -> list[str]:
@@ -44,5 +39,5 @@ def require_fit(stub: Path, release: Release, python: str, libs: list[Path] = ()
                           "build it inside the release's container (--builder docker, or Dockerfile.build)")
     return {"needed_libpython": next(n for n in facts.needed if n.startswith("libpython")),
             "needed": facts.needed, "runpath": facts.runpath,
-            "requires": {k: v for k, v in facts.versions.items()},
+            "requires": dict(facts.versions),
             "libs_require": {f.path.name: f.versions for f in lib_facts}}

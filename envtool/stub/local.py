@@ -18,11 +18,13 @@ import zipfile
 from pathlib import Path
 
 from envtool.cache import cache_root, publish_dir
+from envtool.cache import file_sha256 as sha256
 from envtool.catalog import Release
+from envtool.elf import version_key
 from envtool.env.interpreters import find_interpreter
 from envtool.env.prefix import patchelf, run_tool
 from envtool.errors import BadInput, CheckFailed
-from envtool.stub.check import require_fit, sha256
+from envtool.stub.check import require_fit
 from envtool.stub.store import STUB, Target
 
 REPOS = ("python_backend", "common", "core", "backend", "pybind11", "dlpack")
@@ -129,7 +131,7 @@ def cmake_version(cmake: str) -> str:
 def _cmake(minimum: str) -> str:
     """The system cmake if new enough, else PyPI's cmake installed once into the cache."""
     system = shutil.which("cmake")
-    if system and _vt(cmake_version(system)) >= _vt(minimum):
+    if system and version_key(cmake_version(system)) >= version_key(minimum):
         return system
     target = cache_root() / "tools" / "cmake"
     publish_dir(target, lambda tmp: run_tool([sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp),
@@ -138,10 +140,6 @@ def _cmake(minimum: str) -> str:
     if not found:
         raise BadInput(f"CMake >= {minimum} is needed and none was found", "pip install cmake")
     return str(found)
-
-
-def _vt(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split(".") if x.isdigit())
 
 
 def _boost_include(log) -> Path:

@@ -13,11 +13,12 @@ import time
 import zipfile
 from pathlib import Path
 
+from envtool.cache import file_sha256 as sha256
 from envtool.catalog import Release
 from envtool.elf import LIBPYTHON, read_elf
 from envtool.env.prefix import patchelf, run_tool
 from envtool.errors import BadInput
-from envtool.stub.check import require_fit, sha256
+from envtool.stub.check import require_fit
 from envtool.stub.store import STUB, Target
 from envtool.wheels import download_wheel
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from envtool.atomic import write_atomic
+
 STUB = "triton_python_backend_stub"
 
 
@@ -88,7 +90,5 @@ def publish(root: Path, target: Target, build: Callable[[Path], dict]) -> StubAr
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     index = root / "targets" / f"{target.key}.json"
-    tmp_index = index.with_suffix(".json.tmp")
-    tmp_index.write_text(json.dumps({"sha256": manifest["sha256"], "dir": folder.name}) + "\n")
-    os.replace(tmp_index, index)
+    write_atomic(index, json.dumps({"sha256": manifest["sha256"], "dir": folder.name}) + "\n")
     return StubArtifact(folder / STUB, manifest)

@@ -1,0 +1,70 @@
+"""Putting files in place so that readers see the old or the new version, never half of one, and
+an interruption (disk full, Ctrl-C) leaves no temp behind: work in a temp beside the target, rename."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same folder, fsync, rename: readers see the old or the new file, never half."""
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def stage(dest: Path, fill: Callable[[Path], None]) -> Path:
+    """A temp path beside dest (in its own hidden folder), filled by fill(tmp); removed on failure."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent)) / dest.name
+    try:
+        fill(tmp)
+    except BaseException:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+        raise
+    return tmp
+
+
+def publish(tmp: Path, dest: Path) -> None:
+    """Rename tmp over dest; an existing directory is swapped out first, then removed."""
+    if dest.is_dir() and not dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.old")
+        remove(old)
+        dest.rename(old)
+        tmp.rename(dest)
+        remove(old)
+    else:
+        os.replace(tmp, dest)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, link or tree, and the hidden staging folder around it once empty."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+    parent = path.parent
+    if parent.name.startswith(".") and parent.exists() and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+def copy_into_place(src: Path, dest: Path) -> None:
+    """Copy a file or a tree (symlinks kept) to dest atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stage(dest, lambda t: shutil.copytree(src, t, symlinks=True) if src.is_dir() else shutil.copy2(src, t))
+    try:
+        publish(tmp, dest)
+    finally:
+        remove(tmp)
