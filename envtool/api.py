@@ -5,17 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from envtool import catalog
+from envtool.build import BuildResult, BuildSpec, build
 from envtool.env.build import PackResult, PackSpec, pack
 from envtool.env.pack import DEFAULT_LEVEL
 from envtool.findings import Finding
 from envtool.inject import InjectOptions, InjectResult, inject
 from envtool.repo.lint import lint_repository
 from envtool.repo.model_repo import load_repository
+from envtool.serve import serve
 from envtool.stub.produce import produce as stub
+from envtool.stub.produce import produce_many as stubs
 from envtool.stub.store import StubArtifact
+from envtool.verify import VerifyOptions, VerifyReport, verify
 
-__all__ = ["DEFAULT_LEVEL", "InjectOptions", "InjectResult", "PackResult", "PackSpec", "inject", "lint", "pack",
-           "release", "releases", "stub", "StubArtifact", "fetch_sources"]
+__all__ = ["build", "BuildResult", "BuildSpec", "DEFAULT_LEVEL", "fetch_sources", "inject", "InjectOptions",
+           "InjectResult", "lint", "pack", "PackResult", "PackSpec", "release", "releases", "serve", "stub",
+           "StubArtifact", "stubs", "verify", "VerifyOptions", "VerifyReport"]
 
 
 def lint(repo: str | Path) -> list[Finding]:

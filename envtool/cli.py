@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class _Group(click.Group):
     """Turns every EnvtoolError into one line and its exit code: never a traceback."""
 
     def invoke(self, ctx):
+        signal.signal(signal.SIGTERM, _terminated)  # stop servers and builds as on Ctrl-C
         try:
             return super().invoke(ctx)
         except EnvtoolError as e:
@@ -35,9 +37,17 @@ class _Group(click.Group):
                 _emit_json(e.to_dict())
             err.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
             ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
-            err.print("[bold red]interrupted[/]: nothing half-written was left behind")
-            ctx.exit(130)
+        except KeyboardInterrupt as e:
+            err.print("[bold red]interrupted[/]: nothing half-written and no process was left behind")
+            ctx.exit(143 if isinstance(e, Terminated) else 130)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C so every context manager cleans up."""
+
+
+def _terminated(_sig, _frame) -> None:
+    raise Terminated()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -217,7 +227,8 @@ def _with_progress(title: str, work):
 
 @main.command()
 @click.option("--triton", "release", required=True, help="Release: r24.10, 24.10 or 2.51.0.")
-@click.option("--python", "python", help="Python X.Y the stub embeds (the env's Python).")
+@click.option("--python", "python", help="Python X.Y the stub embeds (the env's Python); several as "
+              "3.8,3.9,3.10 share one build tree.")
 @click.option("--gpu", is_flag=True, help="A stub with GPU support (prebuilt stubs always have it).")
 @click.option("--fetch-sources", type=click.Path(path_type=Path), help="Only clone the sources a local "
               "build of the release needs into this folder (then use --sources).")
@@ -233,18 +244,188 @@ def stub(release, python, gpu, fetch_sources, builder, root, sources, rebuild, j
         done = _with_progress("fetching sources", lambda log: api.fetch_sources(fetch_sources, release, log))
         return _emit_json({"sources": str(done)}) if json_out else out.print(f"[green]✓[/] {done}")
     if not python:
-        raise BadInput("--python is required", "e.g. --python 3.9 (the Python of the env)")
-    art = _with_progress("stub", lambda log: api.stub(release, python, gpu=gpu, builder=builder, root=root,
-                                                      sources=sources, rebuild=rebuild, log=log))
+        raise BadInput("--python is required", "e.g. --python 3.9 (the Python of the env), or 3.8,3.9,3.10")
+    pythons = list(dict.fromkeys(p.strip() for p in python.split(",") if p.strip()))
+    arts = _with_progress("stub", lambda log: api.stubs(release, pythons, gpu=gpu, builder=builder, root=root,
+                                                        sources=sources, rebuild=rebuild, log=log))
     if json_out:
-        return _emit_json(art.to_dict())
-    m = art.manifest
-    libs = f" + {', '.join(m['libs'])}" if m.get("libs") else ""
-    out.print(f"[green]✓[/] {art.path}{libs}", highlight=False)
-    out.print(f"  r{m['release']}, Python {m['python']}, {m['builder']}; links {m['needed_libpython']}; needs "
-              f"GLIBC {m['requires'].get('GLIBC')}, GLIBCXX {m['requires'].get('GLIBCXX')}", highlight=False)
-    out.print(f"  chosen: {m['chosen']}", highlight=False)
+        return _emit_json(arts[0].to_dict() if len(arts) == 1 else [a.to_dict() for a in arts])
+    for art in arts:
+        m = art.manifest
+        libs = f" + {', '.join(m['libs'])}" if m.get("libs") else ""
+        out.print(f"[green]✓[/] {art.path}{libs}", highlight=False)
+        out.print(f"  r{m['release']}, Python {m['python']}, {m['builder']}; links {m['needed_libpython']}; needs "
+                  f"GLIBC {m['requires'].get('GLIBC')}, GLIBCXX {m['requires'].get('GLIBCXX')}", highlight=False)
+        out.print(f"  chosen: {m['chosen']}{_phase_times(art)}", highlight=False)
     return None
+
+
+def _phase_times(art) -> str:
+    t = art.manifest.get("timings") or {}
+    if not t or art.reused:
+        return ""
+    return " (" + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items()) + ")"
+
+
+# --- verify / serve ------------------------------------------------------------------------------
+
+def _server_options(f):
+    f = _server_options_no_release(f)
+    return click.option("--triton", "release", required=True, help="Release the server runs: r24.10, 24.10.")(f)
+
+
+def _server_options_no_release(f):
+    f = click.option("--server", "server", type=click.Choice(["embedded", "local"]), default="embedded",
+                     show_default=True, help="embedded: tritonserver from the release's nvidia-pytriton wheel; "
+                     "local: --server-bin, PATH or /opt/tritonserver.")(f)
+    f = click.option("--server-bin", type=click.Path(path_type=Path),
+                     help="tritonserver binary (--server local).")(f)
+    return f
+
+
+@main.command()
+@click.argument("repo", type=click.Path(path_type=Path))
+@_server_options
+@click.option("--inputs", type=click.Path(path_type=Path), help='JSON: {"model": {"INPUT": value}} or '
+              '{"INPUT": value}; default: generated from the config.')
+@click.option("--expect", type=click.Path(path_type=Path), help="JSON of expected output values (same forms).")
+@click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance for --expect.")
+@click.option("--atol", type=float, default=1e-6, show_default=True, help="Absolute tolerance for --expect.")
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--no-lock", is_flag=True, help="Do not write envtool.lock.")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def verify(repo, release, server, server_bin, inputs, expect, rtol, atol, timeout, no_lock, json_out) -> None:
+    """Serve REPO with a real Triton, report each model's state and run an inference on each ensemble
+    over HTTP and gRPC; stops at once on causes that make Triton hang."""
+    opts = api.VerifyOptions(repo=repo, release=release, server=server, server_bin=server_bin, inputs=inputs,
+                             expect=expect, timeout=timeout, rtol=rtol, atol=atol, lock=not no_lock)
+    report = _with_progress("verifying", lambda log: api.verify(opts, log))
+    _render_report(report, json_out)
+    if not report.ok:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def _render_report(report, json_out: bool) -> None:
+    if json_out:
+        return _emit_json(report.to_dict())
+    t = Table(title=f"Triton r{report.release} ({report.server['kind']} {report.server.get('version', '')})")
+    for col in ("model", "state", "inference", "outputs"):
+        t.add_column(col)
+    runs: dict[str, list] = {}
+    for i in report.inferences:
+        runs.setdefault(i.model, []).append(i)
+    for name, st in sorted(report.models.items()):
+        ready = st["state"] == "READY"
+        state = f"[green]{st['state']}[/]" if ready else f"[red]{st['state'] or '-'}[/] {st['reason']}"
+        inf = " ".join(f"{i.protocol} {'[green]ok[/]' if i.ok else '[red]failed[/]'}" for i in runs.get(name, []))
+        outs = next((", ".join(f"{k} {v['datatype']}{v['shape']}" for k, v in i.outputs.items())
+                     for i in runs.get(name, []) if i.outputs), "")
+        t.add_row(name, state, inf, outs)
+    if report.models:
+        out.print(t)
+    for d in report.diagnoses:
+        err.print(f"[bold red]cause:[/] {d.cause}\n  [bold]fix:[/] {d.fix}\n  [dim]log: {d.line}[/]",
+                  highlight=False, soft_wrap=True)
+    for p in report.problems:
+        err.print(f"[bold red]✗[/] {p}", highlight=False, soft_wrap=True)
+    timing = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in report.timings.items())
+    out.print(f"server log: {report.server['log']} ({timing})", highlight=False)
+    if report.ok:
+        out.print(f"[green]✓[/] verified; lock: {report.lock}" if report.lock else "[green]✓[/] verified",
+                  highlight=False)
+    return None
+
+
+@main.command()
+@click.argument("repo", type=click.Path(path_type=Path))
+@_server_options
+@click.option("--http-port", type=int, default=8000, show_default=True)
+@click.option("--grpc-port", type=int, default=8001, show_default=True)
+@click.option("--metrics-port", type=int, default=8002, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
+def serve(repo, release, server, server_bin, http_port, grpc_port, metrics_port, address) -> None:
+    """Run Triton on REPO in the foreground for local development; Ctrl-C stops it cleanly."""
+    api.serve(repo, release, server=server, server_bin=server_bin, ports=(http_port, grpc_port, metrics_port),
+              address=address, on_ready=_print_endpoints)
+
+
+def _print_endpoints(server) -> None:
+    states = server.model_states()
+    ready = sorted(n for n, s in states.items() if s["state"] == "READY")
+    bad = {n: s for n, s in states.items() if s["state"] != "READY"}
+    out.print(f"[green]serving[/] {server.repo} with Triton r{server.release.release} ({server.kind})",
+              highlight=False)
+    out.print(f"  HTTP    {server.url}\n  gRPC    {server.grpc_url}\n  metrics http://{server.grpc_url.split(':')[0]}:"
+              f"{server.metrics_port}/metrics\n  log     {server.log_path}", highlight=False)
+    out.print(f"  ready: {', '.join(ready) or 'none'}", highlight=False)
+    for n, s in sorted(bad.items()):
+        err.print(f"  [red]{n}[/] {s['state']}: {s['reason']}", highlight=False, soft_wrap=True)
+    out.print("Ctrl-C to stop.")
+
+
+# --- build -------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--python", "python", required=True, help="Python X.Y of the env and the stub.")
+@click.option("--triton", "release", required=True, help="Release: r24.10, 24.10 or 2.51.0.")
+@click.option("--repo", type=click.Path(path_type=Path), help="Model repository to inject into (and verify).")
+@click.option("--models", multiple=True, help="Python models to inject (default: those an ensemble uses).")
+@click.option("-r", "--requirements", multiple=True, type=click.Path(path_type=Path), help="As for pack.")
+@click.option("--pip", multiple=True, help="A requirement to pip-install (repeatable).")
+@click.option("--interpreter", type=click.Path(path_type=Path), help="Use this python3.X binary.")
+@click.option("--prefix", type=click.Path(path_type=Path), help="Pack an existing conda env.")
+@click.option("--env-file", type=click.Path(path_type=Path), help="Create the env from a conda env file.")
+@click.option("--solver", type=click.Choice(["micromamba", "mamba", "conda"]))
+@click.option("-o", "--env-output", type=click.Path(path_type=Path), help="Default envs/custom_env.tar.gz.")
+@click.option("--unpacked", is_flag=True, help="The env as a directory (r23.07 and later).")
+@click.option("--builder", type=click.Choice(["auto", "prebuilt", "local"]), default="auto", show_default=True)
+@click.option("--sources", type=click.Path(path_type=Path), help="python_backend sources (--builder local).")
+@click.option("--cache", "stubs_root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
+@click.option("--gpu", is_flag=True, help="GPU stub and KIND_GPU instances.")
+@click.option("--verify", "do_verify", is_flag=True, help="Serve the repository and run inferences.")
+@_server_options_no_release
+@click.option("--inputs", type=click.Path(path_type=Path), help="As for verify.")
+@click.option("--expect", type=click.Path(path_type=Path), help="As for verify.")
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def build(python, release, repo, models, requirements, pip, interpreter, prefix, env_file, solver, env_output,
+          unpacked, builder, sources, stubs_root, gpu, do_verify, server, server_bin, inputs, expect, timeout,
+          json_out) -> None:
+    """Stub + env + preflight + inject (+ verify) in one command; every artifact is cached."""
+    env = api.PackSpec(python=None if prefix or env_file else python, requirements=tuple(requirements),
+                       pip=tuple(pip), interpreter=interpreter, prefix=prefix, env_file=env_file, solver=solver,
+                       unpacked=unpacked)
+    names = tuple(n for m in models for n in m.split(",") if n)
+    spec = api.BuildSpec(python=python, triton=release, env=env, repo=repo, models=names, env_output=env_output,
+                         builder=builder, sources=sources, stubs_root=stubs_root, gpu=gpu, verify=do_verify,
+                         verify_options={"server": server, "server_bin": server_bin, "inputs": inputs,
+                                         "expect": expect, "timeout": timeout})
+    result = _with_progress("build", lambda log: api.build(spec, log))
+    if json_out:
+        _emit_json(result.to_dict())
+    else:
+        _render_build(result, spec)
+    if not result.ok:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def _render_build(result, spec) -> None:
+    s, e = result.stub, result.env
+    t = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.timings.items())
+    out.print(f"[green]✓[/] stub {s.path} ({s.manifest['builder']}{', reused' if s.reused else ''})",
+              highlight=False)
+    out.print(f"[green]✓[/] env  {e.output} (Python {e.manifest['python']}, numpy {e.manifest['numpy']}, "
+              f"{e.manifest['size_bytes'] / 2**20:.1f} MB{', reused' if e.reused else ''})", highlight=False)
+    for w in e.manifest["warnings"]:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    if result.inject is not None:
+        state = "changed" if result.inject.changed else "already up to date"
+        out.print(f"[green]✓[/] injected into {', '.join(result.inject.models)} ({state})", highlight=False)
+    else:
+        out.print(f"next: envtool inject REPO --stub {s.path} --env {e.output}", highlight=False)
+    if result.verify is not None:
+        _render_report(result.verify, False)
+    out.print(f"steps: {t}", highlight=False)
 
 
 # --- commands whose issues are not done yet ----------------------------------------------------
@@ -257,7 +438,4 @@ def _pending(name: str, issue: int, help_text: str) -> None:
                                 "use the commands listed by `envtool --help` that are done")
 
 
-_pending("build", 5, "Stub + env + inject + verify in one command.")
-_pending("verify", 5, "Serve a repository with a real Triton and run inferences.")
-_pending("serve", 5, "Run a Triton server on a repository in the foreground.")
 _pending("doctor", 8, "Find version mismatches and explain a failing server's log.")

@@ -5,6 +5,7 @@ An opt-in test builds the real python_backend from $ENVTOOL_TEST_SOURCES."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -126,7 +127,7 @@ def test_interrupted_build_leaves_no_partial_artifact(sources, tmp_path):
                              "--builder", "local", "--sources", str(sources), "--cache", str(store)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not list(store.glob(".build-*/build")) and time.monotonic() < deadline:
+    while not list(store.glob(".tree-*/CMakeFiles")) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -197,3 +198,46 @@ def test_fetch_sources_without_network_is_one_line(tmp_path):
     assert "git could not get file:///nonexistent/triton-inference-server/python_backend: fatal:" in \
         " ".join(out.stderr.split())
     assert not (tmp_path / "src").exists()
+
+
+def test_several_pythons_share_one_build_tree(sources, tmp_path):
+    """--python 3.8,3.9: the Python-independent library compiles once, each stub embeds its Python."""
+    if not any(s == "pyenv" for _, s in candidates("3.8")):
+        pytest.skip("needs pyenv Python 3.8")
+    store = tmp_path / "s"
+    out = subprocess.run([sys.executable, "-m", "envtool", "stub", "--triton", "r24.10", "--python", "3.8,3.9",
+                          "--builder", "local", "--sources", str(sources), "--cache", str(store), "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    arts = json.loads(out.stdout)
+    assert [a["python"] for a in arts] == ["3.8", "3.9"]
+    assert [a["reused_tree"] for a in arts] == [False, True]
+    for a in arts:
+        assert read_elf(Path(a["stub"])).libpython == a["python"]  # no stale Python from the shared tree
+    assert "reusing the tree" in out.stderr
+    assert not list(store.glob(".tree-*")) and not list(store.glob(".build-*"))
+    # The same request again is answered from the store without building.
+    again = json.loads(subprocess.run([sys.executable, "-m", "envtool", "stub", "--triton", "r24.10", "--python",
+                                       "3.8,3.9", "--builder", "local", "--sources", str(sources), "--cache",
+                                       str(store), "--json"], capture_output=True, text=True).stdout)
+    assert [a["reused"] for a in again] == [True, True]
+
+
+def test_shared_tree_compiles_python_independent_code_once(sources, tmp_path):
+    if not any(s == "pyenv" for _, s in candidates("3.8")):
+        pytest.skip("needs pyenv Python 3.8")
+    from envtool import catalog
+    from envtool.stub import local
+    from envtool.stub.store import Target
+    rel, tree = catalog.normalize_release("r24.10"), tmp_path / "tree"
+    tree.mkdir()
+
+    def build(py: str) -> dict[str, int]:
+        work = tmp_path / py
+        work.mkdir()
+        m = local.build(rel, Target("24.10", py), work, sources, lambda _m: None, tree)
+        assert read_elf(work / "triton_python_backend_stub").libpython == py and m["python"] == py
+        return {o.name: o.stat().st_mtime_ns for o in tree.rglob("*.cc.o")}
+    first, second = build("3.9"), build("3.8")
+    assert first["backend_utils.cc.o"] == second["backend_utils.cc.o"]  # Python-independent: compiled once
+    assert first["pb_stub_mini.cc.o"] != second["pb_stub_mini.cc.o"]  # the stub: compiled per Python

@@ -7,10 +7,10 @@ killed after a grace period, and the /tmp/python_env_* folders that appeared whi
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -19,11 +19,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
-from envtool.catalog import Release, tomllib
+from envtool.catalog import Release
+from envtool.diagnose import load_failures
 from envtool.errors import CheckFailed
 
 ENV_GLOB = "/tmp/python_env_*"
@@ -35,12 +34,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: be killed if envtool dies, even by SIGKILL (Linux PR_SET_PDEATHSIG). The stubs
+    watch their server and exit with it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 class ProcessServer:
     kind = "process"
 
     def __init__(self, release: Release, repo: Path, *, log_path: Path | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), ports: tuple[int, int, int] | None = None,
+                 address: str = "127.0.0.1"):
         self.release = release
+        self.ports = ports  # http, grpc, metrics; free ones when None
+        self.address = address
         self.repo = Path(repo).resolve()  # relative repos race in Triton's chdir (KNOWLEDGE 3)
         self.extra_args = extra_args
         self.env_add: dict[str, str] = {}  # set by subclasses: variables their binary needs
@@ -55,10 +64,18 @@ class ProcessServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self._host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self._host}:{self.grpc_port}"
+
+    @property
+    def _host(self) -> str:
+        return "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
 
     def __enter__(self) -> ProcessServer:
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.http_port, self.grpc_port, self.metrics_port = self.ports or (free_port(), free_port(), free_port())
         env = dict(os.environ)
         env.update(self.env_add)
         if "LD_LIBRARY_PATH" in self.env_add and os.environ.get("LD_LIBRARY_PATH"):
@@ -66,14 +83,14 @@ class ProcessServer:
         env["PATH"] = os.pathsep.join([*self.path_add, env.get("PATH", "")])
         args = [*self.command(), "--model-repository", str(self.repo),
                 "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-                "--metrics-port", str(self.metrics_port), "--http-address", "127.0.0.1",
-                "--grpc-address", "127.0.0.1", "--model-control-mode", "explicit",
+                "--metrics-port", str(self.metrics_port), "--http-address", self.address,
+                "--grpc-address", self.address, "--model-control-mode", "explicit",
                 "--load-model", "*", "--exit-on-error", "false", "--strict-readiness", "false",
                 *self.extra_args]
         self._envs_before = set(glob.glob(ENV_GLOB))
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         return self
 
@@ -114,10 +131,13 @@ class ProcessServer:
             raw = r.read()
             return r.status, (json.loads(raw) if raw else None)
 
-    def wait_live(self, timeout: float = 120.0) -> None:
-        """Until the HTTP endpoint answers (in explicit mode, after the initial loads)."""
+    def wait_live(self, timeout: float = 120.0, watch=None) -> None:
+        """Until the HTTP endpoint answers (in explicit mode, after the initial loads). watch(), called
+        on every poll, may raise to stop early (verify's log watcher)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if watch is not None:
+                watch()
             if self.proc.poll() is not None:
                 raise CheckFailed(f"tritonserver exited with code {self.proc.returncode}",
                                   f"see its log: {self.log_path}")
@@ -130,6 +150,9 @@ class ProcessServer:
         raise CheckFailed(f"tritonserver was not live after {timeout:.0f} s",
                           f"see its log: {self.log_path}")
 
+    def version(self) -> str:
+        return self.get("/v2")[1].get("version", "")
+
     def model_states(self) -> dict[str, dict]:
         """name -> {state, reason}: the repository index, plus the models the log says were
         rejected before they could be indexed (their config failed validation at poll time)."""
@@ -141,19 +164,3 @@ class ProcessServer:
             if st["state"] in ("", "UNAVAILABLE"):
                 st["state"], st["reason"] = "UNAVAILABLE", st["reason"] or reason
         return states
-
-
-@cache
-def _load_failure_patterns() -> list[re.Pattern]:
-    text = resources.files("envtool").joinpath("diagnoses.toml").read_text()
-    return [re.compile(d["pattern"]) for d in tomllib.loads(text)["load_failure"]]
-
-
-def load_failures(log: str) -> dict[str, str]:
-    """model -> the reason Triton logged for rejecting it (first one wins)."""
-    out: dict[str, str] = {}
-    for line in log.splitlines():
-        for pat in _load_failure_patterns():
-            if m := pat.search(line):
-                out.setdefault(m.group("model"), m.group("reason"))
-    return out

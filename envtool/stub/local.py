@@ -33,9 +33,14 @@ FETCHCONTENT = {"common": "REPO-COMMON", "core": "REPO-CORE", "backend": "REPO-B
 # Headers the real python_backend build needs, and the Debian/Ubuntu package of each.
 BUILD_HEADERS = {"zlib.h": "zlib1g-dev", "rapidjson/rapidjson.h": "rapidjson-dev", "archive.h": "libarchive-dev"}
 BOOST_CMAKE = Path(__file__).with_name("boost_local.cmake")
+FORGET_PYTHON = ["-U", "*PYTHON*", "-U", "*Python*", "-U", "*python*"]  # cmake -U takes globs
 
 
-def build(release: Release, target: Target, tmp: Path, sources: Path | None, log) -> dict:
+def build(release: Release, target: Target, tmp: Path, sources: Path | None, log,
+          tree: Path | None = None) -> dict:
+    """Build into tmp; with tree (a build folder shared by the Pythons of one request), reconfigure it
+    for this Python so that what does not depend on Python (triton-backend-utils, the fetched
+    dependencies, the configure checks) is built once."""
     recipe = release.recipe
     if target.python not in recipe.pybind11_pythons:
         raise BadInput(f"r{release.release}'s pybind11 {recipe.pybind11_version} cannot build Python "
@@ -45,13 +50,15 @@ def build(release: Release, target: Target, tmp: Path, sources: Path | None, log
     it = find_interpreter(target.python)
     cmake = _cmake(recipe.cmake_min_effective)
     _preflight(src)
-    build_dir, logfile = tmp / "build", tmp / "build.log"
+    build_dir, logfile = tree or tmp / "build", tmp / "build.log"
     flags = cmake_args(release, target, src, it.executable, _boost_include(log), cmake_version(cmake))
+    # A tree configured for another Python keeps that Python's cached paths: forget them first.
+    forget = FORGET_PYTHON if (build_dir / "CMakeCache.txt").is_file() else []
     times = {}
     try:
-        log(f"configure ({cmake_version(cmake)}, Python {it.version})")
+        log(f"configure ({cmake_version(cmake)}, Python {it.version}{', reusing the tree' if forget else ''})")
         times["configure_s"] = _run_logged([cmake, "-S", str(src / "python_backend"), "-B", str(build_dir),
-                                            *flags], logfile)
+                                            *forget, *flags], logfile)
         log(f"build triton-python-backend-stub (-j{os.cpu_count()})")
         times["build_s"] = _run_logged([cmake, "--build", str(build_dir), "--target", "triton-python-backend-stub",
                                         "-j", str(os.cpu_count() or 1)], logfile)
@@ -64,13 +71,14 @@ def build(release: Release, target: Target, tmp: Path, sources: Path | None, log
     run_tool([patchelf(), "--remove-rpath", str(stub)], "patchelf")  # the build machine's Python lib dir
     facts = require_fit(stub, release, target.python)
     times["check_s"] = round(time.monotonic() - t0, 2)
-    shutil.rmtree(build_dir)
+    if tree is None:
+        shutil.rmtree(build_dir)
     logfile.unlink()
     return {"release": release.release, "python": target.python, "gpu": target.gpu, "arch": target.arch,
             "builder": "local", "sha256": sha256(stub), "libs": [], **facts, "python_used": str(it.executable),
             "build_flags": flags, "sources": {n: _commit(src / n) for n in (*REPOS, "googletest")
                                               if (src / n).is_dir()},
-            "timings": times}
+            "timings": times, "reused_tree": bool(forget)}
 
 
 def cmake_args(release: Release, target: Target, src: Path, python: Path, boost: Path,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from envtool import catalog
@@ -13,7 +15,8 @@ BUILDERS = ("auto", "prebuilt", "local")
 
 
 def produce(release: str, python: str, *, gpu: bool = False, builder: str = "auto", root: Path | None = None,
-            sources: Path | None = None, rebuild: bool = False, log=lambda _m: None) -> StubArtifact:
+            sources: Path | None = None, rebuild: bool = False, log=lambda _m: None,
+            tree: Path | None = None) -> StubArtifact:
     if builder not in BUILDERS:
         raise BadInput(f"--builder {builder} is not one of {', '.join(BUILDERS)}", "use auto, prebuilt or local")
     rel = catalog.normalize_release(release)
@@ -38,6 +41,18 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
                 why = f"local: {e.message}"
         else:
             why = "local: asked for"
-        art = publish(root, target, lambda tmp: local.build(rel, target, tmp, sources, log))
+        art = publish(root, target, lambda tmp: local.build(rel, target, tmp, sources, log, tree))
         art.manifest["chosen"] = why
         return art
+
+
+def produce_many(release: str, pythons: list[str], *, root: Path | None = None, **kw) -> list[StubArtifact]:
+    """One stub per Python; local builds share one build tree, so what does not depend on Python is
+    configured and compiled once. The tree is removed at the end, whatever happens."""
+    root = Path(root or default_root())
+    root.mkdir(parents=True, exist_ok=True)
+    tree = Path(tempfile.mkdtemp(prefix=".tree-", dir=root))
+    try:
+        return [produce(release, py, root=root, tree=tree, **kw) for py in pythons]
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)

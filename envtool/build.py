@@ -1,0 +1,111 @@
+"""`envtool build`: release -> stub -> env -> preflight -> inject -> verify, each step timed, every
+artifact cached (stub store, env cache), so a second identical run only re-checks.
+
+The preflight refuses before anything touches the repository: the stub's libpython must be the
+env's Python, the stub's GLIBC/GLIBCXX must exist in the release's container, and numpy in the env
+must suit the release's stub.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envtool import catalog
+from envtool.elf import version_key
+from envtool.env.build import PackResult, PackSpec, pack
+from envtool.errors import CheckFailed
+from envtool.inject import InjectOptions, InjectResult, inject
+from envtool.stub.produce import produce
+from envtool.stub.store import StubArtifact
+from envtool.verify import VerifyOptions, VerifyReport, verify
+
+
+@dataclass
+class BuildSpec:
+    python: str
+    triton: str
+    env: PackSpec  # how to make the env (its triton is set from `triton`)
+    repo: Path | None = None
+    models: tuple[str, ...] = ()
+    env_output: Path | None = None
+    builder: str = "auto"
+    sources: Path | None = None
+    stubs_root: Path | None = None
+    gpu: bool = False
+    verify: bool = False
+    verify_options: dict = field(default_factory=dict)  # server, server_bin, inputs, expect, timeout
+
+
+@dataclass
+class BuildResult:
+    stub: StubArtifact
+    env: PackResult
+    inject: InjectResult | None = None
+    verify: VerifyReport | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.verify is None or self.verify.ok
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "timings": self.timings, "stub": self.stub.to_dict(), "env": self.env.to_dict(),
+                "inject": self.inject.to_dict() if self.inject else None,
+                "verify": self.verify.to_dict() if self.verify else None}
+
+
+def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
+    rel = catalog.normalize_release(spec.triton)
+    python = catalog.normalize_python(spec.python)
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(name: str):
+        log(f"{name}…")
+        t0 = time.monotonic()
+        yield
+        timings[f"{name}_s"] = round(time.monotonic() - t0, 2)
+        log(f"{name} done in {timings[f'{name}_s']:.1f} s")
+
+    with step("stub"):
+        stub = produce(rel.release, python, gpu=spec.gpu, builder=spec.builder, root=spec.stubs_root,
+                       sources=spec.sources, log=log)
+    with step("env"):
+        env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release,
+                               "python": spec.env.python or (None if spec.env.kind != "python" else python)})
+        env = pack(env_spec, spec.env_output, log)
+    with step("preflight"):
+        preflight(rel, python, stub, env)
+    result = BuildResult(stub, env, timings=timings)
+    if spec.repo is None:
+        return result
+    with step("inject"):
+        result.inject = inject(InjectOptions(repo=spec.repo, stub=stub.path, env=env.output,
+                                             models=tuple(spec.models), gpu=spec.gpu))
+    if spec.verify:
+        with step("verify"):
+            result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **spec.verify_options), log)
+    return result
+
+
+def preflight(rel: catalog.Release, python: str, stub: StubArtifact, env: PackResult) -> None:
+    """The mismatches that make Triton hang or fail at inference, refused before the repository changes."""
+    m, e = stub.manifest, env.manifest
+    env_python = ".".join(str(e["python"]).split(".")[:2])
+    if env_python != python or m["python"] != python:
+        raise CheckFailed(f"the stub embeds Python {m['python']} and the env has Python {env_python}: Triton "
+                          f"would hang on `libpython{m['python']}.so.1.0: cannot open shared object file`",
+                          f"make the env with Python {python} (its --prefix/--env-file must hold {python})")
+    need = m.get("requires", {})
+    for sym, have in (("GLIBC", rel.glibc), ("GLIBCXX", rel.max_glibcxx)):
+        if need.get(sym) and have and version_key(need[sym]) > version_key(have):
+            raise CheckFailed(f"the stub needs {sym}_{need[sym]} and r{rel.release}'s container has {have}",
+                              "build the stub inside the release's container (Dockerfile.build)")
+    numpy = e.get("numpy")
+    if numpy and not rel.numpy2 and version_key(numpy) >= (2,):
+        raise CheckFailed(f"the env has numpy {numpy}; r{rel.release}'s stub (pybind11 < 2.12) misreads numpy 2 "
+                          "arrays: every inference would fail with `output tensor shape does not match`",
+                          "pin numpy<2 in the env's requirements")

@@ -1,0 +1,65 @@
+"""Triton log lines -> causes and fixes, from the data file diagnoses.toml.
+
+Used by the servers (model states the repository index does not report), verify's log watcher
+(stop at once on a cause that makes Triton hang) and doctor --log.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib import resources
+
+from envtool.catalog import tomllib
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    id: str
+    cause: str
+    fix: str
+    line: str  # the log line it was recognised in
+    hang: bool  # Triton waits forever instead of failing
+    mode: int  # KNOWLEDGE.md section 4 item
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@cache
+def _data() -> dict:
+    return tomllib.loads(resources.files("envtool").joinpath("diagnoses.toml").read_text())
+
+
+@cache
+def _causes() -> list[tuple[re.Pattern, dict]]:
+    return [(re.compile(c["pattern"]), c) for c in _data()["cause"]]
+
+
+@cache
+def _load_failure_patterns() -> list[re.Pattern]:
+    return [re.compile(d["pattern"]) for d in _data()["load_failure"]]
+
+
+def scan(text: str) -> list[Diagnosis]:
+    """Every known cause in text, once each, in the order they first appear."""
+    found: dict[tuple[str, str], Diagnosis] = {}
+    for line in text.splitlines():
+        for pattern, c in _causes():
+            if m := pattern.search(line):
+                groups = {k: v or "" for k, v in m.groupdict().items()}
+                d = Diagnosis(c["id"], c["cause"].format(**groups), c["fix"].format(**groups), line.strip()[:400],
+                              c.get("hang", False), c["mode"])
+                found.setdefault((d.id, d.cause), d)
+    return list(found.values())
+
+
+def load_failures(log: str) -> dict[str, str]:
+    """model -> the reason Triton logged for rejecting it (first one wins)."""
+    out: dict[str, str] = {}
+    for line in log.splitlines():
+        for pat in _load_failure_patterns():
+            if m := pat.search(line):
+                out.setdefault(m.group("model"), m.group("reason"))
+    return out

@@ -1,0 +1,70 @@
+"""envtool.lock: what a verified repository was served with, written beside the repository.
+
+Per python model: the stub (sha256, the libpython it links) and the env (sha256, Python, packages,
+read from the archive's member names or the directory, without extracting anything).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+import time
+from functools import cache
+from pathlib import Path
+
+from envtool.atomic import write_atomic
+from envtool.cache import file_sha256
+from envtool.elf import read_elf
+from envtool.repo.lint import ENV_KEY, resolve_env_path
+from envtool.repo.model_repo import Repository
+
+STUB = "triton_python_backend_stub"
+DIST_INFO = re.compile(r"lib/python(?P<py>3\.\d+)/site-packages/(?P<name>[^/]+?)-(?P<ver>[^-/]+)\.dist-info/")
+
+
+def lock_path(repo: Path) -> Path:
+    return repo.resolve().parent / "envtool.lock"
+
+
+@cache
+def env_facts(path: Path) -> dict:
+    """sha256 (tarballs), Python X.Y and {package: version} from dist-info folder names."""
+    if path.is_dir():
+        names = [str(p.relative_to(path)) + "/" for p in path.glob("lib/python3*/site-packages/*.dist-info")]
+        digest, kind = None, "directory"
+    else:
+        with tarfile.open(path, "r:*") as tar:
+            names = [m.name.removeprefix("./") + ("/" if m.isdir() else "") for m in tar]
+        digest, kind = file_sha256(path), "tarball"
+    python, packages = None, {}
+    for n in names:
+        if m := DIST_INFO.match(n):
+            python = m["py"]
+            packages[m["name"].replace("_", "-")] = m["ver"]
+    return {"path": str(path), "kind": kind, "sha256": digest, "python": python,
+            "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower()))}
+
+
+def model_entry(model) -> dict:
+    entry: dict = {}
+    stub = model.path / STUB
+    if stub.is_file():
+        entry["stub"] = {"sha256": file_sha256(stub), "libpython": read_elf(stub).libpython}
+    value = model.parameter(ENV_KEY)
+    env = resolve_env_path(model, value) if value else None
+    if env is not None and env.exists():
+        entry["env"] = env_facts(env.resolve())
+    return entry
+
+
+def lock_data(repo: Repository, release: str, server: dict) -> dict:
+    return {"generated_by": "envtool verify", "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "release": release, "server": server, "repository": str(repo.path.resolve()),
+            "models": {m.name: model_entry(m) for m in sorted(repo.python_models(), key=lambda m: m.name)}}
+
+
+def write_lock(repo: Repository, release: str, server: dict) -> Path:
+    path = lock_path(repo.path)
+    write_atomic(path, json.dumps(lock_data(repo, release, server), indent=2) + "\n")
+    return path

@@ -1,0 +1,234 @@
+"""verify, serve and build against real Triton servers (nvidia-pytriton wheels, CPU), real pyenv
+Pythons, real packed envs and NVIDIA's prebuilt stubs. Mismatches must be diagnosed from the log
+long before the readiness deadline."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from envtool import api
+from envtool.env.interpreters import candidates
+from tests.conftest import python_model, run_cli, write_repo
+from tests.test_inject import pipeline
+from tests.test_lint import ensemble, step
+
+pytestmark = [pytest.mark.server,
+              pytest.mark.skipif(not any(s == "pyenv" for _, s in candidates("3.9")), reason="needs pyenv 3.9")]
+DEADLINE = 300  # the readiness deadline given to verify: diagnoses must come long before it
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("stubs")
+
+
+@pytest.fixture(scope="module")
+def env39(tmp_path_factory) -> Path:
+    """Python 3.9 + numpy<2, packed for r24.10 (cached across runs in ENVTOOL_CACHE_DIR)."""
+    out = tmp_path_factory.mktemp("env39") / "custom_env.tar.gz"
+    return api.pack(api.PackSpec(python="3.9", triton="r24.10"), out).output
+
+
+def injected(tmp_path: Path, stub: Path, env: Path, **kw) -> Path:
+    repo = pipeline(tmp_path / "repo")
+    api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, **kw))
+    return repo
+
+
+def test_build_verify_r2410_py39_end_to_end(tmp_path, stubs):
+    repo = pipeline(tmp_path / "model_repository")
+    args = ["build", "--python", "3.9", "--triton", "r24.10", "--repo", repo, "--verify", "--cache", stubs,
+            "-o", tmp_path / "envs" / "custom_env.tar.gz", "--json"]
+    out = run_cli(*args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout)
+    v = res["verify"]
+    assert v["ok"] and v["models"]["pre"]["state"] == v["models"]["post"]["state"] == "READY"
+    assert [(i["model"], i["protocol"], i["ok"]) for i in v["inferences"]] == [("ens", "http", True),
+                                                                               ("ens", "grpc", True)]
+    assert v["inferences"][0]["outputs"]["Y"] == {"datatype": "FP32", "shape": [2], "sample": [2.5, 2.5]}
+    assert set(res["timings"]) == {"stub_s", "env_s", "preflight_s", "inject_s", "verify_s"}
+    lock = json.loads((tmp_path / "envtool.lock").read_text())
+    assert lock["release"] == "24.10" and lock["server"]["version"] == "2.51.0"
+    for m in ("pre", "post"):
+        assert lock["models"][m]["stub"]["libpython"] == "3.9"
+        assert lock["models"][m]["env"]["python"] == "3.9"
+        assert lock["models"][m]["env"]["sha256"] == res["env"]["sha256"]
+        assert lock["models"][m]["env"]["packages"]["numpy"].startswith("1.")
+    # Warm: every artifact comes from a cache and the repository is already up to date.
+    again = json.loads(run_cli(*args).stdout)
+    assert again["stub"]["reused"] and again["env"]["reused"] and not again["inject"]["changed"]
+    assert again["verify"]["ok"]
+
+
+def test_build_verify_r2211_py38(tmp_path, stubs):
+    if not any(s == "pyenv" for _, s in candidates("3.8")):
+        pytest.skip("needs pyenv 3.8")
+    repo = pipeline(tmp_path / "repo")
+    spec = api.BuildSpec(python="3.8", triton="r22.11", env=api.PackSpec(python="3.8"), repo=repo,
+                         env_output=tmp_path / "custom_env.tar.gz", stubs_root=stubs, verify=True)
+    res = api.build(spec)
+    assert res.ok, res.verify.problems
+    assert res.verify.server["version"] == "2.28.0"
+    assert {i.protocol for i in res.verify.inferences if i.ok} == {"http", "grpc"}
+
+
+def test_stub_of_another_python_is_diagnosed_in_seconds(tmp_path, stubs, env39):
+    stub310 = api.stub("r24.10", "3.10", root=stubs).path
+    repo = injected(tmp_path, stub310, env39)
+    report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", timeout=DEADLINE))
+    assert not report.ok
+    assert [d.id for d in report.diagnoses if d.hang] == ["stub-libpython"]
+    assert "libpython3.10" in report.diagnoses[0].cause and "envtool build" in report.diagnoses[0].fix
+    assert report.timings["total_s"] < DEADLINE / 5  # stopped at once, not at the deadline
+    assert not (tmp_path / "envtool.lock").exists()
+
+
+def test_numpy2_env_on_r2410_fails_at_inference_and_says_why(tmp_path, stubs, env39):
+    env = api.pack(api.PackSpec(python="3.9", pip=("numpy==2.0.2",)), tmp_path / "np2.tar.gz").output
+    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env)
+    report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", timeout=DEADLINE))
+    assert report.models["pre"]["state"] == "READY"  # loads fine, fails at inference
+    assert not report.ok and any(not i.ok for i in report.inferences)
+    assert any(d.id == "numpy2-output" for d in report.diagnoses)
+    assert any("numpy 2" in p for p in report.problems), report.problems
+
+
+def test_env_without_activate(tmp_path, stubs, env39):
+    bad = tmp_path / "venv_style.tar.gz"
+    with tarfile.open(env39) as src, tarfile.open(bad, "w:gz") as dst:  # everything under a top folder
+        for m in src:
+            f = src.extractfile(m) if m.isfile() else None
+            m.name = "myenv/" + m.name.removeprefix("./")
+            dst.addfile(m, f)
+    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, bad)
+    report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", timeout=DEADLINE))
+    assert not report.ok and report.models["pre"]["state"] == "UNAVAILABLE"
+    assert any(d.id == "activate-missing" for d in report.diagnoses)
+    assert report.timings["total_s"] < DEADLINE / 5
+
+
+def test_several_tarball_envs_from_a_relative_repo_path_load(tmp_path, stubs, env39):
+    """Four models, each with its own tarball (four extractions, each with Triton's chdir), given as a
+    relative path: the server gets the absolute one, so the loads cannot race."""
+    names = [f"m{i}" for i in range(4)]
+    configs = {n: python_model(n, [("IN", "TYPE_FP32", [-1])], [("OUT", "TYPE_FP32", [-1])]) for n in names}
+    steps = ", ".join(step(n, {"IN": f"t{i}"}, {"OUT": f"t{i + 1}"}) for i, n in enumerate(names))
+    configs["chain"] = ensemble("chain", steps=steps, inputs=[("t0", "TYPE_FP32", [-1])],
+                                outputs=[("t4", "TYPE_FP32", [-1])])
+    write_repo(tmp_path / "repo", configs)
+    api.inject(api.InjectOptions(repo=tmp_path / "repo", stub=api.stub("r24.10", "3.9", root=stubs).path,
+                                 env=env39, share=False))
+    (tmp_path / "expect.json").write_text(json.dumps({"t4": [4.5, 4.5]}))
+    out = run_cli("verify", "repo", "--triton", "r24.10", "--expect", "expect.json", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert all(report["models"][n]["state"] == "READY" for n in names)
+    assert report["inferences"][0]["outputs"]["t4"]["sample"] == [4.5, 4.5]  # 0.5 + 4
+
+
+SLOW_INIT_PY = """
+import time
+import triton_python_backend_utils as pb_utils
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(60)
+    def execute(self, requests):
+        return []
+"""
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of pid (by /proc PPid)."""
+    parents: dict[int, int] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.split("/")[2])] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - out
+        out |= frontier
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_no_orphan_when_envtool_is_signalled(tmp_path, stubs, env39, sig, code):
+    repo = write_repo(tmp_path / "repo", {"slow": python_model("slow", [("IN", "TYPE_FP32", [-1])],
+                                                               [("OUT", "TYPE_FP32", [-1])])}, SLOW_INIT_PY)
+    api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=stubs).path, env=env39))
+    before = set(glob.glob("/tmp/python_env_*"))
+    proc = subprocess.Popen([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.10"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the server and the model's stub run
+        seen |= _children(proc.pid)
+        cmds = [Path(f"/proc/{p}/cmdline").read_bytes() for p in seen if _alive(p)]
+        if any(b"triton_python_backend_stub" in c and b"slow" in c for c in cmds):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the stub never started")
+    seen |= _children(proc.pid)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and "Traceback" not in err, err[-2000:]
+    assert not [p for p in seen if _alive(p)]  # server and stubs are gone
+    assert set(glob.glob("/tmp/python_env_*")) <= before  # its extractions removed
+
+
+def test_serve_prints_endpoints_and_stops_on_ctrl_c(tmp_path, stubs, env39):
+    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
+    from envtool.servers.base import free_port
+    ports = [str(free_port()) for _ in range(3)]
+    proc = subprocess.Popen([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
+                             "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    text = "".join(lines)
+    assert f"http://127.0.0.1:{ports[0]}" in text and f"127.0.0.1:{ports[1]}" in text and "ready: ens" in text
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/models/ens/ready") as r:
+        assert r.status == 200
+    kids = _children(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130 and not [p for p in kids if _alive(p)]
+
+
+def test_verify_bad_inputs_are_one_line(tmp_path):
+    repo = pipeline(tmp_path / "repo")
+    (tmp_path / "in.json").write_text("{not json")
+    out = run_cli("verify", repo, "--triton", "r24.10", "--inputs", tmp_path / "in.json")
+    assert out.returncode == 2 and "in.json is not valid JSON" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("verify", tmp_path / "nope", "--triton", "r24.10")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    out = run_cli("verify", repo, "--triton", "r24.10", "--server", "local", "--server-bin", tmp_path / "nope")
+    assert out.returncode == 2 and "--server-bin" in out.stderr
+    assert not (tmp_path / "envtool.lock").exists()
+    assert os.listdir(repo) == os.listdir(pipeline(tmp_path / "fresh"))
