@@ -11,9 +11,10 @@ from pathlib import Path
 
 from envtool import catalog
 from envtool.diagnose import Diagnosis, scan
+from envtool.elf import version_key
 from envtool.errors import BadInput, CheckFailed
 from envtool.infer import Inference, infer, model_inputs, per_model
-from envtool.lockfile import write_lock
+from envtool.lockfile import model_entry, write_lock
 from envtool.repo.model_repo import Repository, load_repository
 from envtool.servers import open_server
 
@@ -110,6 +111,8 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
         server_log = server.log()
     report.timings["total_s"] = round(time.monotonic() - t0, 2)
     report.diagnoses = scan(server_log + "\n" + "\n".join(i.error or "" for i in report.inferences))
+    if any(not i.ok for i in report.inferences):
+        report.problems += _numpy2_envs(repo, rel)
     if report.ok and opts.lock:
         report.lock = write_lock(repo, rel.release, report.server)
     return report
@@ -119,7 +122,7 @@ def _check_models(server, repo: Repository, report: VerifyReport, inputs, expect
     report.models = server.model_states()
     for name, st in sorted(report.models.items()):
         if st["state"] != "READY":
-            why = st["reason"] or "see the log"
+            why = (st["reason"] or "see the log").strip().splitlines()[0]
             report.problems.append(f"model {name} is {st['state'] or 'not loaded'}: {why}")
     names = set(repo.models)
     for name in _targets(repo, report.models):
@@ -139,6 +142,19 @@ def _check_models(server, repo: Repository, report: VerifyReport, inputs, expect
                 why = scan(res.error)
                 report.problems.append(f"{name} ({protocol}): {why[0].cause if why else res.error}")
             report.problems += [f"{name} ({protocol}): {p}" for p in res.problems]
+
+
+def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:
+    """Confirm failure mode 3 from the envs themselves: numpy 2 with a stub that misreads it."""
+    if rel.numpy2:
+        return []
+    out = []
+    for m in sorted(repo.python_models(), key=lambda m: m.name):
+        numpy = (model_entry(m).get("env") or {}).get("packages", {}).get("numpy")
+        if numpy and version_key(numpy) >= (2,):
+            out.append(f"model {m.name}: its env has numpy {numpy}, and r{rel.release}'s stub needs numpy<2 "
+                       "(pin numpy<2; envtool pack --triton does)")
+    return out
 
 
 def _hang_hint(log_text: str) -> str:

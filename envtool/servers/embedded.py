@@ -16,7 +16,9 @@ from pathlib import Path
 
 from envtool.cache import cache_root, publish_dir
 from envtool.catalog import Release
-from envtool.errors import BadInput
+from envtool.elf import read_elf
+from envtool.env.interpreters import find_interpreter
+from envtool.errors import BadInput, EnvtoolError
 from envtool.servers.base import ProcessServer
 from envtool.wheels import download_wheel
 
@@ -72,13 +74,30 @@ class EmbeddedServer(ProcessServer):
     def __init__(self, release: Release, repo: Path, **kw):
         super().__init__(release, repo, **kw)
         self.tree = server_tree(release)
-        python, libdir = host_python()
-        default_stub(self.tree, python)
         self.root = self.tree / "pytriton" / "tritonserver"
+        python, libdir, bindir = default_python(self.tree)
         libs = [str(self.tree / "nvidia_pytriton.libs"), str(libdir)]
         self.env_add = {"LD_LIBRARY_PATH": os.pathsep.join(libs)}
-        self.path_add = [str(Path(sys.executable).parent)]
+        self.path_add = [str(bindir)]
 
     def command(self) -> list[str]:
         return [str(self.root / "bin" / "tritonserver"),
                 "--backend-directory", str(self.root / "backends")]
+
+
+def default_python(tree: Path) -> tuple[str, Path, Path]:
+    """The Python that models without an env run in: python3 first on PATH must be the default stub's
+    Python. The Python running envtool where the wheel has a stub for it; else (pytriton 0.1/0.2 ship
+    one 3.8 stub) that stub's Python from pyenv/uv/the system, when this machine has it."""
+    python, libdir = host_python()
+    root = tree / "pytriton" / "tritonserver"
+    if (root / "python_backend_stubs" / python / STUB).is_file() or \
+            not (root / "backends" / "python" / STUB).is_file():
+        default_stub(tree, python)
+        return python, libdir, Path(sys.executable).parent
+    want = read_elf(root / "backends" / "python" / STUB).libpython
+    try:
+        it = find_interpreter(want or "")
+    except EnvtoolError:
+        return python, libdir, Path(sys.executable).parent  # such models fail, and verify says why
+    return it.xy, it.libdir, it.executable.parent
