@@ -318,7 +318,8 @@ def _render_report(report, json_out: bool) -> None:
         ready = st["state"] == "READY"
         state = f"[green]{st['state']}[/]" if ready else f"[red]{st['state'] or '-'}[/] {st['reason']}"
         inf = " ".join(f"{i.protocol} {'[green]ok[/]' if i.ok else '[red]failed[/]'}" for i in runs.get(name, []))
-        outs = next((", ".join(f"{k} {v['datatype']}{v['shape']}" for k, v in i.outputs.items())
+        outs = next((", ".join(f"{k} {v['datatype']}{v['shape']} {_fmt_sample(v['sample'])}"
+                               for k, v in i.outputs.items())
                      for i in runs.get(name, []) if i.outputs), "")
         t.add_row(name, state, inf, outs)
     if report.models:
@@ -334,6 +335,11 @@ def _render_report(report, json_out: bool) -> None:
         out.print(f"[green]✓[/] verified; lock: {report.lock}" if report.lock else "[green]✓[/] verified",
                   highlight=False)
     return None
+
+
+def _fmt_sample(values: list) -> str:
+    shown = [f"{v:.4g}" if isinstance(v, float) else str(v)[:24] for v in values]
+    return "= [" + ", ".join(shown) + (", …]" if len(values) >= 4 else "]")
 
 
 @main.command()

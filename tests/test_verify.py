@@ -233,3 +233,19 @@ def test_verify_bad_inputs_are_one_line(tmp_path):
     assert out.returncode == 2 and "--server-bin" in out.stderr
     assert not (tmp_path / "envtool.lock").exists()
     assert os.listdir(repo) == os.listdir(pipeline(tmp_path / "fresh"))
+
+
+def test_example_repository_of_the_readme(tmp_path, stubs):
+    """The README's first command on a copy of model_repository/: easy text scores above hard text."""
+    import shutil
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "model_repository", tmp_path / "model_repository")
+    shutil.copytree(root / "envs", tmp_path / "envs")
+    out = run_cli("build", "--python", "3.9", "--triton", "r24.10", "-r", "envs/requirements.txt", "--repo",
+                  "model_repository", "--verify", "--inputs", "model_repository/inputs.json", "--cache", stubs,
+                  "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout)
+    easy, hard = res["verify"]["inferences"][0]["outputs"]["SCORE"]["sample"]
+    assert easy > hard
+    assert not res["inject"]["configs"] or not any(c["changed"] for c in res["inject"]["configs"])

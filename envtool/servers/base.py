@@ -95,7 +95,12 @@ class ProcessServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short; it is delivered afterwards.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self.stop()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def stop(self, grace: float = 10.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
