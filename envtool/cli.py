@@ -192,15 +192,19 @@ def inject(repo, stub, env, models, gpu, share, dry_run, json_out) -> None:
 @click.option("--trim/--no-trim", default=True, help="Leave out tests, static libs, include/, idlelib, "
               "tkinter, ensurepip and __pycache__ (default) or keep everything.")
 @click.option("--level", type=int, default=api.DEFAULT_LEVEL, show_default=True, help="gzip level.")
+@click.option("--builder", "pack_builder", type=click.Choice(["host", "docker"]), default="host",
+              show_default=True,
+              help="docker: pack inside the release's image with Dockerfile.build (needs --triton).")
+@click.option("--base-image", help="Image for --builder docker (default: the release's tritonserver image).")
 @click.option("--rebuild", is_flag=True, help="Ignore the cache and build again.")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def pack(python, requirements, pip, interpreter, prefix, env_file, solver, triton, output, unpacked, trim,
-         level, rebuild, json_out) -> None:
+         level, pack_builder, base_image, rebuild, json_out) -> None:
     """Build a relocatable Python execution environment (conda-pack) and prove it starts as Triton
     starts it."""
     spec = api.PackSpec(python=python, requirements=tuple(requirements), pip=tuple(pip), interpreter=interpreter,
                         prefix=prefix, env_file=env_file, solver=solver, triton=triton, trim=trim,
-                        unpacked=unpacked, level=level)
+                        unpacked=unpacked, level=level, builder=pack_builder, base_image=base_image)
     result = _with_progress("packing", lambda log: api.pack(spec, output, log, rebuild=rebuild))
     if json_out:
         return _emit_json(result.to_dict())
@@ -232,13 +236,15 @@ def _with_progress(title: str, work):
 @click.option("--gpu", is_flag=True, help="A stub with GPU support (prebuilt stubs always have it).")
 @click.option("--fetch-sources", type=click.Path(path_type=Path), help="Only clone the sources a local "
               "build of the release needs into this folder (then use --sources).")
-@click.option("--builder", type=click.Choice(["auto", "prebuilt", "local"]), default="auto", show_default=True,
-              help="auto: the store, then NVIDIA's prebuilt stub, then a local CMake build.")
+@click.option("--builder", type=click.Choice(["auto", "prebuilt", "local", "docker"]), default="auto",
+              show_default=True, help="auto: the store, then NVIDIA's prebuilt stub, then a local CMake build; "
+              "docker: the local build inside the release's image (Dockerfile.build).")
+@click.option("--base-image", help="Image for --builder docker (default: the release's tritonserver image).")
 @click.option("--cache", "root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
 @click.option("--sources", type=click.Path(path_type=Path), help="Local python_backend sources (--builder local).")
 @click.option("--rebuild", is_flag=True, help="Ignore the store.")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def stub(release, python, gpu, fetch_sources, builder, root, sources, rebuild, json_out) -> None:
+def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources, rebuild, json_out) -> None:
     """Produce triton_python_backend_stub for a release and Python, checked against the release."""
     if fetch_sources:
         done = _with_progress("fetching sources", lambda log: api.fetch_sources(fetch_sources, release, log))
@@ -247,7 +253,8 @@ def stub(release, python, gpu, fetch_sources, builder, root, sources, rebuild, j
         raise BadInput("--python is required", "e.g. --python 3.9 (the Python of the env), or 3.8,3.9,3.10")
     pythons = list(dict.fromkeys(p.strip() for p in python.split(",") if p.strip()))
     arts = _with_progress("stub", lambda log: api.stubs(release, pythons, gpu=gpu, builder=builder, root=root,
-                                                        sources=sources, rebuild=rebuild, log=log))
+                                                        sources=sources, rebuild=rebuild, log=log,
+                                                        base_image=base_image))
     if json_out:
         return _emit_json(arts[0].to_dict() if len(arts) == 1 else [a.to_dict() for a in arts])
     for art in arts:

@@ -19,5 +19,5 @@ def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Pat
     with srv:
         srv.wait_live(timeout, watch=lambda: watch_log(srv))
         on_ready(srv)
-        code = srv.proc.wait()
+        code = srv.wait()
     raise CheckFailed(f"tritonserver exited with code {code}", f"see its log: {srv.log_path}")

@@ -28,14 +28,16 @@ pytestmark = pytest.mark.skipif(not (HAVE39 and shutil.which("c++") and shutil.w
 
 
 def make_sources(dest: Path) -> Path:
-    """The fixture plus pybind11/ wrapping the PyPI pybind11 package's CMake config."""
+    """The fixture plus pybind11/: the PyPI pybind11 package (headers + CMake config) vendored inside, so
+    the sources also build in a container."""
     shutil.copytree(FIXTURE, dest)
-    cmakedir = subprocess.run([sys.executable, "-m", "pybind11", "--cmakedir"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    (dest / "pybind11").mkdir()
+    cmakedir = Path(subprocess.run([sys.executable, "-m", "pybind11", "--cmakedir"], capture_output=True,
+                                   text=True, check=True).stdout.strip())
+    shutil.copytree(cmakedir.parents[2], dest / "pybind11" / "pkg", ignore=shutil.ignore_patterns("__pycache__"))
     (dest / "pybind11" / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.24)\nproject(pybind11 LANGUAGES CXX)\n"
-        f'find_package(pybind11 CONFIG REQUIRED GLOBAL PATHS "{cmakedir}" NO_DEFAULT_PATH)\n')
+        'find_package(pybind11 CONFIG REQUIRED GLOBAL PATHS "${CMAKE_CURRENT_SOURCE_DIR}/pkg/share/cmake/pybind11" '
+        "NO_DEFAULT_PATH)\n")
     return dest
 
 

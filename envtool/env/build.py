@@ -51,6 +51,8 @@ class PackSpec:
     trim: bool = True
     unpacked: bool = False
     level: int = DEFAULT_LEVEL
+    builder: str = "host"  # host | docker (Dockerfile.build in the release's image)
+    base_image: str | None = None
 
     @property
     def kind(self) -> str:
@@ -95,13 +97,18 @@ def manifest_path_for(output: Path) -> Path:
 def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuild: bool = False) -> PackResult:
     output = Path(output or default_output(spec.unpacked)).absolute()
     release = _check_spec(spec, output)
-    plan = _plan(spec, release, log)
-    entry = cache_root() / "envs" / plan.key
+    if spec.builder == "docker":
+        from envtool.containers.artifacts import env_from_docker, env_key
+        key, fill = env_key(spec, release), lambda tmp: env_from_docker(spec, release, tmp, log)
+    else:
+        plan = _plan(spec, release, log)
+        key, fill = plan.key, lambda tmp: _build(plan, tmp, log)
+    entry = cache_root() / "envs" / key
     built = []
     try:
         if entry.exists() and not rebuild:
             log(f"reusing {entry} (same inputs)")
-        publish_dir(entry, lambda tmp: built.append(_build(plan, tmp, log)), replace=rebuild)
+        publish_dir(entry, lambda tmp: built.append(fill(tmp)), replace=rebuild)
         manifest = json.loads((entry / "manifest.json").read_text())
         copy_into_place(entry / _artifact_name(spec.unpacked), output)
         mpath = manifest_path_for(output)
@@ -140,6 +147,9 @@ def _check_spec(spec: PackSpec, output: Path) -> catalog.Release | None:
                        "drop --unpacked for this release")
     if not 0 <= spec.level <= 9:
         raise BadInput(f"--level {spec.level} is not a gzip level", "use 0-9")
+    if spec.builder == "docker" and (release is None or spec.prefix or spec.unpacked or spec.interpreter):
+        raise BadInput("--builder docker packs --python or --env-file envs, as a tarball, for a --triton release",
+                       "add --triton R; drop --prefix/--interpreter/--unpacked (they name host paths)")
     return release
 
 

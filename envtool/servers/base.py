@@ -1,4 +1,4 @@
-"""A tritonserver process behind a context manager: start, wait, ask, and always stop.
+"""A tritonserver behind a context manager: start, wait, ask, and always stop.
 
 Cleanup is guaranteed in __exit__: the whole process group (server and stubs) is terminated, then
 killed after a grace period, and the /tmp/python_env_* folders that appeared while it ran are removed.
@@ -41,8 +41,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
-class ProcessServer:
-    kind = "process"
+class Server:
+    """What every kind shares: arguments, ports, the log file, HTTP helpers and readiness. A kind
+    implements start(args), stop(), exited() and wait()."""
+
+    kind = "server"
 
     def __init__(self, release: Release, repo: Path, *, log_path: Path | None = None,
                  extra_args: tuple[str, ...] = (), ports: tuple[int, int, int] | None = None,
@@ -52,15 +55,32 @@ class ProcessServer:
         self.address = address
         self.repo = Path(repo).resolve()  # relative repos race in Triton's chdir (KNOWLEDGE 3)
         self.extra_args = extra_args
-        self.env_add: dict[str, str] = {}  # set by subclasses: variables their binary needs
-        self.path_add: list[str] = []
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="envtool-triton-", suffix=".log")[1])
-        self.proc: subprocess.Popen | None = None
         self.http_port = self.grpc_port = self.metrics_port = 0
-        self._envs_before: set[str] = set()
 
     def command(self) -> list[str]:
         raise NotImplementedError
+
+    def start(self, args: list[str]) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def exited(self) -> int | None:
+        """The exit code once the server has ended, else None."""
+        raise NotImplementedError
+
+    def wait(self) -> int:
+        raise NotImplementedError
+
+    def triton_args(self) -> list[str]:
+        return [*self.command(), "--model-repository", str(self.repo),
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--metrics-port", str(self.metrics_port), "--http-address", self.address,
+                "--grpc-address", self.address, "--model-control-mode", "explicit",
+                "--load-model", "*", "--exit-on-error", "false", "--strict-readiness", "false",
+                *self.extra_args]
 
     @property
     def url(self) -> str:
@@ -74,24 +94,13 @@ class ProcessServer:
     def _host(self) -> str:
         return "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
 
-    def __enter__(self) -> ProcessServer:
+    def __enter__(self):
         self.http_port, self.grpc_port, self.metrics_port = self.ports or (free_port(), free_port(), free_port())
-        env = dict(os.environ)
-        env.update(self.env_add)
-        if "LD_LIBRARY_PATH" in self.env_add and os.environ.get("LD_LIBRARY_PATH"):
-            env["LD_LIBRARY_PATH"] += os.pathsep + os.environ["LD_LIBRARY_PATH"]
-        env["PATH"] = os.pathsep.join([*self.path_add, env.get("PATH", "")])
-        args = [*self.command(), "--model-repository", str(self.repo),
-                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-                "--metrics-port", str(self.metrics_port), "--http-address", self.address,
-                "--grpc-address", self.address, "--model-control-mode", "explicit",
-                "--load-model", "*", "--exit-on-error", "false", "--strict-readiness", "false",
-                *self.extra_args]
-        self._envs_before = set(glob.glob(ENV_GLOB))
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
-        log.close()
+        try:
+            self.start(self.triton_args())
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -101,30 +110,6 @@ class ProcessServer:
             self.stop()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self.proc.wait()
-        if self.proc is not None:
-            self._signal(signal.SIGKILL)  # stubs left in the group
-        for d in self._new_env_roots():  # Triton leaves them behind when killed
-            shutil.rmtree(d, ignore_errors=True)
-
-    def _new_env_roots(self) -> list[str]:
-        return sorted(set(glob.glob(ENV_GLOB)) - self._envs_before)
-
-    def extracted_envs(self) -> list[str]:
-        """The env extractions this server has made so far (/tmp/python_env_*/N)."""
-        return [p for d in self._new_env_roots() for p in sorted(glob.glob(f"{d}/*"))]
-
-    def _signal(self, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -143,8 +128,8 @@ class ProcessServer:
         while time.monotonic() < deadline:
             if watch is not None:
                 watch()
-            if self.proc.poll() is not None:
-                raise CheckFailed(f"tritonserver exited with code {self.proc.returncode}",
+            if (code := self.exited()) is not None:
+                raise CheckFailed(f"tritonserver exited with code {code}",
                                   f"see its log: {self.log_path}")
             try:
                 if self.get("/v2/health/live")[0] == 200:
@@ -169,3 +154,57 @@ class ProcessServer:
             if st["state"] in ("", "UNAVAILABLE"):
                 st["state"], st["reason"] = "UNAVAILABLE", st["reason"] or reason
         return states
+
+
+class ProcessServer(Server):
+    """A tritonserver process on this host, in its own process group."""
+
+    kind = "process"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.env_add: dict[str, str] = {}  # set by subclasses: variables their binary needs
+        self.path_add: list[str] = []
+        self.proc: subprocess.Popen | None = None
+        self._envs_before: set[str] = set()
+
+    def start(self, args: list[str]) -> None:
+        env = dict(os.environ)
+        env.update(self.env_add)
+        if "LD_LIBRARY_PATH" in self.env_add and os.environ.get("LD_LIBRARY_PATH"):
+            env["LD_LIBRARY_PATH"] += os.pathsep + os.environ["LD_LIBRARY_PATH"]
+        env["PATH"] = os.pathsep.join([*self.path_add, env.get("PATH", "")])
+        self._envs_before = set(glob.glob(ENV_GLOB))
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True, preexec_fn=_die_with_parent)
+
+    def exited(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def wait(self) -> int:
+        return self.proc.wait()
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.proc.wait()
+        if self.proc is not None:
+            self._signal(signal.SIGKILL)  # stubs left in the group
+        for d in self._new_env_roots():  # Triton leaves them behind when killed
+            shutil.rmtree(d, ignore_errors=True)
+
+    def _new_env_roots(self) -> list[str]:
+        return sorted(set(glob.glob(ENV_GLOB)) - self._envs_before)
+
+    def extracted_envs(self) -> list[str]:
+        """The env extractions this server has made so far (/tmp/python_env_*/N)."""
+        return [p for d in self._new_env_roots() for p in sorted(glob.glob(f"{d}/*"))]
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)

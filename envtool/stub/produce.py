@@ -11,14 +11,15 @@ from envtool.errors import BadInput
 from envtool.stub import local, prebuilt
 from envtool.stub.store import StubArtifact, Target, default_root, lookup, publish, target_lock
 
-BUILDERS = ("auto", "prebuilt", "local")
+BUILDERS = ("auto", "prebuilt", "local", "docker")
 
 
 def produce(release: str, python: str, *, gpu: bool = False, builder: str = "auto", root: Path | None = None,
             sources: Path | None = None, rebuild: bool = False, log=lambda _m: None,
-            tree: Path | None = None) -> StubArtifact:
+            tree: Path | None = None, base_image: str | None = None) -> StubArtifact:
     if builder not in BUILDERS:
-        raise BadInput(f"--builder {builder} is not one of {', '.join(BUILDERS)}", "use auto, prebuilt or local")
+        raise BadInput(f"--builder {builder} is not one of {', '.join(BUILDERS)}",
+                       "use auto, prebuilt, local or docker")
     rel = catalog.normalize_release(release)
     target = Target(rel.release, catalog.normalize_python(python), gpu)
     root = Path(root or default_root())
@@ -29,6 +30,11 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
             hit.manifest["chosen"] = f"store: {target.key} was built before ({hit.manifest['builder']})"
             log(hit.manifest["chosen"])
             return hit
+        if builder == "docker":
+            from envtool.containers.artifacts import stub_from_docker
+            art = publish(root, target, lambda tmp: stub_from_docker(rel, target, tmp, sources, base_image, log))
+            art.manifest["chosen"] = f"docker: built in {art.manifest['base_image']}"
+            return art
         if builder in ("auto", "prebuilt"):
             try:
                 art = publish(root, target, lambda tmp: prebuilt.build(rel, target, tmp, log))

@@ -1,0 +1,138 @@
+"""`--builder docker`: build the stub or the env with Dockerfile.build inside the release's image (or
+--base-image), then copy them out of a container into the caches with their manifests.
+
+The build context is staged in a temp folder: envtool's own sources (pyproject.toml, README.md,
+envtool/, Dockerfile.build) plus .envtool-inputs/ (the --sources checkouts, requirements.txt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import envtool
+from envtool.cache import file_sha256
+from envtool.catalog import Release
+from envtool.containers import engine
+from envtool.errors import BadInput, CheckFailed
+
+PROJECT = Path(envtool.__file__).resolve().parent.parent
+DOCKERFILE = "Dockerfile.build"
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "build", "*.egg-info")
+
+
+def base_image(release: Release, given: str | None = None) -> str:
+    """--base-image, else the release's NGC image from the catalog (tritonserver:<yy.mm>-py3)."""
+    return given or release.images.get("py3") or f"nvcr.io/nvidia/tritonserver:{release.release}-py3"
+
+
+def ca_bundle() -> Path | None:
+    """The host's CA bundle, for pip and git inside the build behind a TLS-intercepting proxy."""
+    for var in ("ENVTOOL_DOCKER_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        if (value := os.environ.get(var)) and Path(value).is_file():
+            return Path(value)
+    return None
+
+
+def stage_context(dest: Path, sources: Path | None = None, requirements: tuple[Path, ...] = (),
+                  env_file: Path | None = None) -> Path:
+    if not (PROJECT / DOCKERFILE).is_file():
+        raise BadInput(f"{DOCKERFILE} not found beside envtool ({PROJECT})",
+                       "install envtool from its source tree (pip install -e .) to use --builder docker")
+    for name in ("pyproject.toml", "README.md", DOCKERFILE):
+        shutil.copy2(PROJECT / name, dest / name)
+    if ca := ca_bundle():
+        shutil.copyfile(ca, dest / ".envtool-ca.pem")
+    shutil.copytree(PROJECT / "envtool", dest / "envtool", ignore=IGNORE)
+    inputs = dest / ".envtool-inputs"
+    inputs.mkdir()
+    if sources is not None:
+        shutil.copytree(sources, inputs / "sources", symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    if env_file is not None:
+        shutil.copy2(env_file, inputs / "environment.yml")
+    if requirements:
+        (inputs / "requirements.txt").write_text("".join(Path(r).read_text() + "\n" for r in requirements))
+    return dest
+
+
+def build_artifacts(release: Release, python: str, only: str, *, base: str | None = None, gpu: bool = False,
+                    sources: Path | None = None, requirements: tuple[Path, ...] = (), pip: tuple[str, ...] = (),
+                    env_file: Path | None = None, log=lambda _m: None) -> tuple[Path, dict]:
+    """Runs Dockerfile.build's builder stage; returns (a temp folder holding /out, docker facts).
+    The caller removes the folder."""
+    cl = engine.client()
+    image = base_image(release, base)
+    base_img = engine.require_image(cl, image, "base image")
+    work = Path(tempfile.mkdtemp(prefix="envtool-docker-"))
+    try:
+        (work / "context").mkdir()
+        ctx = stage_context(work / "context", sources, requirements, env_file)
+        tag = f"envtool/{only}:r{release.release}-py{python}"
+        log(f"docker build {DOCKERFILE} on {image} (classic builder)")
+        built = engine.build(cl, ctx, dockerfile=DOCKERFILE, tag=tag, target="builder", log=log,
+                             logname=f"docker-{only}-r{release.release}-py{python}",
+                             buildargs={"TRITON": release.release, "PYTHON": python, "BASE_IMAGE": image,
+                                        "ONLY": only, "GPU": "1" if gpu else "0", "REQUIREMENTS": " ".join(pip)})
+        log("copying the artifacts out of a container")
+        out = engine.copy_out(cl, built.id, "/out", work / "out")
+        facts = {"builder": "docker", "base_image": image, "base_image_id": base_img.id,
+                 "base_image_digests": base_img.attrs.get("RepoDigests") or [], "artifacts_image": tag,
+                 "artifacts_image_id": built.id}
+        return out, facts
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def stub_from_docker(release: Release, target, tmp: Path, sources: Path | None, base: str | None, log) -> dict:
+    """For the stub store's publish(): the stub built in the container, moved into tmp."""
+    out, facts = build_artifacts(release, target.python, "stub", base=base, gpu=target.gpu, sources=sources,
+                                 log=log)
+    try:
+        made = json.loads((out / "stub.json").read_text())
+        folder = out / "stubs" / Path(made["stub"]).parent.name
+        if not (folder / "manifest.json").is_file():
+            raise CheckFailed("the container built no stub", "see the docker build log")
+        for item in folder.iterdir():
+            if item.name != "manifest.json":
+                shutil.move(str(item), tmp / item.name)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest.update({"built_with": manifest.get("builder"), **facts})
+        return manifest
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def env_key(spec, release: Release) -> str:
+    """The env cache key of a docker pack: its inputs and the base image's id."""
+    image = engine.require_image(engine.client(), base_image(release, spec.base_image), "base image")
+    inputs = {"builder": "docker", "image_id": image.id, "python": spec.python, "pip": list(spec.pip),
+              "requirements": [file_sha256(r) for r in spec.requirements], "release": release.release,
+              "env_file": file_sha256(spec.env_file) if spec.env_file else None, "envtool": _envtool_hash()}
+    return "docker-" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _envtool_hash() -> str:
+    """envtool's own sources go into the image, so they are part of the key."""
+    h = hashlib.sha256()
+    for f in sorted((PROJECT / "envtool").rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(f.relative_to(PROJECT).as_posix().encode() + file_sha256(f).encode())
+    return h.hexdigest()
+
+
+def env_from_docker(spec, release: Release, tmp: Path, log) -> None:
+    """For the env cache's publish_dir(): the env packed in the container, its manifest + docker facts."""
+    out, facts = build_artifacts(release, spec.python or "conda", "env", base=spec.base_image,
+                                 requirements=spec.requirements, pip=spec.pip, env_file=spec.env_file, log=log)
+    try:
+        shutil.move(str(out / "envs" / "custom_env.tar.gz"), tmp / "custom_env.tar.gz")
+        manifest = json.loads((out / "envs" / "custom_env.manifest.json").read_text())
+        manifest.update({"built_with": "envtool pack (in the container)", **facts})
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)

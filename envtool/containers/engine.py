@@ -1,0 +1,119 @@
+"""The Docker engine through the docker SDK, behind a few verbs (as cibuildwheel's oci_container.py
+hides docker/podman): connect, find an image, build with a streamed log, copy files out, run.
+
+Every failure is one EnvtoolError naming the alternatives; containers made here are removed on every
+exit path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from envtool.cache import cache_root
+from envtool.errors import BadInput, CheckFailed
+
+
+def client():
+    """A connected docker client (DOCKER_HOST or the default socket), or one line saying why not."""
+    import docker
+    from docker.errors import DockerException
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        cl = docker.from_env(timeout=600)
+        cl.ping()
+    except DockerException as e:
+        raise BadInput(f"no Docker daemon answers at {where} ({_short(e)})",
+                       "start dockerd or set DOCKER_HOST; or use --builder prebuilt/local, --server embedded/local"
+                       ) from None
+    return cl
+
+
+def _short(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:200]
+
+
+def require_image(cl, name: str, what: str = "image"):
+    """The image, from the local store or pulled; else one line with the alternatives."""
+    from docker.errors import APIError, ImageNotFound
+    try:
+        return cl.images.get(name)
+    except ImageNotFound:
+        pass
+    try:
+        return cl.images.pull(name)
+    except APIError as e:
+        raise BadInput(f"{what} {name} is not on this machine and cannot be pulled ({_short(e)})",
+                       f"docker pull {name} where the registry is reachable, or pass --base-image/--image "
+                       "with a local image") from None
+
+
+def image_facts(image) -> dict:
+    return {"image_id": image.id, "repo_digests": image.attrs.get("RepoDigests") or [],
+            "tags": image.tags}
+
+
+def build(cl, context: Path, *, dockerfile: str, tag: str, target: str | None = None,
+          buildargs: dict[str, str] | None = None, log=lambda _m: None, logname: str = "docker-build"):
+    """docker build (classic builder: no BuildKit here), host network for apt/pip; the full log goes to
+    a file that is named on error."""
+    logfile = cache_root() / "logs" / f"{logname}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    image_id, tail = None, []
+    with logfile.open("w") as f:
+        stream = cl.api.build(path=str(context), dockerfile=dockerfile, tag=tag, target=target,
+                              buildargs=buildargs or {}, network_mode="host", rm=True, forcerm=True, decode=True)
+        for chunk in stream:
+            if "error" in chunk:
+                f.write(chunk["error"] + "\n")
+                tail.append(chunk["error"].strip())
+                raise CheckFailed(f"docker build failed: {' | '.join(tail[-3:])[:600]}",
+                                  f"full build log: {logfile}")
+            text = chunk.get("stream", "")
+            if text:
+                f.write(text)
+                f.flush()
+                for line in text.splitlines():
+                    if line.strip():
+                        tail = [*tail[-20:], line.strip()]
+                    if line.startswith("Step "):
+                        log(line.strip()[:120])
+            if aux := chunk.get("aux"):
+                image_id = aux.get("ID", image_id)
+    logfile.unlink()
+    return cl.images.get(image_id or tag)
+
+
+@contextmanager
+def created(cl, image: str, **kw) -> Iterator:
+    """A created (not started) container, removed afterwards whatever happens."""
+    container = cl.containers.create(image, **kw)
+    try:
+        yield container
+    finally:
+        container.remove(force=True)
+
+
+def copy_out(cl, image: str, path: str, dest: Path) -> Path:
+    """Copy path (a folder) out of a fresh container of image into dest (its contents)."""
+    with created(cl, image, command=["true"]) as c:
+        bits, _ = c.get_archive(path)
+        data = io.BytesIO(b"".join(bits))
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=data) as tar:
+        top = Path(path.rstrip("/")).name
+        for m in tar.getmembers():
+            rel = Path(m.name)
+            if rel.parts and rel.parts[0] == top:
+                rel = Path(*rel.parts[1:]) if len(rel.parts) > 1 else Path(".")
+            if ".." in rel.parts or rel.is_absolute():
+                raise CheckFailed(f"refusing {m.name} from the container (escapes {path})")
+            m.name = str(rel)
+            tar.extract(m, dest, set_attrs=True)
+    return dest
