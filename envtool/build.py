@@ -32,6 +32,7 @@ class BuildSpec:
     models: tuple[str, ...] = ()
     env_output: Path | None = None
     builder: str = "auto"
+    base_image: str | None = None  # --builder docker
     sources: Path | None = None
     stubs_root: Path | None = None
     gpu: bool = False
@@ -72,7 +73,7 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
 
     with step("stub"):
         stub = produce(rel.release, python, gpu=spec.gpu, builder=spec.builder, root=spec.stubs_root,
-                       sources=spec.sources, log=log)
+                       sources=spec.sources, log=log, base_image=spec.base_image)
     with step("env"):
         env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release,
                                "python": spec.env.python or (None if spec.env.kind != "python" else python)})

@@ -282,9 +282,11 @@ def _server_options(f):
 
 
 def _server_options_no_release(f):
-    f = click.option("--server", "server", type=click.Choice(["embedded", "local"]), default="embedded",
-                     show_default=True, help="embedded: tritonserver from the release's nvidia-pytriton wheel; "
-                     "local: --server-bin, PATH or /opt/tritonserver.")(f)
+    f = click.option("--server", "server", type=click.Choice(["embedded", "local", "docker"]),
+                     default="embedded", show_default=True, help="embedded: tritonserver from the release's "
+                     "nvidia-pytriton wheel; local: --server-bin, PATH or /opt/tritonserver; docker: the "
+                     "release's tritonserver image (or --image).")(f)
+    f = click.option("--image", help="Image for --server docker (default: the release's tritonserver image).")(f)
     f = click.option("--server-bin", type=click.Path(path_type=Path),
                      help="tritonserver binary (--server local).")(f)
     return f
@@ -301,10 +303,12 @@ def _server_options_no_release(f):
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
 @click.option("--no-lock", is_flag=True, help="Do not write envtool.lock.")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def verify(repo, release, server, server_bin, inputs, expect, rtol, atol, timeout, no_lock, json_out) -> None:
+def verify(repo, release, server, server_bin, image, inputs, expect, rtol, atol, timeout, no_lock,
+           json_out) -> None:
     """Serve REPO with a real Triton, report each model's state and run an inference on each ensemble
     over HTTP and gRPC; stops at once on causes that make Triton hang."""
-    opts = api.VerifyOptions(repo=repo, release=release, server=server, server_bin=server_bin, inputs=inputs,
+    opts = api.VerifyOptions(repo=repo, release=release, server=server, server_bin=server_bin, image=image,
+                             inputs=inputs,
                              expect=expect, timeout=timeout, rtol=rtol, atol=atol, lock=not no_lock)
     report = _with_progress("verifying", lambda log: api.verify(opts, log))
     _render_report(report, json_out)
@@ -356,9 +360,10 @@ def _fmt_sample(values: list) -> str:
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
 @click.option("--metrics-port", type=int, default=8002, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
-def serve(repo, release, server, server_bin, http_port, grpc_port, metrics_port, address) -> None:
+def serve(repo, release, server, server_bin, image, http_port, grpc_port, metrics_port, address) -> None:
     """Run Triton on REPO in the foreground for local development; Ctrl-C stops it cleanly."""
-    api.serve(repo, release, server=server, server_bin=server_bin, ports=(http_port, grpc_port, metrics_port),
+    api.serve(repo, release, server=server, server_bin=server_bin, image=image,
+              ports=(http_port, grpc_port, metrics_port),
               address=address, on_ready=_print_endpoints)
 
 
@@ -391,7 +396,9 @@ def _print_endpoints(server) -> None:
 @click.option("--solver", type=click.Choice(["micromamba", "mamba", "conda"]))
 @click.option("-o", "--env-output", type=click.Path(path_type=Path), help="Default envs/custom_env.tar.gz.")
 @click.option("--unpacked", is_flag=True, help="The env as a directory (r23.07 and later).")
-@click.option("--builder", type=click.Choice(["auto", "prebuilt", "local"]), default="auto", show_default=True)
+@click.option("--builder", type=click.Choice(["auto", "prebuilt", "local", "docker"]), default="auto",
+              show_default=True, help="How the stub is made (as for stub).")
+@click.option("--base-image", help="Image for --builder docker (default: the release's tritonserver image).")
 @click.option("--sources", type=click.Path(path_type=Path), help="python_backend sources (--builder local).")
 @click.option("--cache", "stubs_root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
 @click.option("--gpu", is_flag=True, help="GPU stub and KIND_GPU instances.")
@@ -402,17 +409,19 @@ def _print_endpoints(server) -> None:
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def build(python, release, repo, models, requirements, pip, interpreter, prefix, env_file, solver, env_output,
-          unpacked, builder, sources, stubs_root, gpu, do_verify, server, server_bin, inputs, expect, timeout,
-          json_out) -> None:
+          unpacked, builder, base_image, sources, stubs_root, gpu, do_verify, server, server_bin, image, inputs,
+          expect, timeout, json_out) -> None:
     """Stub + env + preflight + inject (+ verify) in one command; every artifact is cached."""
     env = api.PackSpec(python=None if prefix or env_file else python, requirements=tuple(requirements),
                        pip=tuple(pip), interpreter=interpreter, prefix=prefix, env_file=env_file, solver=solver,
-                       unpacked=unpacked)
+                       unpacked=unpacked, builder="docker" if builder == "docker" else "host",
+                       base_image=base_image)
     names = tuple(n for m in models for n in m.split(",") if n)
     spec = api.BuildSpec(python=python, triton=release, env=env, repo=repo, models=names, env_output=env_output,
-                         builder=builder, sources=sources, stubs_root=stubs_root, gpu=gpu, verify=do_verify,
-                         verify_options={"server": server, "server_bin": server_bin, "inputs": inputs,
-                                         "expect": expect, "timeout": timeout})
+                         builder=builder, base_image=base_image, sources=sources, stubs_root=stubs_root, gpu=gpu,
+                         verify=do_verify,
+                         verify_options={"server": server, "server_bin": server_bin, "image": image, "gpu": gpu,
+                                         "inputs": inputs, "expect": expect, "timeout": timeout})
     result = _with_progress("build", lambda log: api.build(spec, log))
     if json_out:
         _emit_json(result.to_dict())

@@ -11,11 +11,12 @@ from envtool.verify import watch_log
 
 
 def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Path | None = None,
+          image: str | None = None,
           ports: tuple[int, int, int] = (8000, 8001, 8002), address: str = "127.0.0.1",
           timeout: float = 600.0, on_ready=lambda _s: None) -> int:
     """Blocks until the server exits (its exit code) or the caller is interrupted (server stopped)."""
     rel = catalog.normalize_release(release)
-    srv = open_server(server, rel, Path(repo), server_bin=server_bin, ports=ports, address=address)
+    srv = open_server(server, rel, Path(repo), server_bin=server_bin, image=image, ports=ports, address=address)
     with srv:
         srv.wait_live(timeout, watch=lambda: watch_log(srv))
         on_ready(srv)

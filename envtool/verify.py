@@ -27,6 +27,8 @@ class VerifyOptions:
     release: str
     server: str = "embedded"
     server_bin: Path | None = None
+    image: str | None = None  # --server docker
+    gpu: bool = False
     inputs: Path | None = None
     expect: Path | None = None
     timeout: float = 300.0
@@ -93,7 +95,8 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     rel = catalog.normalize_release(opts.release)
     repo = load_repository(opts.repo)
     inputs, expect = _read_json(opts.inputs, "--inputs"), _read_json(opts.expect, "--expect")
-    server = open_server(opts.server, rel, repo.path, server_bin=opts.server_bin, log_path=opts.log_path)
+    server = open_server(opts.server, rel, repo.path, server_bin=opts.server_bin, image=opts.image, gpu=opts.gpu,
+                         log_path=opts.log_path)
     report = VerifyReport(rel.release, {"kind": server.kind, "log": str(server.log_path)})
     t0 = time.monotonic()
     with server:
@@ -107,6 +110,8 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
         else:
             report.timings["start_to_ready_s"] = round(time.monotonic() - t0, 2)
             report.server["version"] = server.version()
+            if hasattr(server, "facts"):
+                report.server.update(server.facts())  # docker: the image and its digest
             _check_models(server, repo, report, inputs, expect, opts, log)
         server_log = server.log()
     report.timings["total_s"] = round(time.monotonic() - t0, 2)

@@ -98,3 +98,31 @@ def server_image(cl, tree: Path, release: str) -> str:
                      root / "backends" / "python" / "triton_python_backend_stub")
     return _build(cl, SERVER.format(release=release), SERVER_DOCKERFILE, fill)
 
+
+
+def start_daemon(root: Path) -> subprocess.Popen | None:
+    """dockerd with the flags that work on these machines (KNOWLEDGE.md section 1), its data root under
+    the cache dir so images survive between runs; None where it cannot run (no dockerd, not root)."""
+    import os
+    import time
+    if not shutil.which("dockerd") or os.geteuid() != 0:
+        return None
+    sock = root / "docker.sock"
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+                             "--storage-driver=overlay2", f"--data-root={root / 'data'}",
+                             f"--exec-root={tempfile.mkdtemp(prefix='envtool-dockerd-')}", f"--host=unix://{sock}",
+                             f"--pidfile={root / 'dockerd.pid'}"],
+                            stdout=subprocess.DEVNULL, stderr=(root / "dockerd.log").open("wb"))
+    os.environ["DOCKER_HOST"] = f"unix://{sock}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            engine.client()
+            return proc
+        except Exception:
+            time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    del os.environ["DOCKER_HOST"]
+    return None

@@ -1,5 +1,5 @@
 """Servers behind one interface: a context manager that starts tritonserver on a repository, waits,
-answers HTTP/gRPC on its ports and always stops (ProcessServer). Docker slots in as another kind."""
+answers HTTP/gRPC on its ports and always stops (servers.base.Server)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ from pathlib import Path
 from envtool.catalog import Release
 from envtool.errors import BadInput
 
-KINDS = ("embedded", "local")
+KINDS = ("embedded", "local", "docker")
 
 
 def open_server(kind: str, release: Release, repo: Path, **kw):
-    """An unstarted server of this kind (enter it to start): embedded or local (server_bin=...)."""
+    """An unstarted server of this kind (enter it to start): embedded, local (server_bin=...) or docker
+    (image=..., gpu=...). Options of the other kinds are ignored."""
+    server_bin, image, gpu = kw.pop("server_bin", None), kw.pop("image", None), kw.pop("gpu", False)
     if kind == "embedded":
         from envtool.servers.embedded import EmbeddedServer
-        kw.pop("server_bin", None)
         return EmbeddedServer(release, repo, **kw)
     if kind == "local":
         from envtool.servers.local import LocalServer
-        return LocalServer(release, repo, **kw)
-    raise BadInput(f"--server {kind} is not one of {', '.join(KINDS)}", "use embedded or local")
+        return LocalServer(release, repo, server_bin=server_bin, **kw)
+    if kind == "docker":
+        from envtool.containers.server import DockerServer
+        return DockerServer(release, repo, image=image, gpu=gpu, **kw)
+    raise BadInput(f"--server {kind} is not one of {', '.join(KINDS)}", "use embedded, local or docker")

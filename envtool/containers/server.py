@@ -1,0 +1,98 @@
+"""`--server docker`: the release's tritonserver image (or --image) serving the repository.
+
+The repository is mounted at the same absolute path, so EXECUTION_ENV_PATH values and the lock file
+mean the same inside and out. Ports are published on 127.0.0.1 (or, where the daemon has no bridge
+network, the host network is used with Triton bound to 127.0.0.1). /dev/shm is sized from the python
+models' instances. The container is removed on every exit path, with the env extractions inside it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from envtool.catalog import Release
+from envtool.containers import engine
+from envtool.repo.model_repo import load_repository
+from envtool.servers.base import Server
+
+SHM_PER_INSTANCE = 64 * 2**20  # python backend regions grow from shm-default-byte-size; room per stub
+SHM_MIN = 256 * 2**20
+
+
+def shm_size(repo: Path) -> int:
+    """Bytes of /dev/shm for the repository: 64 MiB per python model instance (plus one), at least 256 MiB."""
+    instances = 0
+    for m in load_repository(repo).python_models():
+        groups = m.config.instance_group if m.config is not None else []
+        instances += sum(max(g.count, 1) for g in groups) or 1
+    return max(SHM_MIN, (instances + 1) * SHM_PER_INSTANCE)
+
+
+class DockerServer(Server):
+    kind = "docker"
+
+    def __init__(self, release: Release, repo: Path, *, image: str | None = None, gpu: bool = False, **kw):
+        super().__init__(release, repo, **kw)
+        self.image = image or release.images.get("py3") or f"nvcr.io/nvidia/tritonserver:{release.release}-py3"
+        self.gpu = gpu
+        self.client = engine.client()
+        self.image_obj = engine.require_image(self.client, self.image, "server image")
+        self.container = None
+        self._follower: threading.Thread | None = None
+
+    def command(self) -> list[str]:
+        return ["tritonserver"]
+
+    def _host_network(self) -> bool:
+        return not self.client.networks.list(names=["bridge"])
+
+    def start(self, args: list[str]) -> None:
+        from docker.types import DeviceRequest
+        host_net = self._host_network()
+        if not host_net:  # Triton listens on all interfaces inside; only 127.0.0.1 is published
+            args = [("0.0.0.0" if a == self.address and i and args[i - 1].endswith("-address") else a)
+                    for i, a in enumerate(args)]
+        kw = {"network_mode": "host"} if host_net else {
+            "ports": {f"{p}/tcp": ("127.0.0.1", p) for p in (self.http_port, self.grpc_port, self.metrics_port)}}
+        if self.gpu:
+            kw["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        self.container = self.client.containers.run(
+            self.image, args, detach=True, volumes={str(self.repo): {"bind": str(self.repo), "mode": "rw"}},
+            shm_size=shm_size(self.repo), labels={"envtool": "verify"}, **kw)
+        self._follower = threading.Thread(target=self._follow_log, daemon=True)
+        self._follower.start()
+
+    def _follow_log(self) -> None:
+        with self.log_path.open("wb") as f:
+            try:
+                for chunk in self.container.logs(stream=True, follow=True):
+                    f.write(chunk)
+                    f.flush()
+            except Exception:  # the container went away: the log ends there
+                pass
+
+    def exited(self) -> int | None:
+        if self.container is None:
+            return None
+        self.container.reload()
+        return self.container.attrs["State"]["ExitCode"] if self.container.status in ("exited", "dead") else None
+
+    def wait(self) -> int:
+        return self.container.wait()["StatusCode"]
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.container is None:
+            return
+        try:
+            self.container.stop(timeout=int(grace))
+        except Exception:
+            pass
+        finally:
+            self.container.remove(force=True)
+            if self._follower is not None:
+                self._follower.join(timeout=5)
+            self.container = None
+
+    def facts(self) -> dict:
+        return {"image": self.image, **engine.image_facts(self.image_obj)}

@@ -1,0 +1,160 @@
+"""Docker, for real: the docker stub builder and pack builder run Dockerfile.build on a local image
+(debootstrapped Debian + build tools + a pyenv Python: the stand-in for an NGC image, which cannot be
+pulled here), and the docker server runs the nvidia-pytriton server tree in NGC's layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from envtool import api
+from envtool.containers import engine
+from envtool.containers.server import SHM_MIN, SHM_PER_INSTANCE, shm_size
+from envtool.elf import read_elf
+from envtool.env.interpreters import candidates
+from envtool.errors import EnvtoolError
+from tests import docker_images as images
+from tests.conftest import python_model, run_cli, write_repo
+from tests.test_inject import pipeline
+from tests.test_stub_local import make_sources
+
+PYENV39 = next((Path(p).parent.parent for p, s in candidates("3.9") if s == "pyenv"), None)
+
+
+@pytest.fixture(scope="session")
+def docker_client(tmp_path_factory):
+    """The daemon of DOCKER_HOST (CI starts one), else one started here for the session."""
+    started = None
+    try:
+        cl = engine.client()
+    except EnvtoolError as e:
+        from envtool.cache import cache_root
+        started = images.start_daemon(cache_root() / "docker")
+        if started is None:
+            pytest.skip(f"no Docker daemon can run here ({e.message})")
+        cl = engine.client()
+    yield cl
+    if started is not None:
+        started.terminate()
+        started.wait(30)
+
+
+@pytest.fixture(scope="session")
+def build_image(docker_client):
+    if PYENV39 is None:
+        pytest.skip("needs pyenv Python 3.9")
+    return images.build_image(docker_client, PYENV39)
+
+
+@pytest.fixture(scope="session")
+def server_image(docker_client, server_tree_2410):
+    return images.server_image(docker_client, server_tree_2410, "24.10")
+
+
+@pytest.fixture(scope="module")
+def fixture_sources(tmp_path_factory):
+    return make_sources(tmp_path_factory.mktemp("src") / "sources")
+
+
+def test_docker_stub_builder_builds_the_fixture_and_checks_it(build_image, fixture_sources, tmp_path):
+    art = api.stub("r24.10", "3.9", builder="docker", base_image=build_image, sources=fixture_sources,
+                   root=tmp_path / "stubs")
+    m = art.manifest
+    assert m["builder"] == "docker" and m["built_with"] == "local" and m["base_image"] == build_image
+    assert m["base_image_id"].startswith("sha256:") and m["artifacts_image_id"].startswith("sha256:")
+    assert "-DTRITON_CORE_REPO_TAG=r24.10" in m["build_flags"]
+    facts = read_elf(art.path)
+    assert facts.libpython == "3.9" and facts.runpath == []  # the same ELF checks as a local build
+    out = subprocess.run(["env", "-i", f"LD_LIBRARY_PATH={PYENV39 / 'lib'}", str(art.path)], capture_output=True,
+                         text=True)
+    assert out.returncode == 1 and "common=r24.10 core=r24.10 backend=r24.10" in out.stderr
+    again = api.stub("r24.10", "3.9", builder="docker", base_image=build_image, root=tmp_path / "stubs")
+    assert again.reused and again.path == art.path
+
+
+def test_docker_pack_builds_the_env_in_the_image(build_image, tmp_path):
+    spec = api.PackSpec(python="3.9", pip=("pyyaml",), triton="r24.10", builder="docker", base_image=build_image)
+    res = api.pack(spec, tmp_path / "custom_env.tar.gz", rebuild=True)
+    m = res.manifest
+    assert m["builder"] == "docker" and m["base_image"] == build_image and m["python"].startswith("3.9.")
+    assert m["numpy"].startswith("1.") and "PyYAML" in m["packages"]
+    with tarfile.open(res.output) as tar:
+        names = tar.getnames()
+    assert "bin/activate" in [n.removeprefix("./") for n in names]
+    assert api.pack(spec, tmp_path / "again.tar.gz").reused
+
+
+def test_verify_with_the_docker_server(server_image, docker_client, tmp_path, server_tree_2410):
+    env = api.pack(api.PackSpec(python="3.9", triton="r24.10"), tmp_path / "custom_env.tar.gz").output
+    repo = pipeline(tmp_path / "repo")
+    api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=tmp_path / "s").path, env=env,
+                                 models=("pre", "post", "lonely")))
+    out = run_cli("verify", repo, "--triton", "r24.10", "--server", "docker", "--image", server_image, "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["server"]["kind"] == "docker" and report["server"]["version"] == "2.51.0"
+    assert {i["protocol"] for i in report["inferences"] if i["ok"]} == {"http", "grpc"}
+    lock = json.loads((tmp_path / "envtool.lock").read_text())
+    assert lock["server"]["image_id"].startswith("sha256:")
+    assert not docker_client.containers.list(all=True, filters={"label": "envtool"})
+
+
+SLOW_INIT_PY = """
+import time
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(60)
+    def execute(self, requests):
+        return []
+"""
+
+
+def test_docker_server_is_removed_when_envtool_is_terminated(server_image, docker_client, tmp_path):
+    repo = write_repo(tmp_path / "repo", {"slow": python_model("slow", [("IN", "TYPE_FP32", [-1])],
+                                                               [("OUT", "TYPE_FP32", [-1])])}, SLOW_INIT_PY)
+    env = api.pack(api.PackSpec(python="3.9", triton="r24.10"), tmp_path / "custom_env.tar.gz").output
+    api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=tmp_path / "s").path, env=env))
+    proc = subprocess.Popen([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.10",
+                             "--server", "docker", "--image", server_image], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while not docker_client.containers.list(filters={"label": "envtool"}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert docker_client.containers.list(filters={"label": "envtool"}), "the server container never started"
+    time.sleep(3)  # the model is in its 60 s initialize
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
+    assert not docker_client.containers.list(all=True, filters={"label": "envtool"})
+
+
+def test_no_daemon_and_no_image_are_one_line(tmp_path, docker_client):
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    out = subprocess.run([sys.executable, "-m", "envtool", "stub", "--triton", "r24.10", "--python", "3.9",
+                          "--builder", "docker", "--cache", str(tmp_path / "s")], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 2 and "no Docker daemon answers" in out.stderr and "--builder prebuilt" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = run_cli("stub", "--triton", "r24.10", "--python", "3.9", "--builder", "docker", "--base-image",
+                  "envtool-test/absent:0", "--cache", tmp_path / "s")
+    assert out.returncode == 2 and "envtool-test/absent:0 is not on this machine" in out.stderr
+    assert not [p for p in (tmp_path / "s").iterdir() if p.name != "targets"]
+    out = run_cli("verify", pipeline(tmp_path / "repo"), "--triton", "r24.10", "--server", "docker")
+    assert out.returncode == 2 and "nvcr.io/nvidia/tritonserver:24.10-py3" in out.stderr
+
+
+def test_shm_size_follows_the_python_instances(tmp_path):
+    def repo(count: int) -> Path:
+        cfg = python_model("m", [("IN", "TYPE_FP32", [-1])], [("OUT", "TYPE_FP32", [-1])])
+        return write_repo(tmp_path / f"r{count}", {"m": cfg.replace("count: 1", f"count: {count}")})
+    assert shm_size(repo(1)) == SHM_MIN
+    assert shm_size(repo(8)) == 9 * SHM_PER_INSTANCE
