@@ -158,3 +158,13 @@ def test_shm_size_follows_the_python_instances(tmp_path):
         return write_repo(tmp_path / f"r{count}", {"m": cfg.replace("count: 1", f"count: {count}")})
     assert shm_size(repo(1)) == SHM_MIN
     assert shm_size(repo(8)) == 9 * SHM_PER_INSTANCE
+
+
+def test_build_with_the_docker_builder_makes_stub_and_env_in_the_image(build_image, fixture_sources, tmp_path):
+    env = api.PackSpec(python="3.9", builder="docker", base_image=build_image)
+    res = api.build(api.BuildSpec(python="3.9", triton="r24.10", env=env, builder="docker", base_image=build_image,
+                                  sources=fixture_sources, stubs_root=tmp_path / "stubs",
+                                  env_output=tmp_path / "custom_env.tar.gz"))
+    assert res.stub.manifest["builder"] == res.env.manifest["builder"] == "docker"
+    assert res.stub.manifest["python"] == "3.9" and res.env.manifest["python"].startswith("3.9.")
+    assert set(res.timings) == {"stub_s", "env_s", "preflight_s"}  # no --repo: stops after the preflight
