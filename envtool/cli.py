@@ -338,6 +338,8 @@ def _render_report(report, json_out: bool) -> None:
     for d in report.diagnoses:
         err.print(f"[bold red]cause:[/] {d.cause}\n  [bold]fix:[/] {d.fix}\n  [dim]log: {d.line}[/]",
                   highlight=False, soft_wrap=True)
+    for w in report.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     for p in report.problems:
         err.print(f"[bold red]✗[/] {p}", highlight=False, soft_wrap=True)
     timing = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in report.timings.items())

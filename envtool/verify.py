@@ -46,6 +46,7 @@ class VerifyReport:
     inferences: list[Inference] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # why it failed, one line each
+    warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     lock: Path | None = None
 
@@ -57,7 +58,7 @@ class VerifyReport:
         return {"ok": self.ok, "release": self.release, "server": self.server, "models": self.models,
                 "inferences": [i.to_dict() for i in self.inferences],
                 "diagnoses": [d.to_dict() for d in self.diagnoses], "problems": self.problems,
-                "timings": self.timings, "lock": str(self.lock) if self.lock else None}
+                "warnings": self.warnings, "timings": self.timings, "lock": str(self.lock) if self.lock else None}
 
 
 class Stuck(CheckFailed):
@@ -110,6 +111,9 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
         else:
             report.timings["start_to_ready_s"] = round(time.monotonic() - t0, 2)
             report.server["version"] = server.version()
+            if report.server["version"] != rel.server:  # a local binary or an image of another release
+                report.warnings.append(f"the server is Triton {report.server['version']}, not r{rel.release}'s "
+                                       f"{rel.server}: stubs built for r{rel.release} may hang in it")
             if hasattr(server, "facts"):
                 report.server.update(server.facts())  # docker: the image and its digest
             _check_models(server, repo, report, inputs, expect, opts, log)

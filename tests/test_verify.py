@@ -264,5 +264,16 @@ def test_local_server_binary_and_a_wrong_expectation(tmp_path, stubs, env39, ser
     assert out.returncode == 1, out.stderr[-3000:]
     report = json.loads(out.stdout)
     assert report["server"]["kind"] == "local" and report["models"]["pre"]["state"] == "READY"
+    assert report["warnings"] == []  # the binary is r24.10's 2.51.0
     assert any("Y: got [2.5, 2.5], expected [9.0, 9.0]" in p for p in report["problems"]), report["problems"]
     assert not (tmp_path / "envtool.lock").exists()
+
+
+def test_a_server_of_another_release_is_warned_about(tmp_path, stubs, env39, server_tree_2410):
+    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
+    binary = server_tree_2410 / "pytriton" / "tritonserver" / "bin" / "tritonserver"
+    env = {**os.environ, "LD_LIBRARY_PATH": str(server_tree_2410 / "nvidia_pytriton.libs")}
+    out = subprocess.run([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.09", "--server",
+                          "local", "--server-bin", str(binary), "--no-lock"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "the server is Triton 2.51.0, not r24.09's 2.50.0" in out.stderr
