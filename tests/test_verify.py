@@ -270,7 +270,7 @@ def test_local_server_binary_and_a_wrong_expectation(tmp_path, stubs, env39, ser
 
 
 def test_a_server_of_another_release_is_warned_about(tmp_path, stubs, env39, server_tree_2410):
-    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
+    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39, models=("pre", "post", "lonely"))
     binary = server_tree_2410 / "pytriton" / "tritonserver" / "bin" / "tritonserver"
     env = {**os.environ, "LD_LIBRARY_PATH": str(server_tree_2410 / "nvidia_pytriton.libs")}
     out = subprocess.run([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.09", "--server",
