@@ -235,40 +235,6 @@ def test_verify_bad_inputs_are_one_line(tmp_path):
     assert os.listdir(repo) == os.listdir(pipeline(tmp_path / "fresh"))
 
 
-def test_example_repository_of_the_readme(tmp_path, stubs):
-    """The README's first command on a copy of model_repository/: easy text scores above hard text."""
-    import shutil
-    root = Path(__file__).resolve().parents[1]
-    shutil.copytree(root / "model_repository", tmp_path / "model_repository")
-    shutil.copytree(root / "envs", tmp_path / "envs")
-    out = run_cli("build", "--python", "3.9", "--triton", "r24.10", "-r", "envs/requirements.txt", "--repo",
-                  "model_repository", "--verify", "--inputs", "model_repository/inputs.json", "--cache", stubs,
-                  "--json", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads(out.stdout)
-    easy, hard = res["verify"]["inferences"][0]["outputs"]["SCORE"]["sample"]
-    assert easy > hard
-    assert not res["inject"]["configs"] or not any(c["changed"] for c in res["inject"]["configs"])
-
-
-def test_local_server_binary_and_a_wrong_expectation(tmp_path, stubs, env39, server_tree_2410):
-    """--server local runs a tritonserver binary given by path (here the wheel's, with its libraries on
-    LD_LIBRARY_PATH as an installed server would have them); a wrong --expect fails with exit 1."""
-    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
-    binary = server_tree_2410 / "pytriton" / "tritonserver" / "bin" / "tritonserver"
-    (tmp_path / "expect.json").write_text(json.dumps({"ens": {"Y": [9.0, 9.0]}}))
-    env = {**os.environ, "LD_LIBRARY_PATH": str(server_tree_2410 / "nvidia_pytriton.libs")}
-    out = subprocess.run([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.10", "--server",
-                          "local", "--server-bin", str(binary), "--expect", str(tmp_path / "expect.json"),
-                          "--json"], capture_output=True, text=True, env=env)
-    assert out.returncode == 1, out.stderr[-3000:]
-    report = json.loads(out.stdout)
-    assert report["server"]["kind"] == "local" and report["models"]["pre"]["state"] == "READY"
-    assert report["warnings"] == []  # the binary is r24.10's 2.51.0
-    assert any("Y: got [2.5, 2.5], expected [9.0, 9.0]" in p for p in report["problems"]), report["problems"]
-    assert not (tmp_path / "envtool.lock").exists()
-
-
 def test_a_server_of_another_release_is_warned_about(tmp_path, stubs, env39, server_tree_2410):
     repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39, models=("pre", "post", "lonely"))
     binary = server_tree_2410 / "pytriton" / "tritonserver" / "bin" / "tritonserver"

@@ -1,23 +1,31 @@
-"""Flesch reading ease from (words, sentences, syllables), and a blend weighted by BERT_WEIGHT.
+"""postprocess: SCORE = w * text score + (1 - w) * tree score, w = BERT_WEIGHT (one, or one per row).
 
-Until the article's models arrive (issue #7) both "model scores" are simple formulas: the Flesch
-score and a words-per-sentence score, so the ensemble's data flow and dtypes are the real ones.
-"""
+With FORCE_CPU_ONLY_INPUT_TENSORS "no" (the all-on-GPU deployment) the inputs may arrive in GPU
+memory: then they are taken with DLPack into cupy, computed there and handed back with DLPack, with no
+copy to the host."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+NAMES = ("BERT_WEIGHT_INPUT", "BERT_LARGE_SCORE", "CUML_SCORE")
+
+
+def blend(xp, w, text, tree):
+    w = w.reshape(-1, 1).astype(xp.float32)
+    return (w * text + (1 - w) * tree).astype(xp.float32)
 
 
 class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
-            f = pb_utils.get_input_tensor_by_name(request, "features").as_numpy().astype(np.float64)
-            w = pb_utils.get_input_tensor_by_name(request, "BERT_WEIGHT").as_numpy().astype(np.float64)
-            words, sentences, syll = (np.maximum(f[:, i], 1.0) for i in range(3))
-            flesch = 206.835 - 1.015 * words / sentences - 84.6 * syll / words
-            simple = 100.0 - 2.0 * words / sentences
-            score = w[:, 0] * flesch + (1.0 - w[:, 0]) * simple
-            out = pb_utils.Tensor("SCORE", score.reshape(-1, 1).astype(np.float32))
+            tensors = [pb_utils.get_input_tensor_by_name(request, n) for n in NAMES]
+            if all(t.is_cpu() for t in tensors):
+                out = pb_utils.Tensor("OUTPUT0", blend(np, *(t.as_numpy() for t in tensors)))
+            else:
+                import cupy as cp
+                arrays = [cp.from_dlpack(t.to_dlpack()) if not t.is_cpu() else cp.asarray(t.as_numpy())
+                          for t in tensors]
+                out = pb_utils.Tensor.from_dlpack("OUTPUT0", blend(cp, *arrays).toDlpack())
             responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
         return responses

@@ -1,32 +1,35 @@
-"""Counts words, sentences and syllables of each excerpt (numpy, in the custom env)."""
+"""preprocess: excerpts -> MiniLM token ids and attention masks, and the 207 tree features."""
 
-import re
+import json
+import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-VOWEL_GROUPS = re.compile(r"[aeiouy]+")
-
-
-def syllables(word: str) -> int:
-    n = len(VOWEL_GROUPS.findall(word.lower()))
-    if word.lower().endswith("e") and n > 1:
-        n -= 1
-    return max(n, 1)
-
-
-def features(text: str) -> list[float]:
-    words = re.findall(r"[A-Za-z']+", text)
-    sentences = max(len(re.findall(r"[.!?]+", text)), 1)
-    return [float(len(words)), float(sentences), float(sum(syllables(w) for w in words))]
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from features import features  # noqa: E402
 
 
 class TritonPythonModel:
+    def initialize(self, args):
+        from tokenizers import Tokenizer
+        self.tokenizer = Tokenizer.from_file(os.path.join(HERE, "tokenizer.json"))  # truncation + padding set
+        with open(os.path.join(HERE, "vocab.json")) as f:
+            vocab = json.load(f)
+        self.most, self.least, self.stop = vocab["most"], vocab["least"], frozenset(vocab["stop"])
+
     def execute(self, requests):
         responses = []
         for request in requests:
-            texts = pb_utils.get_input_tensor_by_name(request, "excerpt").as_numpy().reshape(-1)
-            rows = [features(t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t)) for t in texts]
-            out = pb_utils.Tensor("features", np.asarray(rows, dtype=np.float32))
-            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+            raw = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy().reshape(-1)
+            texts = [t.decode("utf-8", "replace") if isinstance(t, bytes) else str(t) for t in raw]
+            enc = self.tokenizer.encode_batch(texts)
+            ids = np.array([e.ids for e in enc], dtype=np.int32)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int32)
+            feats = np.stack([features(t, self.most, self.least, self.stop) for t in texts])
+            responses.append(pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("BERT_IDS", ids), pb_utils.Tensor("BERT_AM", mask),
+                pb_utils.Tensor("TREE_FEATS", feats)]))
         return responses

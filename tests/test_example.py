@@ -1,0 +1,78 @@
+"""The article's pipeline in model_repository/: its features, its numpy MiniLM against the reference
+implementation, and prepare -> build -> verify end to end in a real r24.10 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from envtool.env.interpreters import candidates
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO = ROOT / "model_repository"
+sys.path[:0] = [str(REPO / "preprocess" / "1"), str(REPO / "minilm" / "1"), str(REPO)]
+from features import N_FEATURES, features, vocabulary  # noqa: E402
+
+
+def test_the_207_features_count_what_they_say():
+    text = "The cat sat. The dog ran, and the cat hid! Zebras?"
+    most, least = vocabulary([text, "the the cat"])
+    f = features(text, most, least, frozenset({"the", "and"}))
+    assert f.shape == (N_FEATURES,) == (207,)
+    words, distinct, punct, sentences, per_sentence, stop, stop_per_sentence = f[:7]
+    assert (words, distinct, punct, sentences) == (11, 8, 4, 3)
+    assert per_sentence == pytest.approx(11 / 3) and (stop, stop_per_sentence) == (4, pytest.approx(4 / 3))
+    assert f[7 + most.index("the")] == pytest.approx(3 / 11)  # frequency of a top-100 corpus word
+
+
+def test_numpy_minilm_matches_sentence_transformers():
+    st = pytest.importorskip("sentence_transformers", reason="the reference needs sentence-transformers + torch")
+    pytest.importorskip("safetensors")
+    from minilm_numpy import MiniLM
+    from prepare import minilm_files
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+    folder = minilm_files(Path(os.environ.get("ENVTOOL_CACHE_DIR", Path.home() / ".cache/envtool")) / "example")
+    texts = ["This is a test sentence.", "The quick brown fox jumps over the lazy dog.",
+             "Notwithstanding considerable institutional heterogeneity, comprehensive investigations "
+             "substantiate multifaceted interdependencies between determinants and outcomes."]
+    ref = st.SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
+    weights = {k: v for k, v in load_file(str(folder / "model.safetensors")).items() if k != "embeddings.position_ids"}
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.enable_truncation(256)
+    tok.enable_padding()
+    enc = tok.encode_batch(texts)
+    ours = MiniLM(weights).embed(np.array([e.ids for e in enc]), np.array([e.attention_mask for e in enc]))
+    assert np.abs(ours - ref).max() < 1e-4
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not any(s == "pyenv" for _, s in candidates("3.9")), reason="needs pyenv 3.9")
+def test_prepare_build_verify_scores_easy_above_hard(tmp_path):
+    pytest.importorskip("treelite")
+    shutil.copytree(REPO, tmp_path / "model_repository",
+                    ignore=shutil.ignore_patterns("*.npz", "*.tl", "tokenizer.json", "vocab.json", "custom_env*",
+                                                  "triton_python_backend_stub", "lib*.so*", "__pycache__"))
+    shutil.copytree(ROOT / "envs", tmp_path / "envs", ignore=shutil.ignore_patterns("custom_env*"))
+    prep = subprocess.run([sys.executable, "model_repository/prepare.py", "--passages", "300"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    report = json.loads((tmp_path / "model_repository" / "prepare_report.json").read_text())
+    errors = report["held_out_rmse"]
+    assert errors["text_model"] < errors["predict_the_mean"] and errors["tree_model"] < errors["predict_the_mean"]
+    out = run_cli("build", "--python", "3.9", "--triton", "r24.10", "-r", "envs/example.txt", "--repo",
+                  "model_repository", "--verify", "--inputs", "model_repository/inputs.json", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout)
+    assert all(m["state"] == "READY" for m in res["verify"]["models"].values())
+    easy, medium, hard = res["verify"]["inferences"][0]["outputs"]["SCORE"]["sample"][:3]
+    assert easy > hard
+    assert not any(c["changed"] for c in res["inject"]["configs"])  # the committed configs are injected already
