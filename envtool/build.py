@@ -36,6 +36,7 @@ class BuildSpec:
     sources: Path | None = None
     stubs_root: Path | None = None
     gpu: bool = False
+    deployment: str | None = None  # cpu | gpu-models | gpu-all: see inject
     verify: bool = False
     verify_options: dict = field(default_factory=dict)  # server, server_bin, inputs, expect, timeout
 
@@ -72,7 +73,8 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
         log(f"{name} done in {timings[f'{name}_s']:.1f} s")
 
     with step("stub"):
-        stub = produce(rel.release, python, gpu=spec.gpu, builder=spec.builder, root=spec.stubs_root,
+        gpu = spec.gpu or spec.deployment in ("gpu-models", "gpu-all")
+        stub = produce(rel.release, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
                        sources=spec.sources, log=log, base_image=spec.base_image)
     with step("env"):
         env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release,
@@ -85,7 +87,8 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
         return result
     with step("inject"):
         result.inject = inject(InjectOptions(repo=spec.repo, stub=stub.path, env=env.output,
-                                             models=tuple(spec.models), gpu=spec.gpu))
+                                             models=tuple(spec.models), gpu=spec.gpu,
+                                             deployment=spec.deployment))
     if spec.verify:
         with step("verify"):
             result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **spec.verify_options), log)

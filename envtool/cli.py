@@ -145,15 +145,18 @@ def lint(repo: Path, json_out: bool) -> None:
               "ensembles use, or all python models).")
 @click.option("--gpu/--cpu", default=False, help="KIND_GPU + FORCE_CPU_ONLY_INPUT_TENSORS \"no\", "
               "or KIND_CPU + \"yes\" (default).")
+@click.option("--deployment", type=click.Choice(["cpu", "gpu-models", "gpu-all"]), help="The article's "
+              "three: all on CPU; the models on GPU, pre/post on CPU; all on GPU with pre/post taking GPU tensors "
+              "(FORCE_CPU_ONLY_INPUT_TENSORS \"no\"). Overrides --gpu/--cpu.")
 @click.option("--share/--no-share", default=True, help="Store the env once and symlink it from "
               "the other models (one extraction), or copy it into each model.")
 @click.option("--dry-run", is_flag=True, help="Print the diff and the file operations; change nothing.")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def inject(repo, stub, env, models, gpu, share, dry_run, json_out) -> None:
+def inject(repo, stub, env, models, gpu, deployment, share, dry_run, json_out) -> None:
     """Put STUB and ENV into python models and set EXECUTION_ENV_PATH in their configs."""
     names = tuple(n.strip() for n in models.split(",") if n.strip())
     result = api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=names, gpu=gpu,
-                                          share=share, dry_run=dry_run))
+                                          deployment=deployment, share=share, dry_run=dry_run))
     if json_out:
         return _emit_json(result.to_dict())
     for p in result.files:
@@ -404,6 +407,8 @@ def _print_endpoints(server) -> None:
 @click.option("--sources", type=click.Path(path_type=Path), help="python_backend sources (--builder local).")
 @click.option("--cache", "stubs_root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
 @click.option("--gpu", is_flag=True, help="GPU stub and KIND_GPU instances.")
+@click.option("--deployment", type=click.Choice(["cpu", "gpu-models", "gpu-all"]),
+              help="As for inject: the article's three deployments.")
 @click.option("--verify", "do_verify", is_flag=True, help="Serve the repository and run inferences.")
 @_server_options_no_release
 @click.option("--inputs", type=click.Path(path_type=Path), help="As for verify.")
@@ -411,8 +416,8 @@ def _print_endpoints(server) -> None:
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def build(python, release, repo, models, requirements, pip, interpreter, prefix, env_file, solver, env_output,
-          unpacked, builder, base_image, sources, stubs_root, gpu, do_verify, server, server_bin, image, inputs,
-          expect, timeout, json_out) -> None:
+          unpacked, builder, base_image, sources, stubs_root, gpu, deployment, do_verify, server, server_bin,
+          image, inputs, expect, timeout, json_out) -> None:
     """Stub + env + preflight + inject (+ verify) in one command; every artifact is cached."""
     env = api.PackSpec(python=None if prefix or env_file else python, requirements=tuple(requirements),
                        pip=tuple(pip), interpreter=interpreter, prefix=prefix, env_file=env_file, solver=solver,
@@ -421,7 +426,7 @@ def build(python, release, repo, models, requirements, pip, interpreter, prefix,
     names = tuple(n for m in models for n in m.split(",") if n)
     spec = api.BuildSpec(python=python, triton=release, env=env, repo=repo, models=names, env_output=env_output,
                          builder=builder, base_image=base_image, sources=sources, stubs_root=stubs_root, gpu=gpu,
-                         verify=do_verify,
+                         deployment=deployment, verify=do_verify,
                          verify_options={"server": server, "server_bin": server_bin, "image": image, "gpu": gpu,
                                          "inputs": inputs, "expect": expect, "timeout": timeout})
     result = _with_progress("build", lambda log: api.build(spec, log))

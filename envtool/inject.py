@@ -32,6 +32,7 @@ class InjectOptions:
     env: Path
     models: tuple[str, ...] = ()  # empty: python models an ensemble uses, else all python models
     gpu: bool = False
+    deployment: str | None = None  # cpu | gpu-models | gpu-all (the article's three), overrides gpu
     share: bool = True
     dry_run: bool = False
 
@@ -139,9 +140,10 @@ def plan(opts: InjectOptions) -> InjectResult:
     result = InjectResult([m.name for m in models], dry_run=opts.dry_run)
     env_name = env.name
     home = models[0].path / env_name
-    params = {ENV_KEY: f"{MODEL_DIR_VAR}/{env_name}", FORCE_CPU_KEY: "no" if opts.gpu else "yes"}
-    kind = "KIND_GPU" if opts.gpu else "KIND_CPU"
+    edges = edge_models(repo)
     for m in models:
+        kind, force_cpu = placement(opts, m.name in edges)
+        params = {ENV_KEY: f"{MODEL_DIR_VAR}/{env_name}", FORCE_CPU_KEY: force_cpu}
         dest = m.path / env_name
         if m is models[0] or not opts.share:
             env_place = Placement(dest, source=env)
@@ -154,6 +156,37 @@ def plan(opts: InjectOptions) -> InjectResult:
                 result.files.append(p)
         result.configs.append(plan_config_edit(m.config_path, params, kind))
     return result
+
+
+DEPLOYMENTS = ("cpu", "gpu-models", "gpu-all")
+
+
+def placement(opts: InjectOptions, edge: bool) -> tuple[str, str]:
+    """(instance kind, FORCE_CPU_ONLY_INPUT_TENSORS) of a model. The article's deployments: everything on
+    CPU; the models on GPU with pre/post on CPU; everything on GPU, pre/post taking GPU tensors (DLPack)."""
+    d = opts.deployment or ("gpu-all-no" if opts.gpu else "cpu")
+    if d not in (*DEPLOYMENTS, "gpu-all-no"):
+        raise BadInput(f"--deployment {d} is not one of {', '.join(DEPLOYMENTS)}",
+                       "use cpu, gpu-models or gpu-all")
+    if d == "cpu":
+        return "KIND_CPU", "yes"
+    if d == "gpu-models":
+        return ("KIND_CPU", "yes") if edge else ("KIND_GPU", "yes")
+    if d == "gpu-all":
+        return "KIND_GPU", "no" if edge else "yes"
+    return "KIND_GPU", "no"  # --gpu: every injected model on GPU with GPU tensors
+
+
+def edge_models(repo) -> set[str]:
+    """Pre/post-processing models: ensemble steps that read an ensemble input or write an ensemble output."""
+    edges: set[str] = set()
+    for ens in repo.ensembles():
+        cfg = ens.config
+        ins, outs = {t.name for t in cfg.input}, {t.name for t in cfg.output}
+        for st in ens.steps():
+            if ins & set(st.input_map.values()) or outs & set(st.output_map.values()):
+                edges.add(st.model_name)
+    return edges
 
 
 def stub_libraries(stub: Path, facts) -> list[Path]:

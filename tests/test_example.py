@@ -76,3 +76,24 @@ def test_prepare_build_verify_scores_easy_above_hard(tmp_path):
     easy, medium, hard = res["verify"]["inferences"][0]["outputs"]["SCORE"]["sample"][:3]
     assert easy > hard
     assert not any(c["changed"] for c in res["inject"]["configs"])  # the committed configs are injected already
+
+
+@pytest.mark.parametrize("deployment,expect", [
+    ("cpu", {"preprocess": ("KIND_CPU", "yes"), "minilm": ("KIND_CPU", "yes"), "postprocess": ("KIND_CPU", "yes")}),
+    ("gpu-models", {"preprocess": ("KIND_CPU", "yes"), "minilm": ("KIND_GPU", "yes"), "forest": ("KIND_GPU", "yes"),
+                    "postprocess": ("KIND_CPU", "yes")}),
+    ("gpu-all", {"preprocess": ("KIND_GPU", "no"), "minilm": ("KIND_GPU", "yes"), "postprocess": ("KIND_GPU", "no")}),
+])
+def test_the_articles_three_deployments_are_one_flag(tmp_path, host_stub, thin_env_tarball, deployment, expect):
+    from envtool.repo.config import load_config
+    repo = tmp_path / "model_repository"
+    shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("*.npz", "*.tl", "custom_env*", "__pycache__",
+                                                              "triton_python_backend_stub", "lib*.so*"))
+    comments = (repo / "preprocess" / "config.pbtxt").read_text().splitlines()[0]
+    out = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--deployment", deployment)
+    assert out.returncode == 0, out.stderr
+    for model, (kind, force) in expect.items():
+        cfg = load_config(repo / model / "config.pbtxt")
+        assert [g.kind for g in cfg.instance_group] == [getattr(type(cfg.instance_group[0]), kind)]
+        assert cfg.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == force
+    assert (repo / "preprocess" / "config.pbtxt").read_text().splitlines()[0] == comments  # comments kept
