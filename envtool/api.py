@@ -6,6 +6,8 @@ from pathlib import Path
 
 from envtool import catalog
 from envtool.build import BuildResult, BuildSpec, build
+from envtool.doctor import DoctorOptions, DoctorReport, doctor, read_log
+from envtool.doctor import explain_log as _explain
 from envtool.env.build import PackResult, PackSpec, pack
 from envtool.env.pack import DEFAULT_LEVEL
 from envtool.findings import Finding
@@ -18,7 +20,8 @@ from envtool.stub.produce import produce_many as stubs
 from envtool.stub.store import StubArtifact
 from envtool.verify import VerifyOptions, VerifyReport, verify
 
-__all__ = ["build", "BuildResult", "BuildSpec", "DEFAULT_LEVEL", "fetch_sources", "inject", "InjectOptions",
+__all__ = ["build", "BuildResult", "BuildSpec", "DEFAULT_LEVEL", "doctor", "DoctorOptions", "DoctorReport",
+           "explain_log", "fetch_sources", "inject", "InjectOptions",
            "InjectResult", "lint", "pack", "PackResult", "PackSpec", "release", "releases", "serve", "stub",
            "StubArtifact", "stubs", "verify", "VerifyOptions", "VerifyReport"]
 
@@ -38,3 +41,8 @@ def fetch_sources(dest: str | Path, release_name: str, log=lambda _m: None) -> P
 
 def release(name: str) -> catalog.Release:
     return catalog.normalize_release(name)
+
+
+def explain_log(path: str | Path) -> DoctorReport:
+    """doctor --log: the causes and fixes in a Triton server log."""
+    return _explain(read_log(Path(path)))

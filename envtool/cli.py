@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from envtool import api
-from envtool.errors import EXIT_CHECK_FAILED, BadInput, EnvtoolError, NotImplementedYet
+from envtool.errors import EXIT_CHECK_FAILED, BadInput, EnvtoolError
 from envtool.findings import has_errors
 
 out = Console()
@@ -457,14 +457,48 @@ def _render_build(result, spec) -> None:
     out.print(f"steps: {t}", highlight=False)
 
 
-# --- commands whose issues are not done yet ----------------------------------------------------
+# --- doctor ------------------------------------------------------------------------------------
 
-def _pending(name: str, issue: int, help_text: str) -> None:
-    @main.command(name=name, help=help_text + f" (not implemented yet: issue #{issue})",
-                  context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def _cmd() -> None:
-        raise NotImplementedYet(f"`envtool {name}` is not implemented yet (issue #{issue})",
-                                "use the commands listed by `envtool --help` that are done")
+@main.command()
+@click.argument("repo", type=click.Path(path_type=Path), required=False)
+@click.option("--triton", "release", help="The release the repository will be served by (enables the release "
+              "checks: stub release, GLIBC/GLIBCXX of the image, numpy 2).")
+@click.option("--log", "log_file", type=click.Path(path_type=Path), help="Explain a Triton server log instead.")
+@click.option("--stub-timeout", type=float, default=30.0, show_default=True,
+              help="The python backend's stub-timeout-seconds, for the import-time check.")
+@click.option("--no-import-check", is_flag=True, help="Do not import each model.py inside its env.")
+@click.option("--docker-shm", type=int, help="MiB of /dev/shm in the container it will run in (docker's "
+              "default is 64).")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def doctor(repo, release, log_file, stub_timeout, no_import_check, docker_shm, json_out) -> None:
+    """Find every version mismatch before deploying (REPO), or explain a failing server's log (--log)."""
+    if log_file is None and repo is None:
+        raise BadInput("give a repository, or --log FILE", "envtool doctor model_repository --triton r24.10")
+    if log_file is not None:
+        report = api.explain_log(log_file)
+    else:
+        opts = api.DoctorOptions(repo=repo, release=release, stub_timeout=stub_timeout,
+                                 import_check=not no_import_check,
+                                 docker_shm_bytes=docker_shm * 2**20 if docker_shm else None)
+        report = _with_progress("doctor", lambda log: api.doctor(opts, log))
+    if json_out:
+        _emit_json(report.to_dict())
+    else:
+        _render_doctor(report)
+    sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
 
 
-_pending("doctor", 8, "Find version mismatches and explain a failing server's log.")
+def _render_doctor(report) -> None:
+    for f in report.findings:
+        style = SEVERITY_STYLE[f.severity]
+        out.print(f"[{style}]{f.severity}[/] [bold]{f.model or '-'}[/] {f.message}", highlight=False)
+        if f.triton:
+            out.print(f"    Triton says: {f.triton}", highlight=False)
+        if f.fix:
+            out.print(f"    fix: {f.fix}", style="green", highlight=False)
+        if f.where:
+            out.print(f"    at {f.where}", style="dim", highlight=False)
+    for d in report.diagnoses:
+        out.print(f"[bold red]cause[/] {d.cause}\n    fix: {d.fix}\n    [dim]log: {d.line}[/]", highlight=False)
+    n_err = sum(f.severity == "error" for f in report.findings) + len(report.diagnoses)
+    out.print(("[red]✗[/] " if n_err else "[green]✓[/] ") + (f"{n_err} problem(s)" if n_err else "no problems"))

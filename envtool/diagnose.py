@@ -63,3 +63,15 @@ def load_failures(log: str) -> dict[str, str]:
             if m := pat.search(line):
                 out.setdefault(m.group("model"), m.group("reason"))
     return out
+
+
+def hang_hint(text: str) -> str:
+    """A hang that prints no error line: the log ends while a stub is being started or initialised."""
+    tail = [ln for ln in text.splitlines() if ln.strip()][-3:]
+    if any("Starting Python backend stub" in ln for ln in tail):
+        return ("the last log line starts a stub that never answered: a stub from another Triton release "
+                "(build one for this release: envtool stub --triton <release>)")
+    if tail and "TRITONBACKEND_ModelInstanceInitialize" in tail[-1]:
+        return ("the log ends in a model instance's initialize(): it is still running or stuck there "
+                "(heavy work or a deadlock in initialize)")
+    return ""

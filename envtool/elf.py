@@ -9,7 +9,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection
+from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 
 from envtool.errors import BadInput
 
@@ -24,6 +24,7 @@ class ElfFacts:
     needed: list[str] = field(default_factory=list)
     runpath: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)  # GLIBC/GLIBCXX/CXXABI -> max required
+    defines: dict[str, str] = field(default_factory=dict)  # the newest version it provides (libstdc++, libc)
 
     @property
     def libpython(self) -> str | None:
@@ -48,9 +49,26 @@ def read_elf(path: Path) -> ElfFacts:
                        "pass a triton_python_backend_stub built for Linux") from None
 
 
-def _facts(f) -> ElfFacts:
+def elf_from_bytes(data: bytes, name: str) -> ElfFacts | None:
+    """The facts of an ELF held in memory (a member of an env tarball); None if it is not one."""
+    import io
+    try:
+        return _facts(io.BytesIO(data), Path(name))
+    except ELFError:
+        return None
+
+
+def _newest(table: dict[str, str], name: str) -> None:
+    prefix, _, ver = name.partition("_")
+    if ver and ver[0].isdigit():
+        cur = table.get(prefix)
+        if cur is None or version_key(ver) > version_key(cur):
+            table[prefix] = ver
+
+
+def _facts(f, path: Path | None = None) -> ElfFacts:
     elf = ELFFile(f)
-    facts = ElfFacts(Path(f.name), elf["e_machine"],
+    facts = ElfFacts(path or Path(f.name), elf["e_machine"],
                      any(s["p_type"] == "PT_INTERP" for s in elf.iter_segments()))
     for sec in elf.iter_sections():
         if isinstance(sec, DynamicSection):
@@ -63,11 +81,11 @@ def _facts(f) -> ElfFacts:
         elif isinstance(sec, GNUVerNeedSection):
             for _, auxiliaries in sec.iter_versions():
                 for aux in auxiliaries:
-                    prefix, _, ver = aux.name.partition("_")
-                    if ver and ver[0].isdigit():
-                        cur = facts.versions.get(prefix)
-                        if cur is None or version_key(ver) > version_key(cur):
-                            facts.versions[prefix] = ver
+                    _newest(facts.versions, aux.name)
+        elif isinstance(sec, GNUVerDefSection):
+            for _, auxiliaries in sec.iter_versions():
+                for aux in auxiliaries:
+                    _newest(facts.defines, aux.name)
     return facts
 
 

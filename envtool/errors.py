@@ -36,7 +36,3 @@ class CheckFailed(EnvtoolError):
     """A check or verification ran and failed: exit 1."""
 
     exit_code = EXIT_CHECK_FAILED
-
-
-class NotImplementedYet(EnvtoolError):
-    """A command whose issue is not done yet: refuses honestly rather than pretending."""

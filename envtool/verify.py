@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envtool import catalog
-from envtool.diagnose import Diagnosis, scan
+from envtool.diagnose import Diagnosis, hang_hint, scan
 from envtool.elf import version_key
 from envtool.errors import BadInput, CheckFailed
 from envtool.infer import Inference, infer, model_inputs, per_model
@@ -107,7 +107,7 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
         except Stuck as e:
             report.problems.append(f"stopped after {time.monotonic() - t0:.1f} s: {e.message}")
         except CheckFailed as e:
-            report.problems.append(e.message + _hang_hint(server.log()))
+            report.problems.append(e.message + (f"; {h}" if (h := hang_hint(server.log())) else ""))
         else:
             report.timings["start_to_ready_s"] = round(time.monotonic() - t0, 2)
             report.server["version"] = server.version()
@@ -164,11 +164,3 @@ def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:
             out.append(f"model {m.name}: its env has numpy {numpy}, and r{rel.release}'s stub needs numpy<2 "
                        "(pin numpy<2; envtool pack --triton does)")
     return out
-
-
-def _hang_hint(log_text: str) -> str:
-    tail = [ln for ln in log_text.splitlines() if ln.strip()][-3:]
-    if any("Starting Python backend stub" in ln for ln in tail):
-        return ("; the last log line starts a stub that never answered: a stub from another Triton release "
-                "(build one for this release: envtool stub --triton <release>)")
-    return ""

@@ -123,13 +123,19 @@ def check_tree(root: Path, xy: str) -> list[str]:
     return problems
 
 
+def run_as_triton(root: Path, code: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """python3 -c code, started as Triton starts a stub's Python: a clean environment, `source
+    bin/activate`, the env's lib first on LD_LIBRARY_PATH; -s keeps the user site out, -B writes nothing."""
+    script = 'source "$1/bin/activate" && exec env LD_LIBRARY_PATH="$1/lib" python3 -s -B -c "$2" "${@:3}"'
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8"}
+    return subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", script, "_",
+                           str(root), code, *args], capture_output=True, text=True, timeout=timeout)
+
+
 def run_probe(root: Path, dists: list[str]) -> dict:
     """Start python3 exactly as Triton does: a clean environment, `source bin/activate`, the env's
     lib first on LD_LIBRARY_PATH; -s keeps the user site out, -B leaves the env unchanged."""
-    script = 'source "$1/bin/activate" && exec env LD_LIBRARY_PATH="$1/lib" python3 -s -B -c "$2" "${@:3}"'
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8"}
-    out = subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", script, "_",
-                          str(root), _PROBE, *dists], capture_output=True, text=True, timeout=600)
+    out = run_as_triton(root, _PROBE, dists, timeout=600)
     for line in out.stdout.splitlines():
         if line.startswith("ENVTOOL-PROBE"):
             return json.loads(line[len("ENVTOOL-PROBE"):])

@@ -1,0 +1,88 @@
+"""What an execution env holds, read without extracting it: a .tar.gz in one streaming pass, or a
+directory. Member names, the activate script, the ELF facts of bin/python3 and the top-level lib/
+libraries (libpython, libstdc++ ...), Python X.Y, packages and their versions, editable installs."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from envtool.elf import ElfFacts, elf_from_bytes
+
+DIST_INFO = re.compile(r"^lib/python(?P<py>3\.\d+)/site-packages/(?P<name>[^/]+?)-(?P<ver>[^-/]+)\.dist-info/"
+                       r"(?P<file>[^/]+)$")
+TOP_LIB = re.compile(r"^(bin/python3(\.\d+)?|lib/lib[^/]+\.so[.\d]*)$")
+MAX_ELF = 64 * 2**20
+
+
+@dataclass
+class EnvView:
+    path: Path
+    kind: str  # tarball | directory | not gzip | missing
+    names: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)  # regular files (not links, not folders)
+    top_folder: str | None = None  # "myenv/" when every member is under one folder (a venv tarball)
+    activate: str | None = None
+    elves: dict[str, ElfFacts] = field(default_factory=dict)
+    python: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)
+    editable: list[str] = field(default_factory=list)
+
+    def has(self, name: str) -> bool:
+        return name in self.names
+
+
+def _norm(name: str) -> str:
+    return name.removeprefix("./").rstrip("/")
+
+
+def _take(view: EnvView, name: str, read) -> None:
+    """One member: record what the checks need (read() gives its bytes, on demand)."""
+    view.names.add(name)
+    if name == "bin/activate":
+        view.activate = read().decode("utf-8", "replace")
+    elif TOP_LIB.match(name):
+        data = read()
+        if data and len(data) < MAX_ELF and (facts := elf_from_bytes(data, name)):
+            view.elves[name] = facts
+    elif m := DIST_INFO.match(name):
+        view.python = m["py"]
+        view.packages[m["name"].replace("_", "-")] = m["ver"]
+        if m["file"] == "direct_url.json" and b'"editable":true' in read().replace(b" ", b""):
+            view.editable.append(m["name"])
+
+
+@cache
+def view_env(path: Path) -> EnvView:
+    if path.is_dir():
+        view = EnvView(path, "directory")
+        for p in sorted(path.rglob("*")):
+            if p.is_file() or p.is_symlink():
+                rel = p.relative_to(path).as_posix()
+                if not p.is_symlink():
+                    view.files.add(rel)
+                _take(view, rel, lambda p=p: p.read_bytes() if p.is_file() else b"")
+        return view
+    if not path.is_file():
+        return EnvView(path, "missing")
+    with path.open("rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return EnvView(path, "not gzip")
+    view = EnvView(path, "tarball")
+    with tarfile.open(path, "r:gz") as tar:
+        for m in tar:
+            name = _norm(m.name)
+            if not name:
+                continue
+            view.names.add(name)
+            if m.isfile():
+                view.files.add(name)
+                _take(view, name, lambda m=m: tar.extractfile(m).read())
+    tops = {n.split("/", 1)[0] for n in view.names}
+    if len(tops) == 1 and not view.has("bin/activate"):
+        top = tops.pop()
+        view.top_folder = top + "/"
+    return view
