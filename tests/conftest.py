@@ -35,6 +35,18 @@ ADD_ONE_PY = textwrap.dedent('''
 ''')
 
 
+# A python model that stays in initialize() for a minute: a server caught mid-load.
+SLOW_INIT_PY = textwrap.dedent("""
+    import time
+
+    class TritonPythonModel:
+        def initialize(self, args):
+            time.sleep(60)
+
+        def execute(self, requests):
+            return []
+""")
+
 def python_model(name: str, inputs: list[tuple], outputs: list[tuple], extra: str = "",
                  mbs: int = 0) -> str:
     def io(items):

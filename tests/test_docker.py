@@ -22,7 +22,7 @@ from envtool.elf import read_elf
 from envtool.env.interpreters import candidates
 from envtool.errors import EnvtoolError
 from tests import docker_images as images
-from tests.conftest import python_model, run_cli, write_repo
+from tests.conftest import SLOW_INIT_PY, python_model, run_cli, write_repo
 from tests.test_inject import pipeline
 from tests.test_stub_local import make_sources
 
@@ -106,15 +106,6 @@ def test_verify_with_the_docker_server(server_image, docker_client, tmp_path, se
     assert lock["server"]["image_id"].startswith("sha256:")
     assert not docker_client.containers.list(all=True, filters={"label": "envtool"})
 
-
-SLOW_INIT_PY = """
-import time
-class TritonPythonModel:
-    def initialize(self, args):
-        time.sleep(60)
-    def execute(self, requests):
-        return []
-"""
 
 
 def test_docker_server_is_removed_when_envtool_is_terminated(server_image, docker_client, tmp_path):

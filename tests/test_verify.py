@@ -18,7 +18,7 @@ import pytest
 
 from envtool import api
 from envtool.env.interpreters import candidates
-from tests.conftest import python_model, run_cli, write_repo
+from tests.conftest import SLOW_INIT_PY, python_model, run_cli, write_repo
 from tests.test_inject import pipeline
 from tests.test_lint import ensemble, step
 
@@ -137,16 +137,6 @@ def test_several_tarball_envs_from_a_relative_repo_path_load(tmp_path, stubs, en
     assert all(report["models"][n]["state"] == "READY" for n in names)
     assert report["inferences"][0]["outputs"]["t4"]["sample"] == [4.5, 4.5]  # 0.5 + 4
 
-
-SLOW_INIT_PY = """
-import time
-import triton_python_backend_utils as pb_utils
-class TritonPythonModel:
-    def initialize(self, args):
-        time.sleep(60)
-    def execute(self, requests):
-        return []
-"""
 
 
 def _children(pid: int) -> set[int]:
