@@ -56,9 +56,9 @@ def passages_from_docstrings(limit: int, seed: int) -> tuple[list[str], dict[str
         except ImportError:
             continue
         root = Path(mod.__file__).parent
-        dist = name.split(".")[0].replace("sklearn", "scikit-learn")
+        dist = {"sklearn": "scikit-learn", "google.protobuf": "protobuf"}.get(name, name)
         try:
-            versions[dist] = metadata.version(dist if dist != "google" else "protobuf")
+            versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = "?"
         for py in sorted(root.rglob("*.py")):
