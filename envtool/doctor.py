@@ -22,8 +22,8 @@ from envtool.errors import BadInput
 from envtool.findings import Finding
 from envtool.repo.lint import ENV_KEY, lint_repository, resolve_env_path
 from envtool.repo.model_repo import Model, load_repository
+from envtool.stub.store import STUB
 
-STUB = "triton_python_backend_stub"
 ARCH = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 IMPORT_PROBE = r"""
 import importlib.util, sys, time, types

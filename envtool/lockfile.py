@@ -1,49 +1,34 @@
 """envtool.lock: what a verified repository was served with, written beside the repository.
 
 Per python model: the stub (sha256, the libpython it links) and the env (sha256, Python, packages,
-read from the archive's member names or the directory, without extracting anything).
+read by env.view from the archive's member names or the directory, without extracting anything).
 """
 
 from __future__ import annotations
 
 import json
-import re
-import tarfile
 import time
-from functools import cache
 from pathlib import Path
 
 from envtool.atomic import write_atomic
 from envtool.cache import file_sha256
 from envtool.elf import read_elf
+from envtool.env.view import view_env
 from envtool.repo.lint import ENV_KEY, resolve_env_path
 from envtool.repo.model_repo import Repository
-
-STUB = "triton_python_backend_stub"
-DIST_INFO = re.compile(r"lib/python(?P<py>3\.\d+)/site-packages/(?P<name>[^/]+?)-(?P<ver>[^-/]+)\.dist-info/")
+from envtool.stub.store import STUB
 
 
 def lock_path(repo: Path) -> Path:
     return repo.resolve().parent / "envtool.lock"
 
 
-@cache
 def env_facts(path: Path) -> dict:
-    """sha256 (tarballs), Python X.Y and {package: version} from dist-info folder names."""
-    if path.is_dir():
-        names = [str(p.relative_to(path)) + "/" for p in path.glob("lib/python3*/site-packages/*.dist-info")]
-        digest, kind = None, "directory"
-    else:
-        with tarfile.open(path, "r:*") as tar:
-            names = [m.name.removeprefix("./") + ("/" if m.isdir() else "") for m in tar]
-        digest, kind = file_sha256(path), "tarball"
-    python, packages = None, {}
-    for n in names:
-        if m := DIST_INFO.match(n):
-            python = m["py"]
-            packages[m["name"].replace("_", "-")] = m["ver"]
-    return {"path": str(path), "kind": kind, "sha256": digest, "python": python,
-            "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower()))}
+    """sha256 (tarballs), Python X.Y and {package: version}, from the env's member names."""
+    view = view_env(path)
+    digest = file_sha256(path) if view.kind == "tarball" else None
+    return {"path": str(path), "kind": view.kind, "sha256": digest, "python": view.python,
+            "packages": dict(sorted(view.packages.items(), key=lambda kv: kv[0].lower()))}
 
 
 def model_entry(model) -> dict:

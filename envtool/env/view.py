@@ -55,8 +55,11 @@ def _take(view: EnvView, name: str, read) -> None:
             view.editable.append(m["name"])
 
 
-@cache
 def view_env(path: Path) -> EnvView:
+    """Directories are read each time; a tarball once per (path, mtime, size), as models share one."""
+    if path.is_file():
+        st = path.stat()
+        return _view_tarball(path, st.st_mtime_ns, st.st_size)
     if path.is_dir():
         view = EnvView(path, "directory")
         for p in sorted(path.rglob("*")):
@@ -66,8 +69,11 @@ def view_env(path: Path) -> EnvView:
                     view.files.add(rel)
                 _take(view, rel, lambda p=p: p.read_bytes() if p.is_file() else b"")
         return view
-    if not path.is_file():
-        return EnvView(path, "missing")
+    return EnvView(path, "missing")
+
+
+@cache
+def _view_tarball(path: Path, _mtime: int, _size: int) -> EnvView:
     with path.open("rb") as f:
         if f.read(2) != b"\x1f\x8b":
             return EnvView(path, "not gzip")

@@ -20,9 +20,8 @@ from envtool.elf import read_elf
 from envtool.env.interpreters import find_interpreter
 from envtool.errors import BadInput, EnvtoolError
 from envtool.servers.base import ProcessServer
+from envtool.stub.store import STUB
 from envtool.wheels import download_wheel
-
-STUB = "triton_python_backend_stub"
 
 
 def _unpack(wheel: Path, dest: Path) -> None:
