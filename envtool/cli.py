@@ -463,6 +463,8 @@ def _render_build(result, spec) -> None:
 @click.argument("repo", type=click.Path(path_type=Path), required=False)
 @click.option("--triton", "release", help="The release the repository will be served by (enables the release "
               "checks: stub release, GLIBC/GLIBCXX of the image, numpy 2).")
+@click.option("--image", help="Check against this image's glibc and libstdc++ (read with docker) instead of the "
+              "release's image in the catalog.")
 @click.option("--log", "log_file", type=click.Path(path_type=Path), help="Explain a Triton server log instead.")
 @click.option("--stub-timeout", type=float, default=30.0, show_default=True,
               help="The python backend's stub-timeout-seconds, for the import-time check.")
@@ -470,14 +472,14 @@ def _render_build(result, spec) -> None:
 @click.option("--docker-shm", type=int, help="MiB of /dev/shm in the container it will run in (docker's "
               "default is 64).")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def doctor(repo, release, log_file, stub_timeout, no_import_check, docker_shm, json_out) -> None:
+def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker_shm, json_out) -> None:
     """Find every version mismatch before deploying (REPO), or explain a failing server's log (--log)."""
     if log_file is None and repo is None:
         raise BadInput("give a repository, or --log FILE", "envtool doctor model_repository --triton r24.10")
     if log_file is not None:
         report = api.explain_log(log_file)
     else:
-        opts = api.DoctorOptions(repo=repo, release=release, stub_timeout=stub_timeout,
+        opts = api.DoctorOptions(repo=repo, release=release, image=image, stub_timeout=stub_timeout,
                                  import_check=not no_import_check,
                                  docker_shm_bytes=docker_shm * 2**20 if docker_shm else None)
         report = _with_progress("doctor", lambda log: api.doctor(opts, log))

@@ -41,12 +41,34 @@ print(f"{time.monotonic() - t0:.3f}")
 """
 
 
+@dataclass(frozen=True)
+class ImageFacts:
+    """The C/C++ runtime of the image the repository will run in."""
+
+    name: str
+    glibc: str | None
+    glibcxx: str | None
+
+
+def image_facts(rel, image: str | None) -> ImageFacts | None:
+    """--image: read from the image itself (docker); else the release's image from the catalog."""
+    if image:
+        from envtool.containers.engine import runtime_versions
+
+        glibc, glibcxx = runtime_versions(image)
+        return ImageFacts(image, glibc, glibcxx)
+    if rel:
+        return ImageFacts(f"r{rel.release}'s image", rel.glibc, rel.max_glibcxx)
+    return None
+
+
 @dataclass
 class DoctorOptions:
     repo: Path
     release: str | None = None
     stub_timeout: float = 30.0  # the python backend's stub-timeout-seconds
     import_check: bool = True
+    image: str | None = None  # check against this image's glibc/libstdc++ instead of the catalog's
     docker_shm_bytes: int | None = None  # /dev/shm of the container it will run in (docker default 64 MB)
 
 
@@ -71,11 +93,12 @@ def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
     repo = load_repository(opts.repo)
     rel = catalog.normalize_release(opts.release) if opts.release else None
     report = DoctorReport(lint_repository(repo))
+    img = image_facts(rel, opts.image)
     with tempfile.TemporaryDirectory(prefix="envtool-doctor-") as tmp:
         roots = _Extractions(Path(tmp))
         for m in sorted(repo.python_models(), key=lambda m: m.name):
             log(f"checking {m.name}")
-            report.findings += check_model(m, rel, opts, roots)
+            report.findings += check_model(m, rel, img, opts, roots)
     if opts.docker_shm_bytes is not None:
         report.findings += _shm(repo, opts.docker_shm_bytes)
     return report
@@ -107,7 +130,7 @@ class _Extractions:
         return self.done[env.path]
 
 
-def check_model(m: Model, rel, opts: DoctorOptions, roots: _Extractions) -> list[Finding]:
+def check_model(m: Model, rel, img: ImageFacts | None, opts: DoctorOptions, roots: _Extractions) -> list[Finding]:
     out: list[Finding] = []
     stub_path = m.path / STUB
     stub = read_elf(stub_path) if stub_path.is_file() else None
@@ -125,15 +148,15 @@ def check_model(m: Model, rel, opts: DoctorOptions, roots: _Extractions) -> list
             )
         )
     if env is not None:
-        out += _env(m, env, rel)
+        out += _env(m, env, rel, img)
     if stub is not None:
-        out += _stub(m, stub, stub_path, env, rel)
+        out += _stub(m, stub, stub_path, env, rel, img)
     if env is not None and env.kind in ("tarball", "directory") and opts.import_check:
         out += _imports(m, roots.root(env), opts.stub_timeout)
     return out
 
 
-def _stub(m: Model, stub, path: Path, env: EnvView | None, rel) -> list[Finding]:
+def _stub(m: Model, stub, path: Path, env: EnvView | None, rel, img: ImageFacts | None) -> list[Finding]:
     out = []
     py = stub.libpython
     env_py = env.python if env else None
@@ -164,8 +187,8 @@ def _stub(m: Model, stub, path: Path, env: EnvView | None, rel) -> list[Finding]
                 path,
             )
         )
-    if rel:
-        for sym, have in (("GLIBC", rel.glibc), ("GLIBCXX", rel.max_glibcxx)):
+    if img:
+        for sym, have in (("GLIBC", img.glibc), ("GLIBCXX", img.glibcxx)):
             need = stub.versions.get(sym)
             if need and have and version_key(need) > version_key(have):
                 out.append(
@@ -173,7 +196,7 @@ def _stub(m: Model, stub, path: Path, env: EnvView | None, rel) -> list[Finding]
                         "stub-glibc",
                         "error",
                         m,
-                        f"the stub needs {sym}_{need}; r{rel.release}'s image has {have}",
+                        f"the stub needs {sym}_{need}; {img.name} has {have}",
                         f"version `{sym}_{need}' not found (required by {STUB})",
                         "build the stub inside the release's container (envtool stub --builder docker)",
                         path,
@@ -225,7 +248,7 @@ def _stub_release(stub: Path) -> str | None:
     return None
 
 
-def _env(m: Model, env: EnvView, rel) -> list[Finding]:
+def _env(m: Model, env: EnvView, rel, img: ImageFacts | None) -> list[Finding]:
     out = []
     if env.kind == "not gzip":
         return out  # lint reports it (archive_read_open_filename() failed.)
@@ -279,7 +302,7 @@ def _env(m: Model, env: EnvView, rel) -> list[Finding]:
                 env.path,
             )
         )
-    out += _env_binaries(m, env, rel)
+    out += _env_binaries(m, env, img)
     numpy = env.packages.get("numpy")
     if numpy is None:
         out.append(
@@ -321,7 +344,7 @@ def _env(m: Model, env: EnvView, rel) -> list[Finding]:
     return out
 
 
-def _env_binaries(m: Model, env: EnvView, rel) -> list[Finding]:
+def _env_binaries(m: Model, env: EnvView, img: ImageFacts | None) -> list[Finding]:
     out = []
     pythons = sorted(n for n in env.files if re.match(r"^bin/python3(\.\d+)?$", n))
     py = next((env.elves[n] for n in pythons if n in env.elves), None)
@@ -350,15 +373,15 @@ def _env_binaries(m: Model, env: EnvView, rel) -> list[Finding]:
                 env.path,
             )
         )
-    if rel:
+    if img and img.glibc:
         need = max((f.versions.get("GLIBC", "0") for f in env.elves.values()), key=version_key, default="0")
-        if version_key(need) > version_key(rel.glibc):
+        if version_key(need) > version_key(img.glibc):
             out.append(
                 _f(
                     "env-glibc",
                     "error",
                     m,
-                    f"binaries in the env need GLIBC_{need}; r{rel.release}'s image has {rel.glibc}",
+                    f"binaries in the env need GLIBC_{need}; {img.name} has {img.glibc}",
                     f"version `GLIBC_{need}' not found",
                     "pack the env inside the release's container (envtool pack --builder docker) or from conda",
                     env.path,

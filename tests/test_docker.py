@@ -159,3 +159,21 @@ def test_build_with_the_docker_builder_makes_stub_and_env_in_the_image(build_ima
     assert res.stub.manifest["builder"] == res.env.manifest["builder"] == "docker"
     assert res.stub.manifest["python"] == "3.9" and res.env.manifest["python"].startswith("3.9.")
     assert set(res.timings) == {"stub_s", "env_s", "preflight_s"}  # no --repo: stops after the preflight
+
+
+def test_doctor_reads_glibc_and_libstdcxx_from_an_image(build_image, tmp_path):
+    """A pyenv Python needs GLIBC 2.35: refused against r22.11's catalog image (Ubuntu 20.04, 2.31), fine
+    against the Debian 12 image whose runtime doctor reads with docker."""
+    from envtool.containers.engine import runtime_versions
+    assert runtime_versions(build_image) == ("2.36", "3.4.30")
+    stub = api.stub("r22.11", "3.8", root=tmp_path / "s").path
+    env = api.pack(api.PackSpec(python="3.8"), tmp_path / "custom_env.tar.gz").output
+    repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
+                                                            [("OUT", "TYPE_FP32", [-1])])})
+    api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=("m",)))
+
+    def rules(*args):
+        out = run_cli("doctor", repo, "--triton", "r22.11", "--no-import-check", "--json", *args)
+        return {f["rule"]: f for f in json.loads(out.stdout)["findings"]}
+    assert "r22.11's image has 2.31" in rules()["env-glibc"]["message"]
+    assert "env-glibc" not in rules("--image", build_image)

@@ -117,3 +117,32 @@ def copy_out(cl, image: str, path: str, dest: Path) -> Path:
             m.name = str(rel)
             tar.extract(m, dest, set_attrs=True)
     return dest
+
+
+RUNTIME_PROBE = (
+    "ldd --version 2>&1 | head -n1; "
+    'for f in /usr/lib/*/libstdc++.so.6 /usr/lib64/libstdc++.so.6 /usr/lib/libstdc++.so.6; do '
+    '[ -e "$f" ] && readlink -f "$f" && break; done'
+)
+
+
+def runtime_versions(image: str) -> tuple[str | None, str | None]:
+    """(glibc, newest GLIBCXX) of an image: `ldd --version` run inside it, and the version definitions of
+    its libstdc++.so.6 copied out and read with pyelftools."""
+    import re
+
+    from envtool.elf import elf_from_bytes
+    cl = client()
+    require_image(cl, image, "image")
+    out = cl.containers.run(image, ["sh", "-c", RUNTIME_PROBE], remove=True, entrypoint=[]).decode()
+    lines = out.strip().splitlines()
+    glibc = m.group(1) if lines and (m := re.search(r"(\d+\.\d+)\s*$", lines[0])) else None
+    glibcxx = None
+    if len(lines) > 1 and lines[1].startswith("/"):
+        with created(cl, image, command=["true"], entrypoint=[]) as c:
+            bits, _ = c.get_archive(lines[1])
+            with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tar:
+                member = tar.next()
+                facts = elf_from_bytes(tar.extractfile(member).read(), lines[1]) if member else None
+        glibcxx = facts.defines.get("GLIBCXX") if facts else None
+    return glibc, glibcxx
