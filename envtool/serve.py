@@ -6,6 +6,7 @@ from pathlib import Path
 
 from envtool import catalog
 from envtool.errors import CheckFailed
+from envtool.repo.model_repo import load_repository
 from envtool.servers import open_server
 from envtool.verify import watch_log
 
@@ -16,6 +17,7 @@ def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Pat
           timeout: float = 600.0, on_ready=lambda _s: None) -> int:
     """Blocks until the server exits (its exit code) or the caller is interrupted (server stopped)."""
     rel = catalog.normalize_release(release)
+    load_repository(repo)  # a missing or unreadable repository is one line, not a server that waits
     srv = open_server(server, rel, Path(repo), server_bin=server_bin, image=image, ports=ports, address=address)
     with srv:
         srv.wait_live(timeout, watch=lambda: watch_log(srv))
