@@ -17,7 +17,8 @@ from envtool import catalog
 from envtool.elf import version_key
 from envtool.env.build import PackResult, PackSpec, pack
 from envtool.errors import CheckFailed
-from envtool.inject import InjectOptions, InjectResult, inject
+from envtool.inject import InjectOptions, InjectResult, inject, select_models
+from envtool.repo.model_repo import load_repository
 from envtool.stub.produce import produce
 from envtool.stub.store import StubArtifact
 from envtool.verify import VerifyOptions, VerifyReport, verify
@@ -62,6 +63,8 @@ class BuildResult:
 def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
     rel = catalog.normalize_release(spec.triton)
     python = catalog.normalize_python(spec.python)
+    if spec.repo is not None:  # bad --repo/--models fail before anything is built or written
+        select_models(load_repository(spec.repo), tuple(spec.models))
     timings: dict[str, float] = {}
 
     @contextmanager

@@ -221,6 +221,11 @@ def test_verify_bad_inputs_are_one_line(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     out = run_cli("serve", tmp_path / "nope", "--triton", "r24.10")
     assert out.returncode == 2 and "nope" in out.stderr and "Traceback" not in out.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    out = run_cli("build", "--python", "3.9", "--triton", "r24.10", "--repo", repo, "--models", "nosuch", cwd=work)
+    assert out.returncode == 2 and "no model 'nosuch'" in out.stderr
+    assert not list(work.iterdir())  # refused before any stub or env was written
     out = run_cli("verify", repo, "--triton", "r24.10", "--server", "local", "--server-bin", tmp_path / "nope")
     assert out.returncode == 2 and "--server-bin" in out.stderr
     assert not (tmp_path / "envtool.lock").exists()
