@@ -274,7 +274,12 @@ def _phase_times(art) -> str:
     t = art.manifest.get("timings") or {}
     if not t or art.reused:
         return ""
-    return " (" + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in t.items()) + ")"
+    return f" ({_times(t)})"
+
+
+def _times(timings: dict[str, float]) -> str:
+    """{"start_to_ready_s": 3.4} -> "start to ready 3.4 s"."""
+    return ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in timings.items())
 
 
 # --- verify / serve ------------------------------------------------------------------------------
@@ -345,8 +350,7 @@ def _render_report(report, json_out: bool) -> None:
         err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     for p in report.problems:
         err.print(f"[bold red]✗[/] {p}", highlight=False, soft_wrap=True)
-    timing = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in report.timings.items())
-    out.print(f"server log: {report.server['log']} ({timing})", highlight=False)
+    out.print(f"server log: {report.server['log']} ({_times(report.timings)})", highlight=False)
     if report.ok:
         out.print(f"[green]✓[/] verified; lock: {report.lock}" if report.lock else "[green]✓[/] verified",
                   highlight=False)
@@ -440,7 +444,6 @@ def build(python, release, repo, models, requirements, pip, interpreter, prefix,
 
 def _render_build(result, spec) -> None:
     s, e = result.stub, result.env
-    t = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.timings.items())
     out.print(f"[green]✓[/] stub {s.path} ({s.manifest['builder']}{', reused' if s.reused else ''})",
               highlight=False)
     out.print(f"[green]✓[/] env  {e.output} (Python {e.manifest['python']}, numpy {e.manifest['numpy']}, "
@@ -454,7 +457,7 @@ def _render_build(result, spec) -> None:
         out.print(f"next: envtool inject REPO --stub {s.path} --env {e.output}", highlight=False)
     if result.verify is not None:
         _render_report(result.verify, False)
-    out.print(f"steps: {t}", highlight=False)
+    out.print(f"steps: {_times(result.timings)}", highlight=False)
 
 
 # --- doctor ------------------------------------------------------------------------------------

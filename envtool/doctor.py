@@ -16,7 +16,7 @@ from pathlib import Path
 from envtool import catalog
 from envtool.diagnose import Diagnosis, hang_hint, load_failures, scan
 from envtool.elf import read_elf, version_key
-from envtool.env.validate import run_as_triton
+from envtool.env.validate import extract, run_as_triton
 from envtool.env.view import EnvView, view_env
 from envtool.errors import BadInput
 from envtool.findings import Finding
@@ -126,7 +126,7 @@ class _Extractions:
         if env.kind == "directory":
             return env.path
         if env.path not in self.done:
-            self.done[env.path] = _extract(env.path, self.tmp / str(len(self.done)))
+            self.done[env.path] = extract(env.path, self.tmp / str(len(self.done)))
         return self.done[env.path]
 
 
@@ -229,20 +229,18 @@ def _stub(m: Model, stub, path: Path, env: EnvView | None, rel, img: ImageFacts 
 def _stub_release(stub: Path) -> str | None:
     """The release a stub was made for: envtool.lock or a stub store manifest with the same sha256."""
     from envtool.cache import file_sha256
+    from envtool.lockfile import lock_path
     from envtool.stub.store import default_root
 
     digest = file_sha256(stub)
-    lock = stub.parent.parent.parent / "envtool.lock"
-    candidates = [default_root() / digest[:16] / "manifest.json"]
-    for c in candidates:
-        try:
-            return json.loads(c.read_text())["release"]
-        except (OSError, ValueError, KeyError):
-            pass
     try:
-        data = json.loads(lock.read_text())
-        if data["models"].get(stub.parent.name, {}).get("stub", {}).get("sha256") == digest:
-            return data["release"]
+        return json.loads((default_root() / digest[:16] / "manifest.json").read_text())["release"]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:  # stub = <repo>/<model>/triton_python_backend_stub
+        lock = json.loads(lock_path(stub.parent.parent).read_text())
+        if lock["models"].get(stub.parent.name, {}).get("stub", {}).get("sha256") == digest:
+            return lock["release"]
     except (OSError, ValueError, KeyError):
         pass
     return None
@@ -438,17 +436,6 @@ def _imports(m: Model, root: Path, timeout: float) -> list[Finding]:
             )
         ]
     return []
-
-
-def _extract(tarball: Path, dest: Path) -> Path:
-    import tarfile
-
-    with tarfile.open(tarball) as tar:
-        try:
-            tar.extractall(dest, filter="tar")
-        except TypeError:  # Python < 3.12 without extraction filters
-            tar.extractall(dest)
-    return dest
 
 
 def _shm(repo, available: int) -> list[Finding]:

@@ -8,7 +8,7 @@ from envtool import catalog
 from envtool.errors import CheckFailed
 from envtool.repo.model_repo import load_repository
 from envtool.servers import open_server
-from envtool.verify import watch_log
+from envtool.verify import log_watch
 
 
 def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Path | None = None,
@@ -20,7 +20,7 @@ def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Pat
     load_repository(repo)  # a missing or unreadable repository is one line, not a server that waits
     srv = open_server(server, rel, Path(repo), server_bin=server_bin, image=image, ports=ports, address=address)
     with srv:
-        srv.wait_live(timeout, watch=lambda: watch_log(srv))
+        srv.wait_live(timeout, watch=log_watch(srv))
         on_ready(srv)
         code = srv.wait()
     raise CheckFailed(f"tritonserver exited with code {code}", f"see its log: {srv.log_path}")

@@ -12,9 +12,11 @@ from pathlib import Path
 from envtool import catalog
 from envtool.diagnose import Diagnosis, hang_hint, scan
 from envtool.elf import version_key
+from envtool.env.view import view_env
 from envtool.errors import BadInput, CheckFailed
 from envtool.infer import Inference, infer, model_inputs, per_model
-from envtool.lockfile import model_entry, write_lock
+from envtool.lockfile import write_lock
+from envtool.repo.lint import ENV_KEY, resolve_env_path
 from envtool.repo.model_repo import Repository, load_repository
 from envtool.servers import open_server
 
@@ -85,11 +87,24 @@ def _targets(repo: Repository, models: dict[str, dict]) -> list[str]:
     return ensembles or sorted(n for n, m in repo.models.items() if m.config is not None and n in models)
 
 
-def watch_log(server) -> None:
-    """Raise Stuck when the log shows a cause Triton would wait on forever."""
-    stuck = [d for d in scan(server.log()) if d.hang]
-    if stuck:
-        raise Stuck(stuck)
+def log_watch(server):
+    """A check for every readiness poll: reads only the log's new complete lines and raises Stuck on a
+    cause Triton would wait on forever."""
+    pos, partial = 0, ""
+
+    def watch() -> None:
+        nonlocal pos, partial
+        try:
+            with server.log_path.open("rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        pos += len(chunk)
+        lines, _, partial = (partial + chunk.decode("utf-8", "replace")).rpartition("\n")
+        if stuck := [d for d in scan(lines) if d.hang]:
+            raise Stuck(stuck)
+    return watch
 
 
 def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
@@ -103,7 +118,7 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     with server:
         log(f"starting tritonserver {rel.branch} ({server.kind}); log: {server.log_path}")
         try:
-            server.wait_live(opts.timeout, watch=lambda: watch_log(server))
+            server.wait_live(opts.timeout, watch=log_watch(server))
         except Stuck as e:
             report.problems.append(f"stopped after {time.monotonic() - t0:.1f} s: {e.message}")
         except CheckFailed as e:
@@ -159,7 +174,9 @@ def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:
         return []
     out = []
     for m in sorted(repo.python_models(), key=lambda m: m.name):
-        numpy = (model_entry(m).get("env") or {}).get("packages", {}).get("numpy")
+        value = m.parameter(ENV_KEY)
+        env = resolve_env_path(m, value) if value else None
+        numpy = view_env(env.resolve()).packages.get("numpy") if env is not None and env.exists() else None
         if numpy and version_key(numpy) >= (2,):
             out.append(f"model {m.name}: its env has numpy {numpy}, and r{rel.release}'s stub needs numpy<2 "
                        "(pin numpy<2; envtool pack --triton does)")

@@ -25,11 +25,6 @@ DOCKERFILE = "Dockerfile.build"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", "build", "*.egg-info")
 
 
-def base_image(release: Release, given: str | None = None) -> str:
-    """--base-image, else the release's NGC image from the catalog (tritonserver:<yy.mm>-py3)."""
-    return given or release.images.get("py3") or f"nvcr.io/nvidia/tritonserver:{release.release}-py3"
-
-
 def ca_bundle() -> Path | None:
     """The host's CA bundle, for pip and git inside the build behind a TLS-intercepting proxy."""
     for var in ("ENVTOOL_DOCKER_CA_BUNDLE", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
@@ -65,7 +60,7 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
     """Runs Dockerfile.build's builder stage; returns (a temp folder holding /out, docker facts).
     The caller removes the folder."""
     cl = engine.client()
-    image = base_image(release, base)
+    image = engine.release_image(release, base)
     base_img = engine.require_image(cl, image, "base image")
     work = Path(tempfile.mkdtemp(prefix="envtool-docker-"))
     try:
@@ -109,7 +104,7 @@ def stub_from_docker(release: Release, target, tmp: Path, sources: Path | None, 
 
 def env_key(spec, release: Release) -> str:
     """The env cache key of a docker pack: its inputs and the base image's id."""
-    image = engine.require_image(engine.client(), base_image(release, spec.base_image), "base image")
+    image = engine.require_image(engine.client(), engine.release_image(release, spec.base_image), "base image")
     inputs = {"builder": "docker", "image_id": image.id, "python": spec.python, "pip": list(spec.pip),
               "requirements": [file_sha256(r) for r in spec.requirements], "release": release.release,
               "env_file": file_sha256(spec.env_file) if spec.env_file else None, "envtool": _envtool_hash()}

@@ -54,6 +54,11 @@ def require_image(cl, name: str, what: str = "image"):
                        "with a local image") from None
 
 
+def release_image(release, given: str | None = None) -> str:
+    """The image asked for, else the release's NGC tritonserver image from the catalog (<yy.mm>-py3)."""
+    return given or release.images.get("py3") or f"nvcr.io/nvidia/tritonserver:{release.release}-py3"
+
+
 def image_facts(image) -> dict:
     return {"image_id": image.id, "repo_digests": image.attrs.get("RepoDigests") or [],
             "tags": image.tags}

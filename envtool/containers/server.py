@@ -34,26 +34,25 @@ class DockerServer(Server):
 
     def __init__(self, release: Release, repo: Path, *, image: str | None = None, gpu: bool = False, **kw):
         super().__init__(release, repo, **kw)
-        self.image = image or release.images.get("py3") or f"nvcr.io/nvidia/tritonserver:{release.release}-py3"
+        self.image = engine.release_image(release, image)
         self.gpu = gpu
         self.client = engine.client()
         self.image_obj = engine.require_image(self.client, self.image, "server image")
         self.container = None
         self._follower: threading.Thread | None = None
+        # Without a bridge network (as on these machines) the container shares the host's network and
+        # Triton binds 127.0.0.1; with one, Triton listens on all interfaces inside and only 127.0.0.1
+        # is published (clients still use 127.0.0.1: see Server._host).
+        self.host_net = not self.client.networks.list(names=["bridge"])
+        if not self.host_net:
+            self.address = "0.0.0.0"
 
     def command(self) -> list[str]:
         return ["tritonserver"]
 
-    def _host_network(self) -> bool:
-        return not self.client.networks.list(names=["bridge"])
-
     def start(self, args: list[str]) -> None:
         from docker.types import DeviceRequest
-        host_net = self._host_network()
-        if not host_net:  # Triton listens on all interfaces inside; only 127.0.0.1 is published
-            args = [("0.0.0.0" if a == self.address and i and args[i - 1].endswith("-address") else a)
-                    for i, a in enumerate(args)]
-        kw = {"network_mode": "host"} if host_net else {
+        kw = {"network_mode": "host"} if self.host_net else {
             "ports": {f"{p}/tcp": ("127.0.0.1", p) for p in (self.http_port, self.grpc_port, self.metrics_port)}}
         if self.gpu:
             kw["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]

@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 
 from envtool.elf import ElfFacts, elf_from_bytes
+from envtool.repo.lint import is_gzip
 
 DIST_INFO = re.compile(r"^lib/python(?P<py>3\.\d+)/site-packages/(?P<name>[^/]+?)-(?P<ver>[^-/]+)\.dist-info/"
                        r"(?P<file>[^/]+)$")
@@ -74,9 +75,8 @@ def view_env(path: Path) -> EnvView:
 
 @cache
 def _view_tarball(path: Path, _mtime: int, _size: int) -> EnvView:
-    with path.open("rb") as f:
-        if f.read(2) != b"\x1f\x8b":
-            return EnvView(path, "not gzip")
+    if not is_gzip(path):
+        return EnvView(path, "not gzip")
     view = EnvView(path, "tarball")
     with tarfile.open(path, "r:gz") as tar:
         for m in tar:
@@ -89,6 +89,5 @@ def _view_tarball(path: Path, _mtime: int, _size: int) -> EnvView:
                 _take(view, name, lambda m=m: tar.extractfile(m).read())
     tops = {n.split("/", 1)[0] for n in view.names}
     if len(tops) == 1 and not view.has("bin/activate"):
-        top = tops.pop()
-        view.top_folder = top + "/"
+        view.top_folder = tops.pop() + "/"
     return view
