@@ -109,19 +109,43 @@ def host_stub(server_tree_2410) -> Path:
         "triton_python_backend_stub"
 
 
+def numpy1_site_packages() -> Path:
+    """A site-packages holding numpy<2 for the Python running the tests, built once into the cache dir.
+
+    The stubs of r24.10 and older (pybind11 2.10) misread numpy 2 arrays (KNOWLEDGE failure mode 3), so a
+    thin env must never inherit whatever numpy the host Python happens to have.
+    """
+    from envtool.cache import cache_root, publish_dir
+    v = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+    def install(tmp: Path) -> None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "--no-compile", "--target", str(tmp), "--only-binary", "numpy", "numpy<2"], check=True)
+    return publish_dir(cache_root() / "test-site-packages" / f"py{v}-numpy1", install)
+
+
 def make_thin_env(dest: Path) -> Path:
-    """A real env directory that wraps the Python running the tests (its stdlib and numpy).
+    """A real env directory on the stdlib of the Python running the tests, with its own numpy<2.
 
     Holds what Triton needs from an env: bin/activate that puts bin/ first on PATH, bin/python3,
-    lib/libpython3.X.so.1.0 and lib/python3.X/. Small, so tarballs of it are fast to extract.
+    lib/libpython3.X.so.1.0 and lib/python3.X/. bin/python3 is a copy, not a symlink, so the embedded
+    Python takes the env as its prefix (it resolves symlinks) and reads the env's site-packages, never
+    the host's. Small, so tarballs of it are fast to extract.
     """
     v = f"{sys.version_info.major}.{sys.version_info.minor}"
+    base = Path(sys.base_prefix)
     libdir = Path(sysconfig.get_config_var("LIBDIR"))
+    stdlib = Path(sysconfig.get_paths(vars={"installed_base": str(base), "base": str(base)})["stdlib"])
     (dest / "bin").mkdir(parents=True)
+    shutil.copy2(Path(sys.executable).resolve(), dest / "bin" / "python3")
     (dest / "lib").mkdir()
-    (dest / "bin" / "python3").symlink_to(Path(sys.executable).resolve())
     (dest / "lib" / f"libpython{v}.so.1.0").symlink_to(libdir / f"libpython{v}.so.1.0")
-    (dest / "lib" / f"python{v}").symlink_to(Path(sysconfig.get_paths()["stdlib"]))
+    lib = dest / "lib" / f"python{v}"
+    lib.mkdir()
+    for entry in stdlib.iterdir():
+        if entry.name != "site-packages":
+            (lib / entry.name).symlink_to(entry)
+    (lib / "site-packages").symlink_to(numpy1_site_packages())
     (dest / "bin" / "activate").write_text(
         'ENV_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"\n'
         'export PATH="$ENV_DIR/bin:$PATH"\n')
