@@ -43,7 +43,7 @@ def main() -> None:
         print(f"{'run':<6}{'wall s':>8}   steps")
         for label in ("cold", "warm"):
             wall, res = run(t, env)
-            steps = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in res["timings"].items())
+            steps = ", ".join(f"{(k[:-2] if k.endswith('_s') else k)} {v:.1f}" for k, v in res["timings"].items())
             print(f"{label:<6}{wall:>8.1f}   {steps}", flush=True)
 
 

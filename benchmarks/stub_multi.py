@@ -42,7 +42,7 @@ def main() -> None:
         shared, arts_sh = timed(lambda: api.stubs(a.triton, pythons, root=Path(tmp, "shared"), **kw))
     print(f"r{a.triton.lstrip('r')} stub, Pythons {', '.join(pythons)}, {os.cpu_count()} CPUs")
     print(f"{'python':<8}{'separate build s':>18}{'shared tree build s':>21}")
-    for py, s, t in zip(pythons, arts_sep, arts_sh, strict=True):
+    for py, s, t in zip(pythons, arts_sep, arts_sh):
         ts, tt = s.manifest["timings"], t.manifest["timings"]
         print(f"{py:<8}{sum(ts.values()):>18.1f}{sum(tt.values()):>21.1f}")
     print(f"{'total':<8}{separate:>18.1f}{shared:>21.1f}   ratio {shared / separate:.2f}")

@@ -279,7 +279,8 @@ def _phase_times(art) -> str:
 
 def _times(timings: dict[str, float]) -> str:
     """{"start_to_ready_s": 3.4} -> "start to ready 3.4 s"."""
-    return ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.1f} s" for k, v in timings.items())
+    return ", ".join(f"{(k[:-2] if k.endswith('_s') else k).replace('_', ' ')} {v:.1f} s"
+                     for k, v in timings.items())
 
 
 # --- verify / serve ------------------------------------------------------------------------------

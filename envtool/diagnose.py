@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from functools import cache
-from importlib import resources
+from functools import lru_cache
+from pathlib import Path
 
 from envtool.catalog import tomllib
 
@@ -27,17 +27,17 @@ class Diagnosis:
         return asdict(self)
 
 
-@cache
+@lru_cache(maxsize=None)
 def _data() -> dict:
-    return tomllib.loads(resources.files("envtool").joinpath("diagnoses.toml").read_text())
+    return tomllib.loads((Path(__file__).parent / "diagnoses.toml").read_text())
 
 
-@cache
+@lru_cache(maxsize=None)
 def _causes() -> list[tuple[re.Pattern, dict]]:
     return [(re.compile(c["pattern"]), c) for c in _data()["cause"]]
 
 
-@cache
+@lru_cache(maxsize=None)
 def _load_failure_patterns() -> list[re.Pattern]:
     return [re.compile(d["pattern"]) for d in _data()["load_failure"]]
 

@@ -24,7 +24,7 @@ VARIABLE_DIM = 2  # what a -1 dim becomes in generated inputs
 
 def triton_dtype(config_dtype: int) -> str:
     """TYPE_FP32 -> FP32; TYPE_STRING -> BYTES (the wire name)."""
-    name = dtype_name(config_dtype).removeprefix("TYPE_")
+    name = dtype_name(config_dtype).replace("TYPE_", "", 1)
     return "BYTES" if name == "STRING" else name
 
 
@@ -75,7 +75,7 @@ def shape_problems(cfg: ModelConfig, tensor, datatype: str, shape: list[int]) ->
     want = _batched(cfg, tensor.dims)
     if cfg.max_batch_size > 0 and shape:
         want[0] = shape[0]  # any batch size up to max_batch_size
-    if len(shape) != len(want) or any(w >= 0 and w != s for w, s in zip(want, shape, strict=False)):
+    if len(shape) != len(want) or any(w >= 0 and w != s for w, s in zip(want, shape)):
         problems.append(f"{tensor.name}: shape {shape}, config says {want}")
     return problems
 
@@ -111,7 +111,7 @@ class Inference:
 
 def _client(protocol: str, server):
     if protocol == "http":
-        url = server.url.removeprefix("http://")
+        url = server.url.replace("http://", "", 1)
         return httpclient, httpclient.InferenceServerClient(url, network_timeout=120)
     return grpcclient, grpcclient.InferenceServerClient(server.grpc_url)
 

@@ -31,7 +31,7 @@ def main() -> None:
     a = ap.parse_args()
     over_http = score(httpclient, httpclient.InferenceServerClient(a.http), a.texts, a.weight)
     over_grpc = score(grpcclient, grpcclient.InferenceServerClient(a.grpc), a.texts, a.weight)
-    for text, h, g in zip(a.texts, over_http, over_grpc, strict=True):
+    for text, h, g in zip(a.texts, over_http, over_grpc):
         print(f"{h:8.2f} (HTTP) {g:8.2f} (gRPC)  {text[:70]}")
 
 

@@ -85,7 +85,7 @@ def parse_table(text: str) -> list[dict[str, str]]:
         if header is None:
             header = cells
         elif not set(line) <= set("|- "):
-            rows.append(dict(zip(header, cells, strict=False)))
+            rows.append(dict(zip(header, cells)))
     return rows
 
 

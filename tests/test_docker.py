@@ -88,7 +88,7 @@ def test_docker_pack_builds_the_env_in_the_image(build_image, tmp_path):
     assert m["numpy"].startswith("1.") and "PyYAML" in m["packages"]
     with tarfile.open(res.output) as tar:
         names = tar.getnames()
-    assert "bin/activate" in [n.removeprefix("./") for n in names]
+    assert "bin/activate" in [n[2:] if n.startswith("./") else n for n in names]
     assert api.pack(spec, tmp_path / "again.tar.gz").reused
 
 

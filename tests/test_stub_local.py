@@ -88,12 +88,6 @@ def test_pybind11_of_old_branches_refuses_new_python(sources, tmp_path):
         api.stub("r22.11", "3.11", builder="local", sources=sources, root=tmp_path)
 
 
-def test_without_sources_the_alternatives_are_named(tmp_path):
-    with pytest.raises(BadInput, match="needs the python_backend sources") as e:
-        api.stub("r22.11", "3.9", root=tmp_path)  # auto: no prebuilt 3.9 for r22.11 -> local
-    assert "--sources DIR" in e.value.fix and "prebuilt" in e.value.fix
-
-
 def test_incomplete_sources_are_listed(sources, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(sources, partial)
@@ -172,17 +166,24 @@ def _git_repo(path: Path, files: Path, branch: str | None = None, tag: str | Non
         subprocess.run([*git, "tag", tag], check=True)
 
 
-def test_fetch_sources_checks_out_the_release_branch_and_pins(sources, tmp_path, monkeypatch):
+def git_mirrors(sources: Path, mirrors: Path, release: str) -> str:
+    """Real git repositories of the fixture, one per upstream repository, with the release's branch
+    and pins; returns the $ENVTOOL_GIT_URL template that points at them."""
     from envtool.catalog import normalize_release
     from envtool.stub.sources import plan
-    rel = normalize_release("r22.11")
-    mirrors = tmp_path / "mirrors"
-    for folder, repo, ref in plan(rel):
+    for folder, repo, ref in plan(normalize_release(release)):
         owner, name = repo.split("/")
         triton = owner == "triton-inference-server"
-        _git_repo(mirrors / f"{owner}+{name}", sources / folder, branch=ref if triton else None,
-                  tag=None if triton else ref)
-    monkeypatch.setenv("ENVTOOL_GIT_URL", f"file://{mirrors}/{{owner}}+{{name}}")
+        if not (mirrors / f"{owner}+{name}").exists():
+            _git_repo(mirrors / f"{owner}+{name}", sources / folder, branch=ref if triton else None,
+                      tag=None if triton else ref)
+    return f"file://{mirrors}/{{owner}}+{{name}}"
+
+
+def test_fetch_sources_checks_out_the_release_branch_and_pins(sources, tmp_path, monkeypatch):
+    from envtool.catalog import normalize_release
+    rel = normalize_release("r22.11")
+    monkeypatch.setenv("ENVTOOL_GIT_URL", git_mirrors(sources, tmp_path / "mirrors", "r22.11"))
     dest = api.fetch_sources(tmp_path / "src", "r22.11")
     assert sorted(p.name for p in dest.iterdir()) == ["backend", "common", "core", "dlpack", "pybind11",
                                                       "python_backend"]
@@ -200,6 +201,45 @@ def test_fetch_sources_without_network_is_one_line(tmp_path):
     assert "git could not get file:///nonexistent/triton-inference-server/python_backend: fatal:" in \
         " ".join(out.stderr.split())
     assert not (tmp_path / "src").exists()
+
+
+def test_a_source_build_fetches_the_release_sources_once_into_the_cache(sources, tmp_path):
+    """No --sources: the checkouts come from $ENVTOOL_GIT_URL into the cache dir, once per release. On this
+    host (glibc newer than Ubuntu 20.04's) the r22.11 stub is then refused, and never stored."""
+    env = {**os.environ, "ENVTOOL_CACHE_DIR": str(tmp_path / "cache"),
+           "ENVTOOL_GIT_URL": git_mirrors(sources, tmp_path / "mirrors", "r22.11")}
+
+    def stub() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "envtool", "stub", "--triton", "r22.11", "--python", "3.9",
+                               "--builder", "local", "--cache", str(tmp_path / "s")],
+                              capture_output=True, text=True, env=env)
+    first = stub()
+    fetched = tmp_path / "cache" / "sources" / "r22.11"
+    assert "fetching the python_backend sources of r22.11" in first.stderr
+    assert (fetched / "core" / "BRANCH").read_text() == "r22.11"
+    assert first.returncode == 1 and "the stub would not run in r22.11" in first.stderr, first.stderr
+    assert "needs GLIBC_2." in first.stderr and "(Ubuntu 20.04) has 2.31" in first.stderr
+    assert not [p for p in (tmp_path / "s").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    shutil.rmtree(tmp_path / "mirrors")  # a second build must not need the network
+    again = stub()
+    assert again.returncode == 1 and "fetching" not in again.stderr, again.stderr
+    assert not list((tmp_path / "cache" / "sources").glob(".r22.11.*"))  # no half-written checkout
+
+
+def test_auto_names_every_way_it_tried_when_none_works(tmp_path):
+    """r22.11 has a prebuilt stub only for 3.8; no daemon, no sources reachable: one line, exit 2, nothing
+    stored, nothing fetched."""
+    env = {**os.environ, "ENVTOOL_CACHE_DIR": str(tmp_path / "cache"), "DOCKER_HOST": "unix:///nonexistent.sock",
+           "ENVTOOL_GIT_URL": "file:///nonexistent/{owner}/{name}"}
+    out = subprocess.run([sys.executable, "-m", "envtool", "stub", "--triton", "r22.11", "--python", "3.9",
+                          "--cache", str(tmp_path / "s")], capture_output=True, text=True, env=env)
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "no way to make the r22.11 stub for Python 3.9: prebuilt:" in text
+    assert "docker: no Docker daemon answers" in text and "local: no python_backend sources for r22.11" in text
+    assert "envtool stub --triton r22.11 --fetch-sources DIR" in text
+    assert not [p for p in (tmp_path / "s").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    assert not (tmp_path / "cache" / "sources" / "r22.11").exists()
 
 
 def test_several_pythons_share_one_build_tree(sources, tmp_path):

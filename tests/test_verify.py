@@ -110,7 +110,7 @@ def test_env_without_activate(tmp_path, stubs, env39):
     with tarfile.open(env39) as src, tarfile.open(bad, "w:gz") as dst:  # everything under a top folder
         for m in src:
             f = src.extractfile(m) if m.isfile() else None
-            m.name = "myenv/" + m.name.removeprefix("./")
+            m.name = "myenv/" + (m.name[2:] if m.name.startswith("./") else m.name)
             dst.addfile(m, f)
     repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, bad)
     report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", timeout=DEADLINE))

@@ -6,8 +6,8 @@ import difflib
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
+from functools import lru_cache
+from pathlib import Path
 
 from envtool.errors import BadInput
 
@@ -81,13 +81,13 @@ def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
-@cache
+@lru_cache(maxsize=None)
 def _data() -> dict:
-    text = resources.files("envtool.catalog").joinpath("releases.toml").read_text()
+    text = (Path(__file__).parent / "releases.toml").read_text()
     return tomllib.loads(text)
 
 
-@cache
+@lru_cache(maxsize=None)
 def releases() -> tuple[Release, ...]:
     data = _data()
     out = []

@@ -84,7 +84,11 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
 
 
 def stub_from_docker(release: Release, target, tmp: Path, sources: Path | None, base: str | None, log) -> dict:
-    """For the stub store's publish(): the stub built in the container, moved into tmp."""
+    """For the stub store's publish(): the stub built in the container, moved into tmp. The sources are
+    fetched on the host (into the cache, once per release), so the image needs no git access."""
+    if sources is None:
+        from envtool.stub.sources import cached_sources
+        sources = cached_sources(release, log)
     out, facts = build_artifacts(release, target.python, "stub", base=base, gpu=target.gpu, sources=sources,
                                  log=log)
     try:

@@ -54,6 +54,16 @@ def require_image(cl, name: str, what: str = "image"):
                        "with a local image") from None
 
 
+def require_local_image(cl, name: str, what: str = "image"):
+    """The image from the local store only (auto never starts a multi-GB pull by itself)."""
+    from docker.errors import ImageNotFound
+    try:
+        return cl.images.get(name)
+    except ImageNotFound:
+        raise BadInput(f"{what} {name} is not on this machine",
+                       f"docker pull {name}, or pass --base-image with a local image") from None
+
+
 def release_image(release, given: str | None = None) -> str:
     """The image asked for, else the release's NGC tritonserver image from the catalog (<yy.mm>-py3)."""
     return given or release.images.get("py3") or f"nvcr.io/nvidia/tritonserver:{release.release}-py3"

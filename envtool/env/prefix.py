@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Callable
+import typing
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -23,7 +23,8 @@ from envtool.elf import read_elf
 from envtool.env.interpreters import Interpreter
 from envtool.errors import BadInput
 
-Log = Callable[[str], None]
+# typing.Callable: collections.abc.Callable cannot be subscribed at run time on Python 3.8
+Log = typing.Callable[[str], None]
 
 # Variables that would make pip install somewhere else, or read the user's site (failure mode 9).
 _PIP_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PIP_USER", "PIP_TARGET", "PIP_PREFIX", "PIP_ROOT",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import tarfile
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 from envtool.elf import ElfFacts, elf_from_bytes
@@ -37,7 +37,7 @@ class EnvView:
 
 
 def _norm(name: str) -> str:
-    return name.removeprefix("./").rstrip("/")
+    return (name[2:] if name.startswith("./") else name).rstrip("/")
 
 
 def _take(view: EnvView, name: str, read) -> None:
@@ -73,7 +73,7 @@ def view_env(path: Path) -> EnvView:
     return EnvView(path, "missing")
 
 
-@cache
+@lru_cache(maxsize=None)
 def _view_tarball(path: Path, _mtime: int, _size: int) -> EnvView:
     if not is_gzip(path):
         return EnvView(path, "not gzip")

@@ -160,7 +160,7 @@ def _autocompletes(m: Model) -> bool:
 
 
 def _dims_match(a, b) -> bool:
-    return len(a) == len(b) and all(x == y or x == -1 or y == -1 for x, y in zip(a, b, strict=True))
+    return len(a) == len(b) and all(x == y or x == -1 or y == -1 for x, y in zip(a, b))
 
 
 @dataclass

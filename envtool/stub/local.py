@@ -25,6 +25,7 @@ from envtool.env.interpreters import find_interpreter
 from envtool.env.prefix import patchelf, run_tool
 from envtool.errors import BadInput, CheckFailed
 from envtool.stub.check import require_fit
+from envtool.stub.sources import cached_sources
 from envtool.stub.store import STUB, Target
 
 REPOS = ("python_backend", "common", "core", "backend", "pybind11", "dlpack")
@@ -46,7 +47,7 @@ def build(release: Release, target: Target, tmp: Path, sources: Path | None, log
         raise BadInput(f"r{release.release}'s pybind11 {recipe.pybind11_version} cannot build Python "
                        f"{target.python} (`invalid use of incomplete type 'PyFrameObject'`)",
                        f"use Python {' / '.join(recipe.pybind11_pythons)} with this release")
-    src = _check_sources(sources, release)
+    src = _check_sources(sources, release, log)
     it = find_interpreter(target.python)
     cmake = _cmake(recipe.cmake_min_effective)
     _preflight(src)
@@ -104,11 +105,9 @@ def cmake_args(release: Release, target: Target, src: Path, python: Path, boost:
     return args
 
 
-def _check_sources(sources: Path | None, release: Release) -> Path:
+def _check_sources(sources: Path | None, release: Release, log) -> Path:
     if sources is None:
-        raise BadInput(f"building the stub for r{release.release} needs the python_backend sources",
-                       f"pass --sources DIR (python_backend, common, core, backend, pybind11, dlpack at "
-                       f"{release.branch}), or use a Python with a prebuilt stub, or --builder docker")
+        sources = cached_sources(release, log)
     missing = [n for n in REPOS if not (sources / n / "CMakeLists.txt").is_file()]
     if missing:
         raise BadInput(f"--sources {sources} lacks {', '.join(missing)} (each a checkout with CMakeLists.txt)",
@@ -159,8 +158,9 @@ def _boost_include(log) -> Path:
 
     def fetch(tmp: Path) -> None:
         log("downloading Boost headers (PyPI boost-headers)")
-        run_tool([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "boost-headers", "-d", str(tmp)],
-                 "pip download boost-headers")
+        # Headers only: any Python's wheel will do (boost-headers declares Python >= 3.9, envtool runs on 3.8).
+        run_tool([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                  "--python-version", "3.12", "boost-headers", "-d", str(tmp)], "pip download boost-headers")
         with zipfile.ZipFile(next(tmp.glob("*.whl"))) as z:
             z.extractall(tmp)
     root = publish_dir(target, fetch)

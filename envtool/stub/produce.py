@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from envtool import catalog
-from envtool.errors import BadInput
+from envtool.errors import BadInput, EnvtoolError
 from envtool.stub import local, prebuilt
 from envtool.stub.store import StubArtifact, Target, default_root, lookup, publish, target_lock
 
@@ -30,26 +30,46 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
             hit.manifest["chosen"] = f"store: {target.key} was built before ({hit.manifest['builder']})"
             log(hit.manifest["chosen"])
             return hit
-        if builder == "docker":
-            from envtool.containers.artifacts import stub_from_docker
-            art = publish(root, target, lambda tmp: stub_from_docker(rel, target, tmp, sources, base_image, log))
-            art.manifest["chosen"] = f"docker: built in {art.manifest['base_image']}"
-            return art
-        if builder in ("auto", "prebuilt"):
+        ways = WAYS if builder == "auto" else (builder,)
+        why_not: list[str] = []
+        for way in ways:
             try:
-                art = publish(root, target, lambda tmp: prebuilt.build(rel, target, tmp, log))
-                art.manifest["chosen"] = "prebuilt: NVIDIA's stub from the release's nvidia-pytriton wheel"
-                return art
-            except prebuilt.NotInWheel as e:
-                if builder == "prebuilt":
+                art = publish(root, target, lambda tmp, way=way: _build(way, rel, target, tmp, sources, base_image,
+                                                                        tree, builder == "auto", log))
+            except EnvtoolError as e:
+                if builder != "auto":
                     raise
-                log(f"no prebuilt stub ({e.message}): building from source")
-                why = f"local: {e.message}"
-        else:
-            why = "local: asked for"
-        art = publish(root, target, lambda tmp: local.build(rel, target, tmp, sources, log, tree))
-        art.manifest["chosen"] = why
-        return art
+                why_not.append(f"{way}: {e.message}")
+                log(f"{way}: not possible ({e.message})")
+                continue
+            art.manifest["chosen"] = f"{way}: " + "; ".join([*why_not, _chosen(way, art.manifest)])
+            return art
+        raise BadInput(f"no way to make the r{rel.release} stub for Python {target.python}: " + "; ".join(why_not),
+                       f"pass --sources DIR (fetch it where GitHub is reachable: envtool stub --triton "
+                       f"r{rel.release} --fetch-sources DIR), load the release's image into Docker (or pass "
+                       f"--base-image), or use Python {' / '.join(rel.pytriton_stub_pythons) or 'with a stub'}")
+
+
+# --builder auto tries these in order (after the store); --builder X runs X alone.
+WAYS = ("prebuilt", "docker", "local")
+
+
+def _build(way: str, rel, target: Target, tmp: Path, sources, base_image, tree, auto: bool, log) -> dict:
+    if way == "prebuilt":
+        return prebuilt.build(rel, target, tmp, log)
+    if way == "docker":
+        from envtool.containers.artifacts import stub_from_docker
+        if auto:
+            from envtool.containers import engine
+            engine.require_local_image(engine.client(), engine.release_image(rel, base_image), "base image")
+        return stub_from_docker(rel, target, tmp, sources, base_image, log)
+    return local.build(rel, target, tmp, sources, log, tree)
+
+
+def _chosen(way: str, manifest: dict) -> str:
+    return {"prebuilt": "NVIDIA's stub from the release's nvidia-pytriton wheel",
+            "docker": f"built in {manifest.get('base_image')}",
+            "local": "built on this host, and it fits the release's container"}[way]
 
 
 def produce_many(release: str, pythons: list[str], *, root: Path | None = None, **kw) -> list[StubArtifact]:

@@ -2,6 +2,7 @@
 branch (python_backend, common, core, backend) and the pins its CMakeLists names (pybind11, dlpack).
 
 $ENVTOOL_GIT_URL overrides where they come from, e.g. `file:///mirrors/{owner}+{name}/repo`.
+Without --sources, a source build takes them from the cache dir (`cached_sources`), fetching them there once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from envtool.cache import cache_root, publish_dir
 from envtool.catalog import Release
 from envtool.errors import BadInput
 
@@ -27,7 +29,7 @@ def plan(release: Release) -> list[tuple[str, str, str]]:
 
 
 def fetch_sources(dest: Path, release: Release, log=lambda _m: None) -> Path:
-    template = os.environ.get("ENVTOOL_GIT_URL") or GITHUB
+    template = _template()
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -37,6 +39,10 @@ def fetch_sources(dest: Path, release: Release, log=lambda _m: None) -> Path:
             dest.rmdir()  # leave no trace of a fetch that got nothing
         raise
     return dest
+
+
+def _template() -> str:
+    return os.environ.get("ENVTOOL_GIT_URL") or GITHUB
 
 
 def _fetch_all(dest: Path, release: Release, template: str, log) -> None:
@@ -64,3 +70,19 @@ def _git(args: list[str], url: str) -> None:
         raise BadInput(f"git could not get {url}: {last}",
                        "run where GitHub is reachable (or set ENVTOOL_GIT_URL to a mirror), or copy the "
                        "checkouts into the folder yourself")
+
+
+def cached_sources(release: Release, log=lambda _m: None) -> Path:
+    """The release's checkouts in the cache dir, fetched once per release (under a lock, published
+    atomically): a source build needs no --sources where GitHub or $ENVTOOL_GIT_URL is reachable."""
+    target = cache_root() / "sources" / f"r{release.release}"
+    if target.exists():
+        log(f"python_backend sources of r{release.release}: {target}")
+        return target
+    log(f"fetching the python_backend sources of r{release.release} into {target}")
+    try:
+        return publish_dir(target, lambda tmp: _fetch_all(tmp, release, _template(), log))
+    except BadInput as e:
+        raise BadInput(f"no python_backend sources for r{release.release}: {e.message}",
+                       f"pass --sources DIR, or fetch them where GitHub (or $ENVTOOL_GIT_URL) is reachable: "
+                       f"envtool stub --triton r{release.release} --fetch-sources DIR") from None
