@@ -1,6 +1,6 @@
-"""Local images for the docker tests (pulls fail here): a debootstrapped Debian bookworm imported as
-a base, then a build image (the stand-in for an NGC tritonserver image: build tools and a Python
-with a shared libpython) and a server image (the nvidia-pytriton server tree in NGC's layout).
+"""Local images for the docker tests (pulls fail here): debootstrapped Debian suites imported as bases,
+then release stand-ins (bullseye = the glibc of r20.12-r23.04 with only python3, as an NGC image offers a
+build) and server images (the nvidia-pytriton server tree in NGC's layout).
 
 Each is built once and kept in the daemon's data root (CI keeps it under the cache dir); the rootfs
 tarball is cached under $ENVTOOL_CACHE_DIR/docker/.
@@ -17,18 +17,7 @@ from envtool.cache import cache_root
 from envtool.containers import engine
 
 BASE = "envtool-test/bookworm:1"
-BUILD = "envtool-test/build:1"
 SERVER = "envtool-test/tritonserver:{release}-1"
-
-BUILD_DOCKERFILE = """\
-FROM {base}
-RUN apt-get update --error-on=any && apt-get install -y --no-install-recommends python3 python3-venv \\
-    cmake g++ make git ca-certificates && rm -rf /var/lib/apt/lists/*
-# A pyenv-built CPython X.Y with a shared libpython, at the same path as on the host (its RUNPATH is
-# absolute), found by envtool through PYENV_ROOT.
-COPY pyenv /root/.pyenv/versions/
-ENV PYENV_ROOT=/root/.pyenv
-"""
 
 SERVER_DOCKERFILE = """\
 FROM {base}
@@ -51,52 +40,72 @@ def _exists(cl, name: str) -> bool:
         return False
 
 
-def base_image(cl) -> str:
-    if _exists(cl, BASE):
-        return BASE
-    rootfs = cache_root() / "docker" / "bookworm-minbase.tar"
-    if not rootfs.is_file():
+def rootfs(suite: str) -> Path:
+    """A debootstrapped Debian `suite` (minbase) as a tarball, made once into the cache dir."""
+    tar = cache_root() / "docker" / f"{suite}-minbase.tar"
+    if not tar.is_file():
         if not shutil.which("debootstrap"):
             raise RuntimeError("debootstrap is needed to make the base image (apt-get install debootstrap)")
         with tempfile.TemporaryDirectory() as d:
-            subprocess.run(["debootstrap", "--variant=minbase", "bookworm", d, "http://deb.debian.org/debian"],
+            subprocess.run(["debootstrap", "--variant=minbase", suite, d, "http://deb.debian.org/debian"],
                            check=True, capture_output=True)
-            rootfs.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["tar", "-C", d, "-cf", f"{rootfs}.tmp", "."], check=True)
-            Path(f"{rootfs}.tmp").rename(rootfs)
-    with rootfs.open("rb") as f:
-        cl.api.import_image_from_data(f.read(), repository=BASE.split(":")[0], tag=BASE.split(":")[1],
+            tar.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["tar", "-C", d, "-cf", f"{tar}.tmp", "."], check=True)
+            Path(f"{tar}.tmp").rename(tar)
+    return tar
+
+
+def base_image(cl, suite: str = "bookworm") -> str:
+    name = BASE if suite == "bookworm" else f"envtool-test/{suite}:1"
+    if _exists(cl, name):
+        return name
+    with rootfs(suite).open("rb") as f:
+        cl.api.import_image_from_data(f.read(), repository=name.split(":")[0], tag=name.split(":")[1],
                                       changes=['CMD ["bash"]'])
-    return BASE
+    return name
 
 
-def _build(cl, name: str, dockerfile: str, fill) -> str:
+def _build(cl, name: str, dockerfile: str, fill, suite: str = "bookworm") -> str:
     if _exists(cl, name):
         return name
     with tempfile.TemporaryDirectory() as d:
         ctx = Path(d)
-        (ctx / "Dockerfile").write_text(dockerfile.format(base=base_image(cl)))
+        (ctx / "Dockerfile").write_text(dockerfile.format(base=base_image(cl, suite)))
         fill(ctx)
         engine.build(cl, ctx, dockerfile="Dockerfile", tag=name, logname=name.replace("/", "-").replace(":", "-"))
     return name
 
 
-def build_image(cl, python_prefix: Path) -> str:
-    """With the pyenv Python at python_prefix (e.g. ~/.pyenv/versions/3.9.18), tests and caches left out."""
-    def fill(ctx: Path) -> None:
-        shutil.copytree(python_prefix, ctx / "pyenv" / python_prefix.name, symlinks=True,
-                        ignore=shutil.ignore_patterns("test", "tests", "__pycache__", "idlelib", "tkinter"))
-    return _build(cl, BUILD, BUILD_DOCKERFILE, fill)
+def server_image(cl, tree: Path, release: str, suite: str = "bookworm") -> str:
+    """tree: the unpacked nvidia-pytriton wheel; the default stub is the one for the image's Python (3.11 on
+    bookworm), or the wheel's only one (pytriton 0.1/0.2: 3.8 with its libpython bundled)."""
+    python = SUITE_PYTHON[suite]
 
-
-def server_image(cl, tree: Path, release: str) -> str:
-    """tree: the unpacked nvidia-pytriton wheel; the default stub is the one for the image's Python 3.11."""
     def fill(ctx: Path) -> None:
         shutil.copytree(tree, ctx / "wheel", symlinks=True, ignore=shutil.ignore_patterns("*.dist-info"))
         root = ctx / "wheel" / "pytriton" / "tritonserver"
-        shutil.copy2(root / "python_backend_stubs" / "3.11" / "triton_python_backend_stub",
-                     root / "backends" / "python" / "triton_python_backend_stub")
-    return _build(cl, SERVER.format(release=release), SERVER_DOCKERFILE, fill)
+        prebuilt = root / "python_backend_stubs" / python / "triton_python_backend_stub"
+        if prebuilt.is_file():
+            shutil.copy2(prebuilt, root / "backends" / "python" / "triton_python_backend_stub")
+    return _build(cl, SERVER.format(release=release), SERVER_DOCKERFILE.replace("3.11", python), fill, suite)
+
+
+# Debian suites that stand in for the release images: bullseye has Ubuntu 20.04's glibc 2.31 and GLIBCXX 3.4.28
+# (r20.12-r23.04), bookworm fits r23.05-r24.10.
+SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11"}
+RELEASE_IMAGE = "envtool-test/{suite}-py3:1"
+RELEASE_DOCKERFILE = """\
+FROM {base}
+# What an NGC tritonserver -py3 image offers a build: python3 and CA certificates, no compiler, no libpython
+# package, no venv module. envtool apt-installs the rest.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 ca-certificates \\
+    && rm -rf /var/lib/apt/lists/*
+"""
+
+
+def release_image(cl, suite: str = "bullseye") -> str:
+    """The stand-in for a release's NGC image as a build environment: its glibc, its distro's python3."""
+    return _build(cl, RELEASE_IMAGE.format(suite=suite), RELEASE_DOCKERFILE, lambda _ctx: None, suite)
 
 
 

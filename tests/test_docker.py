@@ -18,8 +18,9 @@ import pytest
 from envtool import api
 from envtool.containers import engine
 from envtool.containers.server import SHM_MIN, SHM_PER_INSTANCE, shm_size
-from envtool.elf import read_elf
+from envtool.elf import read_elf, version_key
 from envtool.env.interpreters import candidates
+from envtool.env.prefix import elf_files
 from envtool.errors import EnvtoolError
 from tests import docker_images as images
 from tests.conftest import SLOW_INIT_PY, python_model, run_cli, write_repo
@@ -49,9 +50,15 @@ def docker_client(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def build_image(docker_client):
-    if PYENV39 is None:
-        pytest.skip("needs pyenv Python 3.9")
-    return images.build_image(docker_client, PYENV39)
+    """The stand-in for an r20.12-r23.04 NGC image: Debian bullseye (glibc 2.31, GLIBCXX 3.4.28) with python3
+    (3.9) and nothing else; the docker builder apt-installs what the build needs."""
+    return images.release_image(docker_client, "bullseye")
+
+
+@pytest.fixture(scope="session")
+def bookworm_image(docker_client):
+    """A plain Debian 12 image: glibc 2.36, newer than any release up to r24.10 has."""
+    return images.base_image(docker_client)
 
 
 @pytest.fixture(scope="session")
@@ -65,31 +72,65 @@ def fixture_sources(tmp_path_factory):
 
 
 def test_docker_stub_builder_builds_the_fixture_and_checks_it(build_image, fixture_sources, tmp_path):
-    art = api.stub("r24.10", "3.9", builder="docker", base_image=build_image, sources=fixture_sources,
+    """r22.11 x 3.9 in the bullseye stand-in: Debian's python3.9 apt-installed in the image, and a stub that
+    fits Ubuntu 20.04 (this host's own build of it would not)."""
+    art = api.stub("r22.11", "3.9", builder="docker", base_image=build_image, sources=fixture_sources,
                    root=tmp_path / "stubs")
     m = art.manifest
     assert m["builder"] == "docker" and m["built_with"] == "local" and m["base_image"] == build_image
     assert m["base_image_id"].startswith("sha256:") and m["artifacts_image_id"].startswith("sha256:")
-    assert "-DTRITON_CORE_REPO_TAG=r24.10" in m["build_flags"]
+    assert "-DTRITON_CORE_REPO_TAG=r22.11" in m["build_flags"]
+    assert m["python_used"] == "/usr/bin/python3.9"  # Debian's, not a pyenv build
     facts = read_elf(art.path)
     assert facts.libpython == "3.9" and facts.runpath == []  # the same ELF checks as a local build
-    out = subprocess.run(["env", "-i", f"LD_LIBRARY_PATH={PYENV39 / 'lib'}", str(art.path)], capture_output=True,
-                         text=True)
-    assert out.returncode == 1 and "common=r24.10 core=r24.10 backend=r24.10" in out.stderr
-    again = api.stub("r24.10", "3.9", builder="docker", base_image=build_image, root=tmp_path / "stubs")
+    assert version_key(facts.versions["GLIBC"]) <= version_key("2.31")
+    assert version_key(facts.versions.get("GLIBCXX", "3.4")) <= version_key("3.4.28")
+    if PYENV39:
+        out = subprocess.run(["env", "-i", f"LD_LIBRARY_PATH={PYENV39 / 'lib'}", str(art.path)],
+                             capture_output=True, text=True)
+        assert out.returncode == 1 and "common=r22.11 core=r22.11 backend=r22.11" in out.stderr
+    again = api.stub("r22.11", "3.9", builder="docker", base_image=build_image, root=tmp_path / "stubs")
     assert again.reused and again.path == art.path
 
 
 def test_docker_pack_builds_the_env_in_the_image(build_image, tmp_path):
-    spec = api.PackSpec(python="3.9", pip=("pyyaml",), triton="r24.10", builder="docker", base_image=build_image)
+    """An env from the image's apt Python 3.9 (Debian layout: dist-packages, sys.prefix /usr), made
+    relocatable and validated inside the image; every binary in it fits r22.11."""
+    spec = api.PackSpec(python="3.9", pip=("pyyaml",), triton="r22.11", builder="docker", base_image=build_image)
     res = api.pack(spec, tmp_path / "custom_env.tar.gz", rebuild=True)
     m = res.manifest
-    assert m["builder"] == "docker" and m["base_image"] == build_image and m["python"].startswith("3.9.")
+    assert m["builder"] == "docker" and m["base_image"] == build_image and m["python"] == "3.9.2"
     assert m["numpy"].startswith("1.") and "PyYAML" in m["packages"]
+    env = tmp_path / "env"
+    env.mkdir()
     with tarfile.open(res.output) as tar:
-        names = tar.getnames()
-    assert "bin/activate" in [n[2:] if n.startswith("./") else n for n in names]
+        names = [n[2:] if n.startswith("./") else n for n in tar.getnames()]
+        tar.extractall(env)
+    assert "bin/activate" in names and "lib/libpython3.9.so.1.0" in names
+    assert os.readlink(env / "lib/python3.9/dist-packages") == "site-packages"  # Debian's site.py reads it
+    for path in elf_files(env):
+        need = read_elf(path).versions
+        assert version_key(need.get("GLIBC", "2.0")) <= version_key("2.31"), (path, need)
+        assert version_key(need.get("GLIBCXX", "3.4")) <= version_key("3.4.28"), (path, need)
     assert api.pack(spec, tmp_path / "again.tar.gz").reused
+
+
+def test_an_image_newer_than_the_release_is_refused_before_building(bookworm_image, fixture_sources, tmp_path):
+    out = run_cli("stub", "--triton", "r22.11", "--python", "3.9", "--builder", "docker", "--base-image",
+                  bookworm_image, "--sources", fixture_sources, "--cache", tmp_path / "s")
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"base image {bookworm_image} has glibc 2.36, newer than r22.11's 2.31" in text
+    assert not [p for p in (tmp_path / "s").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+
+
+def test_a_python_the_image_cannot_get_is_one_line(build_image, tmp_path):
+    out = run_cli("pack", "--python", "3.12", "--triton", "r22.11", "--builder", "docker", "--base-image",
+                  build_image, "-o", tmp_path / "e.tar.gz")
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "python3.12, which this image's apt sources do not have" in text and "full build log" in text
+    assert not (tmp_path / "e.tar.gz").exists()
 
 
 def test_verify_with_the_docker_server(server_image, docker_client, tmp_path, server_tree_2410):
@@ -161,11 +202,11 @@ def test_build_with_the_docker_builder_makes_stub_and_env_in_the_image(build_ima
     assert set(res.timings) == {"stub_s", "env_s", "preflight_s"}  # no --repo: stops after the preflight
 
 
-def test_doctor_reads_glibc_and_libstdcxx_from_an_image(build_image, tmp_path):
+def test_doctor_reads_glibc_and_libstdcxx_from_an_image(bookworm_image, tmp_path):
     """A pyenv Python needs GLIBC 2.35: refused against r22.11's catalog image (Ubuntu 20.04, 2.31), fine
     against the Debian 12 image whose runtime doctor reads with docker."""
     from envtool.containers.engine import runtime_versions
-    assert runtime_versions(build_image) == ("2.36", "3.4.30")
+    assert runtime_versions(bookworm_image) == ("2.36", "3.4.30")
     stub = api.stub("r22.11", "3.8", root=tmp_path / "s").path
     env = api.pack(api.PackSpec(python="3.8"), tmp_path / "custom_env.tar.gz").output
     repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
@@ -176,4 +217,4 @@ def test_doctor_reads_glibc_and_libstdcxx_from_an_image(build_image, tmp_path):
         out = run_cli("doctor", repo, "--triton", "r22.11", "--no-import-check", "--json", *args)
         return {f["rule"]: f for f in json.loads(out.stdout)["findings"]}
     assert "r22.11's image has 2.31" in rules()["env-glibc"]["message"]
-    assert "env-glibc" not in rules("--image", build_image)
+    assert "env-glibc" not in rules("--image", bookworm_image)

@@ -18,6 +18,7 @@ import envtool
 from envtool.cache import file_sha256
 from envtool.catalog import Release
 from envtool.containers import engine
+from envtool.elf import version_key
 from envtool.errors import BadInput, CheckFailed
 
 PROJECT = Path(envtool.__file__).resolve().parent.parent
@@ -62,6 +63,10 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
     cl = engine.client()
     image = engine.release_image(release, base)
     base_img = engine.require_image(cl, image, "base image")
+    require_release_glibc(image, release)
+    if only == "stub" and sources is None:  # after the cheap checks: a fetch takes a while
+        from envtool.stub.sources import cached_sources
+        sources = cached_sources(release, log)
     work = Path(tempfile.mkdtemp(prefix="envtool-docker-"))
     try:
         (work / "context").mkdir()
@@ -83,12 +88,20 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
         raise
 
 
+def require_release_glibc(image: str, release: Release) -> None:
+    """What an image newer than the release's builds needs that newer glibc (failure mode 5): refuse it
+    before building, rather than build for minutes and refuse the result."""
+    glibc, _ = engine.runtime_versions(image)
+    if glibc and version_key(glibc) > version_key(release.glibc):
+        raise BadInput(f"base image {image} has glibc {glibc}, newer than r{release.release}'s {release.glibc} "
+                       f"(Ubuntu {release.ubuntu}): what it builds would not run in the release's container",
+                       f"use the release's own image, or any with glibc <= {release.glibc} (Ubuntu "
+                       f"{release.ubuntu}, or a Debian suite as old)")
+
+
 def stub_from_docker(release: Release, target, tmp: Path, sources: Path | None, base: str | None, log) -> dict:
     """For the stub store's publish(): the stub built in the container, moved into tmp. The sources are
     fetched on the host (into the cache, once per release), so the image needs no git access."""
-    if sources is None:
-        from envtool.stub.sources import cached_sources
-        sources = cached_sources(release, log)
     out, facts = build_artifacts(release, target.python, "stub", base=base, gpu=target.gpu, sources=sources,
                                  log=log)
     try:

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Runs inside Dockerfile.build's builder stage: the same envtool commands as on a host.
-#   install-deps     a venv for envtool (needs Python >= 3.10 in the image) with its dependencies
+# Runs inside Dockerfile.build's builder stage: the same envtool commands as on a host, in any release
+# image (NGC -py3 / -py3-min, Ubuntu 20.04 with Python 3.8 included, or a stand-in with the release's glibc).
+#   install-deps     what the build needs from the image's apt (where the network allows; else one line naming
+#                    what is missing and the apt line), then a venv for envtool (Python >= 3.8) with its deps
 #   install-envtool  envtool itself into that venv
 #   build            /out/stubs (the stub store), /out/envs/custom_env.tar.gz + manifest, stub.json, pack.json
 set -eu
@@ -10,19 +12,73 @@ CA=/opt/envtool-src/.envtool-ca.pem
 if [ -f "$CA" ]; then
     export PIP_CERT="$CA" SSL_CERT_FILE="$CA" REQUESTS_CA_BUNDLE="$CA" GIT_SSL_CAINFO="$CA"
 fi
+export DEBIAN_FRONTEND=noninteractive
+
+fail() { echo "envtool: $*" >&2; exit 2; }
 
 pick_python() {
-    for p in python3 python3.13 python3.12 python3.11 python3.10; do
-        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null
+    for p in python3 python3.13 python3.12 python3.11 python3.10 python3.9 python3.8; do
+        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys; sys.exit(sys.version_info < (3, 8))' 2>/dev/null
         then echo "$p"; return 0; fi
     done
     return 1
 }
 
-ensure_python() {  # the env's Python X.Y with a shared libpython: the image's, else uv's (needs network)
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+
+APT_UPDATED=
+apt_install() {  # apt_install WHY PKG...: the packages not yet installed, or one line naming them
+    why=$1; shift
+    missing=
+    for p in "$@"; do have_pkg "$p" || missing="$missing $p"; done
+    [ -z "$missing" ] && return 0
+    command -v apt-get >/dev/null 2>&1 || fail "$why needs$missing and this image has no apt-get; use a base image that has them"
+    if [ -z "$APT_UPDATED" ]; then
+        apt-get update -q >/tmp/apt-update.log 2>&1 || true
+        APT_UPDATED=1
+    fi
+    for p in $missing; do
+        apt-cache show "$p" >/dev/null 2>&1 || fail "$why needs $p, which this image's apt sources do not have (not in its distro, or no network); fix: a base image with it, or apt-get install$missing where the network allows"
+    done
+    echo "envtool: apt-get install$missing ($why)" >&2
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing >/tmp/apt-install.log 2>&1 || \
+        fail "apt-get install$missing failed ($why): $(tail -n 2 /tmp/apt-install.log | tr '\n' ' ')"
+    rm -rf /var/lib/apt/lists/*
+    APT_UPDATED=
+}
+
+distutils_pkg() {  # Debian/Ubuntu split distutils out of the stdlib: python3-distutils or python3.X-distutils
+    xy=$1
+    if [ "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$xy" ]; then
+        echo python3-distutils
+    else
+        echo "python$xy-distutils"
+    fi
+}
+
+python_pkgs() {  # the apt packages of a Python X.Y that envtool can pack (and, with dev, build a stub for)
+    xy=$1
+    pkgs="python$xy libpython$xy python$xy-venv"
+    # Python < 3.10: pip uses distutils. From 3.12 there is no distutils at all.
+    case "$xy" in 3.8|3.9|3.10|3.11) pkgs="$pkgs $(distutils_pkg "$xy")";; esac
+    [ "${2:-}" = dev ] && pkgs="$pkgs python$xy-dev"
+    echo "$pkgs"
+}
+
+ensure_python() {  # the env's Python X.Y with libpython: the image's, else apt's, else uv's (network)
     if "$VENV/bin/python" -c "from envtool.env.interpreters import find_interpreter as f; f('$1')" 2>/dev/null
-    then return 0; fi
-    echo "envtool: no CPython $1 with a shared libpython in the image; trying uv python install $1" >&2
+    then
+        [ "${2:-}" = dev ] && command -v dpkg-query >/dev/null 2>&1 && [ -x "/usr/bin/python$1" ] && \
+            apt_install "the stub build for Python $1" $(python_pkgs "$1" dev)
+        return 0
+    fi
+    if command -v apt-get >/dev/null 2>&1; then
+        # shellcheck disable=SC2046
+        apt_install "Python $1" $(python_pkgs "$1" "${2:-}")
+        return 0
+    fi
+    echo "envtool: no CPython $1 with libpython in the image; trying uv python install $1" >&2
     "$VENV/bin/pip" install -q uv && "$VENV/bin/uv" python install "$1"
 }
 
@@ -41,10 +97,27 @@ PY
 
 case "$1" in
 install-deps)
-    PY=$(pick_python) || { echo "envtool needs Python >= 3.10 in the image (e.g. apt-get install python3.10 python3.10-venv)" >&2; exit 2; }
+    if [ "${ONLY:-}" != env ] && command -v dpkg-query >/dev/null 2>&1; then
+        # The python_backend build: compiler, git, and the headers it includes (cmake comes from PyPI when the
+        # image's is older than the release's recipe needs).
+        apt_install "the stub build" g++ make git ca-certificates rapidjson-dev libarchive-dev zlib1g-dev \
+            libboost-dev
+    fi
+    if ! PY=$(pick_python); then
+        command -v apt-get >/dev/null 2>&1 && apt_install "envtool" python3 python3-venv
+        PY=$(pick_python) || fail "envtool needs Python >= 3.8 in the image (apt-get install python3 python3-venv)"
+    fi
+    XY=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || ! "$PY" -m venv /tmp/venv-probe >/dev/null 2>&1; then
+        # shellcheck disable=SC2046
+        apt_install "envtool's venv" $(python_pkgs "$XY")
+    fi
+    rm -rf /tmp/venv-probe
     "$PY" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade "pip>=21" || fail "pip could not be upgraded (no network to PyPI?)"
     # pyproject.toml without the package: pip installs only the dependencies.
-    "$VENV/bin/pip" install -q /opt/envtool-src
+    # --prefer-binary: an older wheel over compiling (gevent, under tritonclient[http]) without Python.h
+    "$VENV/bin/pip" install -q --prefer-binary /opt/envtool-src
     ;;
 install-envtool)
     "$VENV/bin/pip" install -q --no-deps --force-reinstall /opt/envtool-src
@@ -52,7 +125,7 @@ install-envtool)
 build)
     mkdir -p /out
     if [ "${ONLY:-}" != env ]; then
-        ensure_python "$PYTHON"
+        ensure_python "$PYTHON" dev
         if [ -d /in/sources/python_backend ]; then SRC=/in/sources
         else SRC=/tmp/sources; "$E" stub --triton "$TRITON" --fetch-sources "$SRC"; fi
         set --

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 import time
 from collections.abc import Iterator
@@ -88,6 +89,9 @@ def build(cl, context: Path, *, dockerfile: str, tag: str, target: str | None = 
             if "error" in chunk:
                 f.write(chunk["error"] + "\n")
                 tail.append(chunk["error"].strip())
+                said = [ln for ln in map(_plain, tail) if ln.startswith("envtool: ")]
+                if said:  # artifacts.sh named the cause (a missing package, no network): bad input, not a bug
+                    raise BadInput(said[-1][len("envtool: "):], f"full build log: {logfile}")
                 raise CheckFailed(f"docker build failed: {' | '.join(tail[-3:])[:600]}",
                                   f"full build log: {logfile}")
             text = chunk.get("stream", "")
@@ -103,6 +107,11 @@ def build(cl, context: Path, *, dockerfile: str, tag: str, target: str | None = 
                 image_id = aux.get("ID", image_id)
     logfile.unlink()
     return cl.images.get(image_id or tag)
+
+
+def _plain(line: str) -> str:
+    """A build log line without the colour codes the classic builder puts around stderr."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
 
 
 @contextmanager
@@ -144,7 +153,6 @@ RUNTIME_PROBE = (
 def runtime_versions(image: str) -> tuple[str | None, str | None]:
     """(glibc, newest GLIBCXX) of an image: `ldd --version` run inside it, and the version definitions of
     its libstdc++.so.6 copied out and read with pyelftools."""
-    import re
 
     from envtool.elf import elf_from_bytes
     cl = client()

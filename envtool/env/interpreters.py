@@ -19,7 +19,7 @@ from envtool.errors import BadInput
 _PROBE = (
     "import json, sys, sysconfig; v = sysconfig.get_config_var; print(json.dumps({"
     "'version': '%d.%d.%d' % sys.version_info[:3], 'implementation': sys.implementation.name, "
-    "'prefix': sys.base_prefix, 'libdir': v('LIBDIR'), 'soname': v('INSTSONAME'), "
+    "'prefix': sys.base_prefix, 'libdir': v('LIBDIR'), 'soname': v('INSTSONAME'), 'multiarch': v('MULTIARCH'), "
     "'stdlib': sysconfig.get_path('stdlib'), 'shared': bool(v('Py_ENABLE_SHARED'))}))"
 )
 
@@ -45,7 +45,7 @@ class Interpreter:
 
     @property
     def usable(self) -> bool:
-        return self.shared and self.libpython.is_file()
+        return self.soname.endswith(".so.1.0") and self.libpython.is_file()
 
 
 def probe(executable: Path, source: str) -> Interpreter | None:
@@ -58,9 +58,23 @@ def probe(executable: Path, source: str) -> Interpreter | None:
         return None
     if facts.get("implementation") != "cpython":
         return None
-    return Interpreter(Path(executable), facts["version"], Path(facts["prefix"]),
-                       Path(facts["libdir"] or ""), facts["soname"] or "", facts["shared"], source,
-                       Path(facts["stdlib"]))
+    libdir, soname = _libpython(facts)
+    return Interpreter(Path(executable), facts["version"], Path(facts["prefix"]), libdir, soname,
+                       facts["shared"], source, Path(facts["stdlib"]))
+
+
+def _libpython(facts: dict) -> tuple[Path, str]:
+    """Where libpython3.X.so.1.0 is. A shared build names it itself; Debian/Ubuntu's python3.X is
+    linked statically, and their libpython3.X package puts the shared library in the multiarch lib dir."""
+    libdir, soname = Path(facts["libdir"] or ""), facts["soname"] or ""
+    if facts["shared"] and (libdir / soname).is_file():
+        return libdir, soname
+    xy = ".".join(facts["version"].split(".")[:2])
+    want = f"libpython{xy}.so.1.0"
+    for d in (libdir, libdir / (facts.get("multiarch") or ""), Path("/usr/lib") / (facts.get("multiarch") or "")):
+        if (d / want).is_file():
+            return d, want
+    return libdir, soname
 
 
 def _pyenv_root() -> Path:
@@ -95,11 +109,16 @@ def find_interpreter(version: str, given: Path | None = None) -> Interpreter:
     usable = [it for it in found if it.xy == xy and it.usable]
     if usable:
         return max(usable, key=lambda it: version_key(it.version))
-    seen = ", ".join(f"{it.version} ({it.source}{'' if it.usable else ', no shared libpython'})"
+    seen = ", ".join(f"{it.version} ({it.source}{'' if it.usable else ', no libpython' + xy + '.so.1.0'})"
                      for it in found) or "none"
     raise BadInput(f"no CPython {xy} with a shared libpython found (seen: {seen})",
-                   f"install one: `env PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {xy}` "
-                   f"or `uv python install {xy}`, or pass --interpreter PATH")
+                   f"install one: `env PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {xy}`, "
+                   f"`uv python install {xy}`, or on Debian/Ubuntu `{apt_line(xy)}`; or pass --interpreter PATH")
+
+
+def apt_line(xy: str) -> str:
+    """What a Debian/Ubuntu system needs for a Python X.Y that envtool can build stubs for and pack."""
+    return f"apt-get install python{xy} libpython{xy} python{xy}-dev python{xy}-venv"
 
 
 def _require(it: Interpreter, xy: str) -> None:
@@ -107,5 +126,6 @@ def _require(it: Interpreter, xy: str) -> None:
         raise BadInput(f"--interpreter {it.executable} is Python {it.version}, not {xy}",
                        f"pass a Python {xy} interpreter, or ask for --python {it.xy}")
     if not it.usable:
-        raise BadInput(f"--interpreter {it.executable} has no shared libpython ({it.soname or 'static'})",
-                       "the stub links libpython3.X.so.1.0: use a Python built with --enable-shared")
+        raise BadInput(f"--interpreter {it.executable} has no libpython{xy}.so.1.0 ({it.soname or 'static'})",
+                       f"the stub links libpython{xy}.so.1.0: use a Python built with --enable-shared, or on "
+                       f"Debian/Ubuntu `{apt_line(xy)}`")

@@ -69,11 +69,31 @@ def copy_interpreter(it: Interpreter, prefix: Path, trim: bool = True) -> tuple[
         return out
 
     shutil.copytree(it.stdlib, stdlib, symlinks=True, ignore=skip)
+    _inline_absolute_links(stdlib)
     (stdlib / "site-packages").mkdir()
+    if _debian_site(stdlib):
+        # Debian/Ubuntu's site.py reads lib/python3.X/dist-packages (site-packages only in a venv), while pip
+        # installs into site-packages for a prefix other than /usr: one folder under both names.
+        (stdlib / "dist-packages").symlink_to("site-packages")
     if not (stdlib / "lib-dynload").is_dir():
         raise BadInput(f"{it.executable}: no lib-dynload next to its stdlib {it.stdlib}",
-                       "use a CPython installed by pyenv, uv or python.org's build (not a split distro layout)")
+                       "use a CPython installed by pyenv or uv, or Debian/Ubuntu's python3.X with libpython3.X")
     return skipped[0], skipped[1]
+
+
+def _inline_absolute_links(root: Path) -> None:
+    """Debian links stdlib files into /etc (sitecustomize.py -> /etc/python3.X/sitecustomize.py): an env
+    must not point outside itself, so such a link becomes a copy of its file, or goes if it is dangling."""
+    for path in [p for p in root.rglob("*") if p.is_symlink() and os.path.isabs(os.readlink(p))]:
+        target = path.resolve()
+        path.unlink()
+        if target.is_file():
+            shutil.copy2(target, path)
+
+
+def _debian_site(stdlib: Path) -> bool:
+    site = stdlib / "site.py"
+    return site.is_file() and '"dist-packages"' in site.read_text(errors="replace")
 
 
 def _du(path: Path) -> tuple[int, int]:
@@ -131,15 +151,27 @@ def elf_files(prefix: Path):
 
 def pip_command(prefix: Path, xy: str) -> list[str]:
     """The copy's own interpreter running the pip wheel that CPython bundles for ensurepip: no pip
-    is installed into the env (Triton never needs it) and no ~3 s ensurepip run."""
+    is installed into the env (Triton never needs it) and no ~3 s ensurepip run. Debian/Ubuntu Pythons
+    ship no such wheel (theirs in /usr/share/python-wheels is devendored): there, the pip beside envtool
+    installs into the copy (`pip --python`, pip >= 22.3)."""
     py = str(prefix / "bin" / f"python{xy}")
     wheels = sorted((prefix / "lib" / f"python{xy}" / "ensurepip" / "_bundled").glob("pip-*.whl"))
     if wheels:
         return [py, f"{wheels[-1]}/pip"]
     if subprocess.run([py, "-m", "pip", "--version"], capture_output=True, env=isolated_env()).returncode == 0:
         return [py, "-m", "pip"]
-    raise BadInput(f"{py}: no pip and no ensurepip wheel in its stdlib",
-                   "use a Python that ships ensurepip (pyenv, uv); Debian's needs python3-venv")
+    if _own_pip_has_python_option():
+        return [sys.executable, "-m", "pip", "--python", py]
+    raise BadInput(f"{py}: no pip and no ensurepip wheel in its stdlib, and envtool's pip is older than 22.3",
+                   f"{sys.executable} -m pip install -U pip, or use a Python with ensurepip (pyenv, uv)")
+
+
+def _own_pip_has_python_option() -> bool:
+    try:
+        from pip import __version__
+    except ImportError:
+        return False
+    return tuple(int(x) for x in __version__.split(".")[:2] if x.isdigit()) >= (22, 3)
 
 
 def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | None = None) -> None:
