@@ -81,7 +81,8 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
                        sources=spec.sources, log=log, base_image=spec.base_image)
     with step("env"):
         env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release,
-                               "python": spec.env.python or (None if spec.env.kind != "python" else python)})
+                               "python": spec.env.python or (None if spec.env.kind != "python" else python),
+                               **_same_image(stub, spec.env)})
         env = pack(env_spec, spec.env_output, log)
     with step("preflight"):
         preflight(rel, python, stub, env)
@@ -96,6 +97,14 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
         with step("verify"):
             result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **spec.verify_options), log)
     return result
+
+
+def _same_image(stub: StubArtifact, env: PackSpec) -> dict:
+    """A stub that auto built in the release's image gets its env from that image too: an env from this
+    host's Python would need this host's newer glibc in the release's container."""
+    if stub.manifest.get("builder") == "docker" and env.builder == "host" and env.kind == "python":
+        return {"builder": "docker", "base_image": stub.manifest.get("base_image")}
+    return {}
 
 
 def preflight(rel: catalog.Release, python: str, stub: StubArtifact, env: PackResult) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,3 +219,77 @@ def test_doctor_reads_glibc_and_libstdcxx_from_an_image(bookworm_image, tmp_path
         return {f["rule"]: f for f in json.loads(out.stdout)["findings"]}
     assert "r22.11's image has 2.31" in rules()["env-glibc"]["message"]
     assert "env-glibc" not in rules("--image", bookworm_image)
+
+
+# The headline command for its own release, with the real python_backend r22.11: opt-in, since GitHub is not
+# reachable here. ENVTOOL_TEST_GIT_URL is an $ENVTOOL_GIT_URL template of local mirrors of the upstream
+# repositories (python_backend, common, core, backend, pybind11, dlpack), e.g.
+# file:///work/.mirror/{owner}+{name}/repo; the sources are fetched from it once into the cache dir.
+GIT_URL = os.environ.get("ENVTOOL_TEST_GIT_URL")
+
+
+@pytest.fixture(scope="session")
+def server_image_2211(docker_client):
+    from envtool.catalog import normalize_release
+    from envtool.servers.embedded import server_tree
+    return images.server_image(docker_client, server_tree(normalize_release("r22.11")), "22.11", "bullseye")
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not GIT_URL, reason="set ENVTOOL_TEST_GIT_URL to mirrors of the upstream repositories")
+def test_the_headline_command_serves_the_article_and_add_sub_in_r22_11(build_image, server_image_2211,
+                                                                      tmp_path, monkeypatch):
+    pytest.importorskip("treelite")
+    from envtool.cache import cache_root
+    from tests.test_example import REPO, ROOT
+    monkeypatch.setenv("ENVTOOL_GIT_URL", GIT_URL)
+    shutil.copytree(REPO, tmp_path / "model_repository",
+                    ignore=shutil.ignore_patterns("*.npz", "*.tl", "tokenizer.json", "vocab.json", "custom_env*",
+                                                  "triton_python_backend_stub", "lib*.so*", "__pycache__"))
+    shutil.copytree(ROOT / "envs", tmp_path / "envs", ignore=shutil.ignore_patterns("custom_env*"))
+    prep = subprocess.run([sys.executable, "model_repository/prepare.py", "--passages", "300"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    # Upstream's own example, as the r22.11 branch has it (fetched by the first build if not yet cached).
+    sources = api.fetch_sources(cache_root() / "sources" / "r22.11", "r22.11") \
+        if not (cache_root() / "sources" / "r22.11").exists() else cache_root() / "sources" / "r22.11"
+    add_sub = sources / "python_backend" / "examples" / "add_sub"
+    (tmp_path / "add_sub_repo" / "add_sub" / "1").mkdir(parents=True)
+    shutil.copy2(add_sub / "config.pbtxt", tmp_path / "add_sub_repo" / "add_sub" / "config.pbtxt")
+    shutil.copy2(add_sub / "model.py", tmp_path / "add_sub_repo" / "add_sub" / "1" / "model.py")
+
+    def build(repo: str = "model_repository", *extra: str) -> dict:
+        out = run_cli("build", "--python", "3.9", "--triton", "r22.11", "--builder", "docker", "--base-image",
+                      build_image, "-r", "envs/example.txt", "--repo", repo, "--verify", "--server", "docker",
+                      "--image", server_image_2211, "--json", *extra, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)
+    res = build("model_repository", "--inputs", "model_repository/inputs.json")
+    models = res["verify"]["models"]
+    assert set(models) == {"ensemble_all", "preprocess", "minilm", "forest", "postprocess"}
+    assert all(m["state"] == "READY" for m in models.values()), models
+    assert res["verify"]["server"]["version"] == "2.28.0"
+    easy, _, hard = next(i for i in res["verify"]["inferences"] if i["model"] == "ensemble_all")[
+        "outputs"]["SCORE"]["sample"][:3]
+    assert easy > hard
+    # Upstream's add_sub served the same way, with the same stub and env.
+    add = build("add_sub_repo")
+    assert add["verify"]["models"]["add_sub"]["state"] == "READY"
+    assert add["stub"]["reused"] and add["env"]["reused"]
+    assert {i["protocol"] for i in add["verify"]["inferences"] if i["model"] == "add_sub" and i["ok"]} == \
+        {"http", "grpc"}
+    # Everything fits the release: the stub and every ELF file in the env.
+    stub = read_elf(Path(res["stub"]["stub"]))
+    assert stub.libpython == "3.9" and version_key(stub.versions["GLIBC"]) <= version_key("2.31")
+    env = tmp_path / "env"
+    env.mkdir()
+    with tarfile.open(res["env"]["output"]) as tar:
+        tar.extractall(env)
+    for path in elf_files(env):
+        need = read_elf(path).versions
+        assert version_key(need.get("GLIBC", "2.0")) <= version_key("2.31"), (path, need)
+        assert version_key(need.get("GLIBCXX", "3.4")) <= version_key("3.4.28"), (path, need)
+    doctor = run_cli("doctor", tmp_path / "model_repository", "--triton", "r22.11", "--json")
+    assert doctor.returncode == 0 and json.loads(doctor.stdout)["findings"] == [], doctor.stdout[-3000:]
+    again = build("model_repository", "--inputs", "model_repository/inputs.json")
+    assert again["stub"]["reused"] and again["env"]["reused"]

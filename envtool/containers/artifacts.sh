@@ -66,6 +66,17 @@ python_pkgs() {  # the apt packages of a Python X.Y that envtool can pack (and, 
     echo "$pkgs"
 }
 
+python_ready() {  # python X.Y already usable for a stub build: Python.h and libpython3.X.so.1.0
+    command -v "python$1" >/dev/null 2>&1 && "python$1" - "$1" <<'PY' 2>/dev/null
+import os, sys, sysconfig
+inc = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+lib = [os.path.join(d, "libpython%s.so.1.0" % sys.argv[1]) for d in
+       (sysconfig.get_config_var("LIBDIR") or "", os.path.join(sysconfig.get_config_var("LIBDIR") or "",
+        sysconfig.get_config_var("MULTIARCH") or ""))]
+sys.exit(not (os.path.isfile(inc) and any(os.path.isfile(p) for p in lib)))
+PY
+}
+
 ensure_python() {  # the env's Python X.Y with libpython: the image's, else apt's, else uv's (network)
     if "$VENV/bin/python" -c "from envtool.env.interpreters import find_interpreter as f; f('$1')" 2>/dev/null
     then
@@ -97,11 +108,15 @@ PY
 
 case "$1" in
 install-deps)
-    if [ "${ONLY:-}" != env ] && command -v dpkg-query >/dev/null 2>&1; then
-        # The python_backend build: compiler, git, and the headers it includes (cmake comes from PyPI when the
-        # image's is older than the release's recipe needs).
-        apt_install "the stub build" g++ make git ca-certificates rapidjson-dev libarchive-dev zlib1g-dev \
-            libboost-dev
+    # One layer for the stub and the env builds of a Python (keyed by PYTHON only, so `envtool build` makes it
+    # once): the python_backend build's compiler, git and headers (cmake comes from PyPI when the image's is
+    # older than the release's recipe needs), and the target Python X.Y with libpython, -dev, -venv, distutils.
+    if command -v dpkg-query >/dev/null 2>&1; then
+        PYPKGS=
+        python_ready "$PYTHON" || PYPKGS=$(python_pkgs "$PYTHON" dev)
+        # shellcheck disable=SC2086
+        apt_install "the stub build for Python $PYTHON" g++ make git ca-certificates rapidjson-dev libarchive-dev \
+            zlib1g-dev libboost-dev $PYPKGS
     fi
     if ! PY=$(pick_python); then
         command -v apt-get >/dev/null 2>&1 && apt_install "envtool" python3 python3-venv
