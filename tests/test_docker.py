@@ -108,6 +108,7 @@ def test_docker_pack_builds_the_env_in_the_image(build_image, tmp_path):
         names = [n[2:] if n.startswith("./") else n for n in tar.getnames()]
         tar.extractall(env)
     assert "bin/activate" in names and "lib/libpython3.9.so.1.0" in names
+    assert any(n.startswith("lib/python3.9/site-packages/numpy-1.") for n in names)  # not Debian's local/lib/...
     assert os.readlink(env / "lib/python3.9/dist-packages") == "site-packages"  # Debian's site.py reads it
     for path in elf_files(env):
         need = read_elf(path).versions
@@ -279,7 +280,7 @@ def test_the_headline_command_serves_the_article_and_add_sub_in_r22_11(build_ima
     assert {i["protocol"] for i in add["verify"]["inferences"] if i["model"] == "add_sub" and i["ok"]} == \
         {"http", "grpc"}
     # Everything fits the release: the stub and every ELF file in the env.
-    stub = read_elf(Path(res["stub"]["stub"]))
+    stub = read_elf(tmp_path / res["stub"]["stub"])  # the store is stubs/ beside the command
     assert stub.libpython == "3.9" and version_key(stub.versions["GLIBC"]) <= version_key("2.31")
     env = tmp_path / "env"
     env.mkdir()

@@ -179,8 +179,11 @@ def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | No
     if not args:
         return
     # --no-compile: __pycache__ is trimmed at pack time anyway
+    # Debian/Ubuntu's pip scheme puts a prefix's packages in local/lib/python3.X/dist-packages unless --prefix
+    # is given: with it they land in lib/python3.X/site-packages, where Triton-style envs keep them.
+    where = ["--prefix", str(prefix)] if _debian_site(prefix / "lib" / f"python{xy}") else []
     cmd = [*pip_command(prefix, xy), "install", "--no-warn-script-location", "--no-compile",
-           "--progress-bar", "off", *args]
+           "--progress-bar", "off", *where, *args]
     log("pip install " + " ".join(args))
     out = subprocess.run(cmd, capture_output=True, text=True, env=isolated_env(), cwd=cwd)
     if out.returncode != 0:
