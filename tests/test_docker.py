@@ -117,6 +117,41 @@ def test_docker_pack_builds_the_env_in_the_image(build_image, tmp_path):
     assert api.pack(spec, tmp_path / "again.tar.gz").reused
 
 
+def test_ctrl_c_during_a_docker_build_leaves_no_container_image_or_entry(build_image, docker_client, tmp_path):
+    """SIGINT while the env is being packed in the image: exit 130, the step's container removed by the
+    daemon, no new tagged image, nothing in the env cache, no output."""
+    tags_before = {t: i.id for i in docker_client.images.list() for t in i.tags}
+    containers_before = {c.id for c in docker_client.containers.list(all=True)}
+    out = tmp_path / "e.tar.gz"
+    unique = f"six!=0.0.{time.time_ns()}"  # a build arg no earlier build had: the last step really runs
+    proc = subprocess.Popen([sys.executable, "-m", "envtool", "pack", "--python", "3.9", "--triton", "r22.11",
+                             "--builder", "docker", "--base-image", build_image, "--pip", unique, "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "ENVTOOL_CACHE_DIR": str(tmp_path / "cache")})
+
+    def new_containers() -> list:
+        return [c for c in docker_client.containers.list(all=True) if c.id not in containers_before]
+    deadline = time.monotonic() + 300
+    while not new_containers() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    while proc.poll() is None and time.monotonic() < deadline:  # until the last step (the pack) has begun
+        if any("artifacts.sh build" in " ".join(c.attrs["Config"]["Cmd"] or []) for c in new_containers()):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    deadline = time.monotonic() + 60
+    while new_containers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not new_containers()
+    assert {t: i.id for i in docker_client.images.list() for t in i.tags} == tags_before  # nothing (re)tagged
+    assert not out.exists()
+    assert not [p for p in (tmp_path / "cache" / "envs").glob("*") if not p.name.endswith(".lock")]
+
+
 def test_an_image_newer_than_the_release_is_refused_before_building(bookworm_image, fixture_sources, tmp_path):
     out = run_cli("stub", "--triton", "r22.11", "--python", "3.9", "--builder", "docker", "--base-image",
                   bookworm_image, "--sources", fixture_sources, "--cache", tmp_path / "s")

@@ -81,32 +81,44 @@ def build(cl, context: Path, *, dockerfile: str, tag: str, target: str | None = 
     a file that is named on error."""
     logfile = cache_root() / "logs" / f"{logname}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    image_id, tail = None, []
     with logfile.open("w") as f:
         stream = cl.api.build(path=str(context), dockerfile=dockerfile, tag=tag, target=target,
                               buildargs=buildargs or {}, network_mode="host", rm=True, forcerm=True, decode=True)
-        for chunk in stream:
-            if "error" in chunk:
-                f.write(chunk["error"] + "\n")
-                tail.append(chunk["error"].strip())
-                said = [ln for ln in map(_plain, tail) if ln.startswith("envtool: ")]
-                if said:  # artifacts.sh named the cause (a missing package, no network): bad input, not a bug
-                    raise BadInput(said[-1][len("envtool: "):], f"full build log: {logfile}")
-                raise CheckFailed(f"docker build failed: {' | '.join(tail[-3:])[:600]}",
-                                  f"full build log: {logfile}")
-            text = chunk.get("stream", "")
-            if text:
-                f.write(text)
-                f.flush()
-                for line in text.splitlines():
-                    if line.strip():
-                        tail = [*tail[-20:], line.strip()]
-                    if line.startswith("Step "):
-                        log(line.strip()[:120])
-            if aux := chunk.get("aux"):
-                image_id = aux.get("ID", image_id)
+        try:
+            image_id = _follow(stream, f, logfile, log)
+        except BaseException:
+            # Ctrl-C/SIGTERM or a failed step: hang up, so the daemon cancels the build and (forcerm) removes
+            # the step's container; nothing is tagged.
+            cl.close()
+            raise
     logfile.unlink()
     return cl.images.get(image_id or tag)
+
+
+def _follow(stream, f, logfile: Path, log) -> str | None:
+    """Write the build's stream to f, show its Step lines, raise on its error; returns the image id."""
+    image_id, tail = None, []
+    for chunk in stream:
+        if "error" in chunk:
+            f.write(chunk["error"] + "\n")
+            tail.append(chunk["error"].strip())
+            said = [ln for ln in map(_plain, tail) if ln.startswith("envtool: ")]
+            if said:  # artifacts.sh named the cause (a missing package, no network): bad input, not a bug
+                raise BadInput(said[-1][len("envtool: "):], f"full build log: {logfile}")
+            raise CheckFailed(f"docker build failed: {' | '.join(tail[-3:])[:600]}",
+                              f"full build log: {logfile}")
+        text = chunk.get("stream", "")
+        if text:
+            f.write(text)
+            f.flush()
+            for line in text.splitlines():
+                if line.strip():
+                    tail = [*tail[-20:], line.strip()]
+                if line.startswith("Step "):
+                    log(line.strip()[:120])
+        if aux := chunk.get("aux"):
+            image_id = aux.get("ID", image_id)
+    return image_id
 
 
 def _plain(line: str) -> str:
