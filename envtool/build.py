@@ -19,6 +19,7 @@ from envtool.env.build import PackResult, PackSpec, pack
 from envtool.errors import CheckFailed
 from envtool.inject import InjectOptions, InjectResult, inject, select_models
 from envtool.repo.model_repo import load_repository
+from envtool.stub.check import require_pair
 from envtool.stub.produce import produce
 from envtool.stub.store import StubArtifact
 from envtool.verify import VerifyOptions, VerifyReport, verify
@@ -110,18 +111,9 @@ def _same_image(stub: StubArtifact, env: PackSpec) -> dict:
 def preflight(rel: catalog.Release, python: str, stub: StubArtifact, env: PackResult) -> None:
     """The mismatches that make Triton hang or fail at inference, refused before the repository changes."""
     m, e = stub.manifest, env.manifest
-    env_python = ".".join(str(e["python"]).split(".")[:2])
-    if env_python != python or m["python"] != python:
-        raise CheckFailed(f"the stub embeds Python {m['python']} and the env has Python {env_python}: Triton "
-                          f"would hang on `libpython{m['python']}.so.1.0: cannot open shared object file`",
-                          f"make the env with Python {python} (its --prefix/--env-file must hold {python})")
+    require_pair(rel, m["python"], ".".join(str(e["python"]).split(".")[:2]), e.get("numpy"))
     need = m.get("requires", {})
     for sym, have in (("GLIBC", rel.glibc), ("GLIBCXX", rel.max_glibcxx)):
         if need.get(sym) and have and version_key(need[sym]) > version_key(have):
             raise CheckFailed(f"the stub needs {sym}_{need[sym]} and r{rel.release}'s container has {have}",
                               "build the stub inside the release's container (Dockerfile.build)")
-    numpy = e.get("numpy")
-    if numpy and not rel.numpy2 and version_key(numpy) >= (2,):
-        raise CheckFailed(f"the env has numpy {numpy}; r{rel.release}'s stub (pybind11 < 2.12) misreads numpy 2 "
-                          "arrays: every inference would fail with `output tensor shape does not match`",
-                          "pin numpy<2 in the env's requirements")

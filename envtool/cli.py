@@ -151,12 +151,13 @@ def lint(repo: Path, json_out: bool) -> None:
 @click.option("--share/--no-share", default=True, help="Store the env once and symlink it from "
               "the other models (one extraction), or copy it into each model.")
 @click.option("--dry-run", is_flag=True, help="Print the diff and the file operations; change nothing.")
+@click.option("--force", is_flag=True, help="Inject a stub and env that do not match (to reproduce a failure).")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def inject(repo, stub, env, models, gpu, deployment, share, dry_run, json_out) -> None:
+def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, json_out) -> None:
     """Put STUB and ENV into python models and set EXECUTION_ENV_PATH in their configs."""
     names = tuple(n.strip() for n in models.split(",") if n.strip())
     result = api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=names, gpu=gpu,
-                                          deployment=deployment, share=share, dry_run=dry_run))
+                                          deployment=deployment, share=share, dry_run=dry_run, force=force))
     if json_out:
         return _emit_json(result.to_dict())
     for p in result.files:

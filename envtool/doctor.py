@@ -4,7 +4,6 @@ without starting a server; each finding names what Triton would print and the fi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -22,7 +21,7 @@ from envtool.errors import BadInput
 from envtool.findings import Finding
 from envtool.repo.lint import ENV_KEY, lint_repository, resolve_env_path
 from envtool.repo.model_repo import Model, load_repository
-from envtool.stub.store import STUB
+from envtool.stub.store import STUB, stub_release
 
 ARCH = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 IMPORT_PROBE = r"""
@@ -174,7 +173,7 @@ def _stub(m: Model, stub, path: Path, env: EnvView | None, rel, img: ImageFacts 
                 path,
             )
         )
-    made_for = _stub_release(path)
+    made_for = stub_release(path)
     if rel and made_for and made_for != rel.release:
         out.append(
             _f(
@@ -224,26 +223,6 @@ def _stub(m: Model, stub, path: Path, env: EnvView | None, rel, img: ImageFacts 
             )
         )
     return out
-
-
-def _stub_release(stub: Path) -> str | None:
-    """The release a stub was made for: envtool.lock or a stub store manifest with the same sha256."""
-    from envtool.cache import file_sha256
-    from envtool.lockfile import lock_path
-    from envtool.stub.store import default_root
-
-    digest = file_sha256(stub)
-    try:
-        return json.loads((default_root() / digest[:16] / "manifest.json").read_text())["release"]
-    except (OSError, ValueError, KeyError):
-        pass
-    try:  # stub = <repo>/<model>/triton_python_backend_stub
-        lock = json.loads(lock_path(stub.parent.parent).read_text())
-        if lock["models"].get(stub.parent.name, {}).get("stub", {}).get("sha256") == digest:
-            return lock["release"]
-    except (OSError, ValueError, KeyError):
-        pass
-    return None
 
 
 def _env(m: Model, env: EnvView, rel, img: ImageFacts | None) -> list[Finding]:

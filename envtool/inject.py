@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envtool.atomic import publish, remove, stage, write_atomic
+from envtool.catalog import normalize_release
 from envtool.elf import require_executable
+from envtool.env.view import view_env
 from envtool.errors import BadInput
 from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.lint import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, is_gzip
 from envtool.repo.model_repo import Model, Repository, load_repository
+from envtool.stub.check import require_pair
+from envtool.stub.store import stub_release
 
 STUB_NAME = "triton_python_backend_stub"
 
@@ -35,6 +39,7 @@ class InjectOptions:
     deployment: str | None = None  # cpu | gpu-models | gpu-all (the article's three), overrides gpu
     share: bool = True
     dry_run: bool = False
+    force: bool = False  # skip the stub/env pair check (to reproduce a failure on purpose)
 
 
 @dataclass
@@ -128,6 +133,15 @@ def check_env(env: Path) -> None:
                        "Triton extracts only .tar.gz: repack with `envtool pack`")
 
 
+def _require_pair(stub: Path, stub_python: str | None, env: Path) -> None:
+    """build's preflight for a pair put together by hand: the release (numpy rule) is known when the stub
+    came from the stub store or envtool.lock."""
+    made_for = stub_release(stub)
+    view = view_env(env)
+    require_pair(normalize_release(made_for) if made_for else None, stub_python, view.python,
+                 view.packages.get("numpy"))
+
+
 def plan(opts: InjectOptions) -> InjectResult:
     repo = load_repository(opts.repo)
     facts = require_executable(opts.stub)
@@ -136,6 +150,8 @@ def plan(opts: InjectOptions) -> InjectResult:
                        "pass the stub built for your Python (`envtool stub`)")
     env = opts.env.resolve()
     check_env(env)
+    if not opts.force:
+        _require_pair(opts.stub, facts.libpython, env)
     models = select_models(repo, opts.models)
     result = InjectResult([m.name for m in models], dry_run=opts.dry_run)
     env_name = env.name

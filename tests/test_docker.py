@@ -275,20 +275,13 @@ def server_image_2211(docker_client):
 @pytest.mark.skipif(not GIT_URL, reason="set ENVTOOL_TEST_GIT_URL to mirrors of the upstream repositories")
 def test_the_headline_command_serves_the_article_and_add_sub_in_r22_11(build_image, server_image_2211,
                                                                       tmp_path, monkeypatch):
-    pytest.importorskip("treelite")
-    from envtool.cache import cache_root
-    from tests.test_example import REPO, ROOT
+    from envtool.catalog import normalize_release
+    from envtool.stub.sources import cached_sources
+    from tests.test_example import prepare_example
     monkeypatch.setenv("ENVTOOL_GIT_URL", GIT_URL)
-    shutil.copytree(REPO, tmp_path / "model_repository",
-                    ignore=shutil.ignore_patterns("*.npz", "*.tl", "tokenizer.json", "vocab.json", "custom_env*",
-                                                  "triton_python_backend_stub", "lib*.so*", "__pycache__"))
-    shutil.copytree(ROOT / "envs", tmp_path / "envs", ignore=shutil.ignore_patterns("custom_env*"))
-    prep = subprocess.run([sys.executable, "model_repository/prepare.py", "--passages", "300"], cwd=tmp_path,
-                          capture_output=True, text=True)
-    assert prep.returncode == 0, prep.stderr[-3000:]
-    # Upstream's own example, as the r22.11 branch has it (fetched by the first build if not yet cached).
-    sources = api.fetch_sources(cache_root() / "sources" / "r22.11", "r22.11") \
-        if not (cache_root() / "sources" / "r22.11").exists() else cache_root() / "sources" / "r22.11"
+    prepare_example(tmp_path)
+    # Upstream's own example, as the r22.11 branch has it (the sources the build uses, fetched once).
+    sources = cached_sources(normalize_release("r22.11"))
     add_sub = sources / "python_backend" / "examples" / "add_sub"
     (tmp_path / "add_sub_repo" / "add_sub" / "1").mkdir(parents=True)
     shutil.copy2(add_sub / "config.pbtxt", tmp_path / "add_sub_repo" / "add_sub" / "config.pbtxt")

@@ -54,7 +54,7 @@ def rules(report: dict) -> dict[str, dict]:
 def repo_with(tmp_path: Path, stub: Path, env: Path, model_py: str | None = None) -> Path:
     configs = {"m": python_model("m", [("IN", "TYPE_FP32", [-1])], [("OUT", "TYPE_FP32", [-1])])}
     repo = write_repo(tmp_path / "repo", configs, model_py) if model_py else write_repo(tmp_path / "repo", configs)
-    api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=("m",)))
+    api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=("m",), force=True))  # deliberately broken pairs
     return repo
 
 
@@ -178,7 +178,7 @@ def test_log_of_a_real_server_names_the_cause(tmp_path, stubs, env39):
     """A 3.10 stub with a 3.9 env makes Triton hang; verify stops it, and doctor --log reads that log."""
     stub310 = api.stub("r24.10", "3.10", root=stubs).path
     repo = pipeline(tmp_path / "repo")
-    api.inject(api.InjectOptions(repo=repo, stub=stub310, env=env39))
+    api.inject(api.InjectOptions(repo=repo, stub=stub310, env=env39, force=True))
     log = tmp_path / "server.log"
     report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", log_path=log, lock=False))
     assert not report.ok
@@ -194,7 +194,7 @@ def test_log_of_a_model_rejected_at_load(tmp_path, stub39, env39):
     src = unpacked(env39, tmp_path / "x" / "myenv")
     subprocess.run(["tar", "-czf", str(bad), "-C", str(src.parent), "myenv"], check=True)
     repo = pipeline(tmp_path / "repo")
-    api.inject(api.InjectOptions(repo=repo, stub=stub39, env=bad))
+    api.inject(api.InjectOptions(repo=repo, stub=stub39, env=bad, force=True))
     log = tmp_path / "server.log"
     api.verify(api.VerifyOptions(repo=repo, release="r24.10", log_path=log, lock=False))
     report = api.explain_log(log)

@@ -54,17 +54,23 @@ def test_numpy_minilm_matches_sentence_transformers():
     assert np.abs(ours - ref).max() < 1e-4
 
 
+def prepare_example(dest: Path) -> Path:
+    """model_repository/ and envs/ copied into dest without built artifacts, then prepared (300 passages)."""
+    pytest.importorskip("treelite")
+    shutil.copytree(REPO, dest / "model_repository",
+                    ignore=shutil.ignore_patterns("*.npz", "*.tl", "tokenizer.json", "vocab.json", "custom_env*",
+                                                  "triton_python_backend_stub", "lib*.so*", "__pycache__"))
+    shutil.copytree(ROOT / "envs", dest / "envs", ignore=shutil.ignore_patterns("custom_env*"))
+    prep = subprocess.run([sys.executable, "model_repository/prepare.py", "--passages", "300"], cwd=dest,
+                          capture_output=True, text=True)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    return dest / "model_repository"
+
+
 @pytest.mark.server
 @pytest.mark.skipif(not any(s == "pyenv" for _, s in candidates("3.9")), reason="needs pyenv 3.9")
 def test_prepare_build_verify_scores_easy_above_hard(tmp_path):
-    pytest.importorskip("treelite")
-    shutil.copytree(REPO, tmp_path / "model_repository",
-                    ignore=shutil.ignore_patterns("*.npz", "*.tl", "tokenizer.json", "vocab.json", "custom_env*",
-                                                  "triton_python_backend_stub", "lib*.so*", "__pycache__"))
-    shutil.copytree(ROOT / "envs", tmp_path / "envs", ignore=shutil.ignore_patterns("custom_env*"))
-    prep = subprocess.run([sys.executable, "model_repository/prepare.py", "--passages", "300"], cwd=tmp_path,
-                          capture_output=True, text=True)
-    assert prep.returncode == 0, prep.stderr[-3000:]
+    prepare_example(tmp_path)
     report = json.loads((tmp_path / "model_repository" / "prepare_report.json").read_text())
     errors = report["held_out_rmse"]
     assert errors["text_model"] < errors["predict_the_mean"] and errors["tree_model"] < errors["predict_the_mean"]

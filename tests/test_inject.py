@@ -131,3 +131,19 @@ def test_hostile_config_syntax_is_refused_cleanly(repo, host_stub, thin_env_tarb
     snap = tree_snapshot(repo)
     p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--models", "pre")
     assert p.returncode == 2 and "config.pbtxt:" in p.stderr and tree_snapshot(repo) == snap
+
+
+def test_a_stub_and_env_of_different_pythons_are_refused(repo, server_tree_2410, thin_env_tarball, tmp_path,
+                                                          monkeypatch):
+    """build's preflight, for a pair put together by hand: both sides and real values in the message."""
+    monkeypatch.setenv("ENVTOOL_STUBS_DIR", str(tmp_path / "stubs"))
+    other = "3.10" if sys.version_info[:2] != (3, 10) else "3.9"
+    stub = api.stub("r24.10", other).path  # in the store: its release is known
+    snap = tree_snapshot(repo)
+    p = run_cli("inject", repo, "--stub", stub, "--env", thin_env_tarball)
+    mine = f"{sys.version_info.major}.{sys.version_info.minor}"
+    text = " ".join(p.stderr.split())
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert f"the stub embeds Python {other} and the env has Python {mine}" in text
+    assert f"envtool build --python {mine} --triton r24.10" in text
+    assert tree_snapshot(repo) == snap

@@ -192,3 +192,35 @@ def test_lint_cli_json_and_exit_codes(tmp_path):
     assert p.returncode == 1 and not data["ok"] and data["findings"][0]["severity"] == "error"
     p = run_cli("lint", tmp_path / "nope")
     assert p.returncode == 2 and "does not exist" in p.stderr and "Traceback" not in p.stderr
+
+
+def _backend_model(name: str, header: str, extra: str = "") -> str:
+    return (f'name: "{name}"\n{header}\nmax_batch_size: 0\n'
+            'input [ { name: "X" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
+            'output [ { name: "Y" data_type: TYPE_FP32 dims: [ 4 ] } ]\n' + extra)
+
+
+@pytest.mark.parametrize("header,extra,present,missing", [
+    ('platform: "tensorrt_plan"', "", None, "model.plan"),  # upstream's preprocessing example, plan not built
+    ('backend: "onnxruntime"', "", "model.onnx", None),
+    ('backend: "pytorch"', 'default_model_filename: "traced.pt"', "model.pt", "traced.pt"),
+    ('backend: "fil"', 'parameters { key: "model_type" value: { string_value: "treelite_checkpoint" } }',
+     "checkpoint.tl", None),
+    ('backend: "fil"', "", "checkpoint.tl", "xgboost.model"),  # FIL's default model_type is xgboost
+    ('backend: "identity"', "", None, None),  # a backend whose file envtool does not know: not checked
+])
+def test_a_missing_model_file_is_flagged_by_its_backend_name(tmp_path, header, extra, present, missing):
+    repo = write_repo(tmp_path / "repo", {"m": _backend_model("m", header, extra)})
+    if present:
+        (repo / "m" / "1" / present).write_bytes(b"x")
+    found = [f for f in api.lint(repo) if f.rule == "model-file"]
+    if missing:
+        assert [f.message for f in found] == [f"m/1/{missing} does not exist"]
+    else:
+        assert found == []
+
+
+def test_a_savedmodel_folder_counts_as_the_model_file(tmp_path):
+    repo = write_repo(tmp_path / "repo", {"m": _backend_model("m", 'platform: "tensorflow_savedmodel"')})
+    (repo / "m" / "1" / "model.savedmodel").mkdir()
+    assert not [f for f in api.lint(repo) if f.rule == "model-file"]

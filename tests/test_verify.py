@@ -41,7 +41,7 @@ def env39(tmp_path_factory) -> Path:
 
 def injected(tmp_path: Path, stub: Path, env: Path, **kw) -> Path:
     repo = pipeline(tmp_path / "repo")
-    api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, **kw))
+    api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, force=True, **kw))  # verify meets broken pairs too
     return repo
 
 

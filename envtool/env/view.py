@@ -15,6 +15,7 @@ from envtool.repo.lint import is_gzip
 
 DIST_INFO = re.compile(r"^lib/python(?P<py>3\.\d+)/site-packages/(?P<name>[^/]+?)-(?P<ver>[^-/]+)\.dist-info/"
                        r"(?P<file>[^/]+)$")
+LIB_PYTHON = re.compile(r"^lib/python(3\.\d+)$")  # the stdlib folder names X.Y where no dist-info does
 TOP_LIB = re.compile(r"^(bin/python3(\.\d+)?|lib/lib[^/]+\.so[.\d]*)$")
 MAX_ELF = 64 * 2**20
 
@@ -60,7 +61,7 @@ def view_env(path: Path) -> EnvView:
     """Directories are read each time; a tarball once per (path, mtime, size), as models share one."""
     if path.is_file():
         st = path.stat()
-        return _view_tarball(path, st.st_mtime_ns, st.st_size)
+        return _python_from_stdlib(_view_tarball(path, st.st_mtime_ns, st.st_size))
     if path.is_dir():
         view = EnvView(path, "directory")
         for p in sorted(path.rglob("*")):
@@ -69,8 +70,18 @@ def view_env(path: Path) -> EnvView:
                 if not p.is_symlink():
                     view.files.add(rel)
                 _take(view, rel, lambda p=p: p.read_bytes() if p.is_file() else b"")
-        return view
+            elif p.is_dir():
+                view.names.add(p.relative_to(path).as_posix())
+        return _python_from_stdlib(view)
     return EnvView(path, "missing")
+
+
+def _python_from_stdlib(view: EnvView) -> EnvView:
+    """Python X.Y from lib/python3.X/ where no dist-info names it (an env without packages of its own)."""
+    if view.python is None:
+        found = sorted(m[1] for n in view.names if (m := LIB_PYTHON.match(n)))
+        view.python = found[-1] if len(found) == 1 else None
+    return view
 
 
 @lru_cache(maxsize=None)

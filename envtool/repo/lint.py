@@ -62,7 +62,22 @@ def _lint_model(m: Model) -> list[Finding]:
             triton="at least one version must be available under the version policy of model "
                    f"'{m.name}'",
             fix=f"create {m.name}/1/ holding the model file", where=str(m.path)))
+    if not m.is_ensemble:
+        out += _lint_model_file(m)
     return out
+
+
+def _lint_model_file(m: Model) -> list[Finding]:
+    """Each loaded version must hold the file its backend loads (default_model_filename respected);
+    backends whose convention envtool does not know are not checked."""
+    name = m.model_file()
+    if name is None:
+        return []
+    rule, fix = (("python-model-file", "defining TritonPythonModel") if m.is_python
+                 else ("model-file", f"(the {m.backend} backend loads it), or set default_model_filename"))
+    return [Finding(rule, "error", m.name, f"{m.name}/{v}/{name} does not exist",
+                    fix=f"add {m.name}/{v}/{name} {fix}", where=str(m.path / str(v)))
+            for v in m.loaded_versions() if not (m.path / str(v) / name).exists()]
 
 
 # --- python models -----------------------------------------------------------------------------
@@ -70,12 +85,6 @@ def _lint_model(m: Model) -> list[Finding]:
 def lint_python_model(m: Model) -> list[Finding]:
     out = []
     where = str(m.config_path)
-    for v in m.loaded_versions():
-        if not (m.path / str(v) / m.model_file()).is_file():
-            out.append(Finding("python-model-file", "error", m.name,
-                               f"{m.name}/{v}/{m.model_file()} does not exist",
-                               fix=f"add {m.name}/{v}/{m.model_file()} defining TritonPythonModel",
-                               where=str(m.path / str(v))))
     force = m.parameter(FORCE_CPU_KEY)
     if force is not None and force not in ("yes", "no"):
         out.append(Finding("force-cpu-value", "error", m.name,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
+from envtool.catalog import tomllib
 from envtool.errors import BadInput
 from envtool.repo.config import ModelConfig, load_config
 
@@ -72,10 +74,23 @@ class Model:
         n = policy.latest.num_versions if policy is not None and policy.HasField("latest") else 1
         return vs[-max(n, 1):] if vs else []
 
-    def model_file(self) -> str:
-        if self.config is not None and self.config.default_model_filename:
-            return self.config.default_model_filename
-        return "model.py"
+    def model_file(self) -> str | None:
+        """The file each version folder must hold: default_model_filename, else the backend's default
+        (model_files.toml); None where envtool does not know the backend's convention."""
+        c = self.config
+        if c is not None and c.default_model_filename:
+            return c.default_model_filename
+        if c is None:
+            return "model.py"
+        files = model_files()
+        if c.backend == "fil":
+            return files["fil_model_type"].get(self.parameter("model_type") or "xgboost")
+        return files["backend"].get(c.backend) or files["platform"].get(c.platform)
+
+
+@lru_cache(maxsize=None)
+def model_files() -> dict:
+    return tomllib.loads((Path(__file__).parent / "model_files.toml").read_text())
 
 
 @dataclass

@@ -41,3 +41,18 @@ def require_fit(stub: Path, release: Release, python: str, libs: list[Path] = ()
             "needed": facts.needed, "runpath": facts.runpath,
             "requires": dict(facts.versions),
             "libs_require": {f.path.name: f.versions for f in lib_facts}}
+
+
+def require_pair(release: Release | None, stub_python: str | None, env_python: str | None,
+                 numpy: str | None) -> None:
+    """The stub/env mismatches that make Triton hang or fail every inference (build's preflight, inject)."""
+    if stub_python and env_python and stub_python != env_python:
+        rel = f"r{release.release}" if release else "<the server's release>"
+        raise CheckFailed(f"the stub embeds Python {stub_python} and the env has Python {env_python}: Triton "
+                          f"would hang on `libpython{stub_python}.so.1.0: cannot open shared object file`",
+                          f"envtool build --python {env_python} --triton {rel} (a stub for the env's Python), or "
+                          f"an env of Python {stub_python}")
+    if numpy and release is not None and not release.numpy2 and version_key(numpy) >= (2,):
+        raise CheckFailed(f"the env has numpy {numpy}; r{release.release}'s stub (pybind11 < 2.12) misreads "
+                          "numpy 2 arrays: every inference would fail with `output tensor shape does not match`",
+                          "pin numpy<2 in the env's requirements (envtool pack --triton R does)")

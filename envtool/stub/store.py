@@ -92,3 +92,22 @@ def publish(root: Path, target: Target, build: Callable[[Path], dict]) -> StubAr
     index = root / "targets" / f"{target.key}.json"
     write_atomic(index, json.dumps({"sha256": manifest["sha256"], "dir": folder.name}) + "\n")
     return StubArtifact(folder / STUB, manifest)
+
+
+def stub_release(stub: Path) -> str | None:
+    """The release a stub was made for: a stub store manifest with the same sha256, or envtool.lock."""
+    from envtool.cache import file_sha256
+    from envtool.lockfile import lock_path
+
+    digest = file_sha256(stub)
+    try:
+        return json.loads((default_root() / digest[:16] / "manifest.json").read_text())["release"]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:  # stub = <repo>/<model>/triton_python_backend_stub
+        lock = json.loads(lock_path(stub.parent.parent).read_text())
+        if lock["models"].get(stub.parent.name, {}).get("stub", {}).get("sha256") == digest:
+            return lock["release"]
+    except (OSError, ValueError, KeyError):
+        pass
+    return None
