@@ -77,18 +77,9 @@ sys.exit(not (os.path.isfile(inc) and any(os.path.isfile(p) for p in lib)))
 PY
 }
 
-ensure_python() {  # the env's Python X.Y with libpython: the image's, else apt's, else uv's (network)
+ensure_python() {  # the env's Python X.Y with libpython: the image's or apt's (install-deps), else uv's
     if "$VENV/bin/python" -c "from envtool.env.interpreters import find_interpreter as f; f('$1')" 2>/dev/null
-    then
-        [ "${2:-}" = dev ] && command -v dpkg-query >/dev/null 2>&1 && [ -x "/usr/bin/python$1" ] && \
-            apt_install "the stub build for Python $1" $(python_pkgs "$1" dev)
-        return 0
-    fi
-    if command -v apt-get >/dev/null 2>&1; then
-        # shellcheck disable=SC2046
-        apt_install "Python $1" $(python_pkgs "$1" "${2:-}")
-        return 0
-    fi
+    then return 0; fi
     echo "envtool: no CPython $1 with libpython in the image; trying uv python install $1" >&2
     "$VENV/bin/pip" install -q uv && "$VENV/bin/uv" python install "$1"
 }
@@ -140,7 +131,7 @@ install-envtool)
 build)
     mkdir -p /out
     if [ "${ONLY:-}" != env ]; then
-        ensure_python "$PYTHON" dev
+        ensure_python "$PYTHON"
         if [ -d /in/sources/python_backend ]; then SRC=/in/sources
         else SRC=/tmp/sources; "$E" stub --triton "$TRITON" --fetch-sources "$SRC"; fi
         set --

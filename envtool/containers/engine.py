@@ -40,29 +40,21 @@ def _short(e: Exception) -> str:
     return text[:200]
 
 
-def require_image(cl, name: str, what: str = "image"):
-    """The image, from the local store or pulled; else one line with the alternatives."""
+def require_image(cl, name: str, what: str = "image", pull: bool = True):
+    """The image, from the local store or (with pull) pulled; else one line with the alternatives."""
     from docker.errors import APIError, ImageNotFound
     try:
         return cl.images.get(name)
     except ImageNotFound:
-        pass
+        if not pull:  # auto never starts a multi-GB pull by itself
+            raise BadInput(f"{what} {name} is not on this machine",
+                           f"docker pull {name}, or pass --base-image with a local image") from None
     try:
         return cl.images.pull(name)
     except APIError as e:
         raise BadInput(f"{what} {name} is not on this machine and cannot be pulled ({_short(e)})",
                        f"docker pull {name} where the registry is reachable, or pass --base-image/--image "
                        "with a local image") from None
-
-
-def require_local_image(cl, name: str, what: str = "image"):
-    """The image from the local store only (auto never starts a multi-GB pull by itself)."""
-    from docker.errors import ImageNotFound
-    try:
-        return cl.images.get(name)
-    except ImageNotFound:
-        raise BadInput(f"{what} {name} is not on this machine",
-                       f"docker pull {name}, or pass --base-image with a local image") from None
 
 
 def release_image(release, given: str | None = None) -> str:

@@ -167,11 +167,12 @@ def pip_command(prefix: Path, xy: str) -> list[str]:
 
 
 def _own_pip_has_python_option() -> bool:
+    from packaging.version import Version
     try:
         from pip import __version__
     except ImportError:
         return False
-    return tuple(int(x) for x in __version__.split(".")[:2] if x.isdigit()) >= (22, 3)
+    return Version(__version__) >= Version("22.3")
 
 
 def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | None = None) -> None:

@@ -61,7 +61,7 @@ def view_env(path: Path) -> EnvView:
     """Directories are read each time; a tarball once per (path, mtime, size), as models share one."""
     if path.is_file():
         st = path.stat()
-        return _python_from_stdlib(_view_tarball(path, st.st_mtime_ns, st.st_size))
+        return _view_tarball(path, st.st_mtime_ns, st.st_size)
     if path.is_dir():
         view = EnvView(path, "directory")
         for p in sorted(path.rglob("*")):
@@ -101,4 +101,4 @@ def _view_tarball(path: Path, _mtime: int, _size: int) -> EnvView:
     tops = {n.split("/", 1)[0] for n in view.names}
     if len(tops) == 1 and not view.has("bin/activate"):
         view.top_folder = tops.pop() + "/"
-    return view
+    return _python_from_stdlib(view)

@@ -61,7 +61,7 @@ def _build(way: str, rel, target: Target, tmp: Path, sources, base_image, tree, 
         from envtool.containers.artifacts import stub_from_docker
         if auto:
             from envtool.containers import engine
-            engine.require_local_image(engine.client(), engine.release_image(rel, base_image), "base image")
+            engine.require_image(engine.client(), engine.release_image(rel, base_image), "base image", pull=False)
         return stub_from_docker(rel, target, tmp, sources, base_image, log)
     return local.build(rel, target, tmp, sources, log, tree)
 
