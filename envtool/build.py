@@ -22,7 +22,7 @@ from envtool.repo.model_repo import load_repository
 from envtool.stub.check import require_pair
 from envtool.stub.produce import produce
 from envtool.stub.store import StubArtifact
-from envtool.verify import VerifyOptions, VerifyReport, verify
+from envtool.verify import VerifyOptions, VerifyReport, check_inputs, verify
 
 
 @dataclass
@@ -64,8 +64,10 @@ class BuildResult:
 def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
     rel = catalog.normalize_release(spec.triton)
     python = catalog.normalize_python(spec.python)
-    if spec.repo is not None:  # bad --repo/--models fail before anything is built or written
+    if spec.repo is not None:  # bad --repo/--models/--inputs fail before anything is built or written
         select_models(load_repository(spec.repo), tuple(spec.models))
+        if spec.verify:
+            check_inputs(spec.repo, spec.verify_options.get("inputs"))
     timings: dict[str, float] = {}
 
     @contextmanager

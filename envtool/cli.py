@@ -330,7 +330,7 @@ def _render_report(report, json_out: bool) -> None:
     if json_out:
         return _emit_json(report.to_dict())
     t = Table(title=f"Triton r{report.release} ({report.server['kind']} {report.server.get('version', '')})")
-    for col in ("model", "state", "inference", "outputs"):
+    for col in ("model", "state", "checked", "inference", "outputs"):
         t.add_column(col)
     runs: dict[str, list] = {}
     for i in report.inferences:
@@ -338,11 +338,14 @@ def _render_report(report, json_out: bool) -> None:
     for name, st in sorted(report.models.items()):
         ready = st["state"] == "READY"
         state = f"[green]{st['state']}[/]" if ready else f"[red]{st['state'] or '-'}[/] {st['reason']}"
-        inf = " ".join(f"{i.protocol} {'[green]ok[/]' if i.ok else '[red]failed[/]'}" for i in runs.get(name, []))
+        inf = " ".join(f"{i.protocol} {'[green]ok[/]' if i.ok else '[red]failed[/]'}"
+                       + (f" ({i.responses} responses)" if i.responses is not None else "")
+                       for i in runs.get(name, []))
         outs = next((", ".join(f"{k} {v['datatype']}{v['shape']} {_fmt_sample(v['sample'])}"
                                for k, v in i.outputs.items())
                      for i in runs.get(name, []) if i.outputs), "")
-        t.add_row(name, state, inf, outs)
+        checked = st.get("checked", "")
+        t.add_row(name, state, "[yellow]not exercised[/]" if checked.startswith("skipped") else checked, inf, outs)
     if report.models:
         out.print(t)
     for d in report.diagnoses:
@@ -353,8 +356,12 @@ def _render_report(report, json_out: bool) -> None:
     for p in report.problems:
         err.print(f"[bold red]✗[/] {p}", highlight=False, soft_wrap=True)
     out.print(f"server log: {report.server['log']} ({_times(report.timings)})", highlight=False)
+    for sk in report.skipped:
+        err.print(f"[yellow]not exercised:[/] {sk['model']}: {sk['reason']}", highlight=False, soft_wrap=True)
     if report.ok:
-        out.print(f"[green]✓[/] verified; lock: {report.lock}" if report.lock else "[green]✓[/] verified",
+        exercised = len({i.model for i in report.inferences})
+        what = f"verified ({exercised} exercised, {len(report.skipped)} not exercised)"
+        out.print(f"[green]✓[/] {what}; lock: {report.lock}" if report.lock else f"[green]✓[/] {what}",
                   highlight=False)
     return None
 
@@ -371,11 +378,14 @@ def _fmt_sample(values: list) -> str:
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
 @click.option("--metrics-port", type=int, default=8002, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
-def serve(repo, release, server, server_bin, image, http_port, grpc_port, metrics_port, address) -> None:
+@click.option("--allow-partial", is_flag=True, help="Serve the models that loaded even when others did not "
+              "(/v2/health/ready then says ready); default: refuse, naming the models that are not READY.")
+def serve(repo, release, server, server_bin, image, http_port, grpc_port, metrics_port, address,
+          allow_partial) -> None:
     """Run Triton on REPO in the foreground for local development; Ctrl-C stops it cleanly."""
     api.serve(repo, release, server=server, server_bin=server_bin, image=image,
               ports=(http_port, grpc_port, metrics_port),
-              address=address, on_ready=_print_endpoints)
+              address=address, allow_partial=allow_partial, on_ready=_print_endpoints)
 
 
 def _print_endpoints(server) -> None:

@@ -7,6 +7,8 @@ for their values within a tolerance.
 
 from __future__ import annotations
 
+import json
+import queue
 import time
 from dataclasses import dataclass, field
 
@@ -16,7 +18,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from envtool.errors import BadInput
-from envtool.repo.config import ModelConfig, dtype_name
+from envtool.repo.config import ModelConfig, dims_str, dtype_name
 
 SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. It was not amused."
 VARIABLE_DIM = 2  # what a -1 dim becomes in generated inputs
@@ -45,27 +47,52 @@ def generated_input(cfg: ModelConfig, tensor) -> np.ndarray:
     return np.ones(shape, dtype=np_type)
 
 
-def given_input(cfg: ModelConfig, tensor, value) -> np.ndarray:
+def expected_form(cfg: ModelConfig, tensor) -> str:
+    """How a value for `tensor` must look, as the user writes it in --inputs."""
+    dims = dims_str(tensor.dims)
+    form = f"{triton_dtype(tensor.data_type)} {dims}"
+    return form + (f" (or [batch]+{dims}, batch <= {cfg.max_batch_size})" if cfg.max_batch_size > 0 else "")
+
+
+def given_input(model: str, cfg: ModelConfig, tensor, value) -> np.ndarray:
+    """The user's value as the tensor's array, or BadInput naming the model, the tensor and the form."""
     dtype = triton_dtype(tensor.data_type)
-    if dtype == "BYTES":
-        arr = np.array(value, dtype=object)
-        return np.vectorize(lambda v: v.encode() if isinstance(v, str) else v, otypes=[object])(arr)
-    arr = np.array(value, dtype=triton_to_np_dtype(dtype))
+    where = f"--inputs: {model}.{tensor.name}"
+    fix = f"give {tensor.name} as {expected_form(cfg, tensor)}"
+    try:
+        if dtype == "BYTES":
+            arr = np.array(value, dtype=object)
+            arr = np.vectorize(lambda v: v.encode() if isinstance(v, str) else v, otypes=[object])(arr)
+        else:
+            arr = np.array(value, dtype=triton_to_np_dtype(dtype))
+    except (ValueError, TypeError, OverflowError):
+        raise BadInput(f"{where} is {json.dumps(value)[:60]}, not {dtype} data", fix) from None
     want = _batched(cfg, tensor.dims)
     if arr.ndim == len(want) - 1 and cfg.max_batch_size > 0:
         arr = arr[None]  # a single sample: add the batch dim
+    batch_ok = cfg.max_batch_size <= 0 or (arr.ndim and 1 <= arr.shape[0] <= cfg.max_batch_size)
+    if arr.ndim != len(want) or not batch_ok or any(
+            w >= 0 and w != s for w, s in list(zip(want, arr.shape))[1 if cfg.max_batch_size > 0 else 0:]):
+        raise BadInput(f"{where} has shape {list(arr.shape)}, not {expected_form(cfg, tensor)}", fix)
     return arr
 
 
-def model_inputs(cfg: ModelConfig, given: dict | None) -> dict[str, np.ndarray]:
+def model_inputs(model: str, cfg: ModelConfig, given: dict | None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(arrays to send, names generated from the config). Every given name must be an input of the
+    model: a typo would otherwise be ignored and a generated value sent in its place."""
     given = given or {}
-    out = {}
+    names = [t.name for t in cfg.input]
+    if unknown := sorted(set(given) - set(names)):
+        raise BadInput(f"--inputs: model {model} has no input {unknown[0]!r}",
+                       f"its inputs are {', '.join(names) or '(none)'}")
+    out, generated = {}, []
     for t in cfg.input:
         if t.name in given:
-            out[t.name] = given_input(cfg, t, given[t.name])
+            out[t.name] = given_input(model, cfg, t, given[t.name])
         elif not t.optional:
             out[t.name] = generated_input(cfg, t)
-    return out
+            generated.append(t.name)
+    return out, generated
 
 
 def shape_problems(cfg: ModelConfig, tensor, datatype: str, shape: list[int]) -> list[str]:
@@ -97,16 +124,19 @@ def value_problems(name: str, got: np.ndarray, want, rtol: float, atol: float) -
 @dataclass
 class Inference:
     model: str
-    protocol: str
+    protocol: str  # http, grpc, or grpc-stream (decoupled models)
     ok: bool = False
     outputs: dict[str, dict] = field(default_factory=dict)  # name -> {datatype, shape, sample}
     problems: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    generated: list[str] = field(default_factory=list)  # inputs made up from the config
+    responses: int | None = None  # grpc-stream: how many responses carried tensors
 
     def to_dict(self) -> dict:
         return {"model": self.model, "protocol": self.protocol, "ok": self.ok, "outputs": self.outputs,
-                "problems": self.problems, "error": self.error, "seconds": self.seconds}
+                "problems": self.problems, "error": self.error, "seconds": self.seconds,
+                "generated_inputs": self.generated, "responses": self.responses}
 
 
 def _client(protocol: str, server):
@@ -116,19 +146,24 @@ def _client(protocol: str, server):
     return grpcclient, grpcclient.InferenceServerClient(server.grpc_url)
 
 
-def infer(server, protocol: str, name: str, cfg: ModelConfig, inputs: dict[str, np.ndarray],
-          expect: dict | None = None, rtol: float = 1e-5, atol: float = 1e-6) -> Inference:
-    mod, client = _client(protocol, server)
-    res = Inference(name, protocol)
+def _wire(mod, cfg: ModelConfig, inputs: dict[str, np.ndarray]) -> list:
     wire = []
     for tname, arr in inputs.items():
         tensor = next(t for t in cfg.input if t.name == tname)
         i = mod.InferInput(tname, list(arr.shape), triton_dtype(tensor.data_type))
         i.set_data_from_numpy(arr)
         wire.append(i)
+    return wire
+
+
+def infer(server, protocol: str, name: str, cfg: ModelConfig, inputs: dict[str, np.ndarray],
+          expect: dict | None = None, rtol: float = 1e-5, atol: float = 1e-6) -> Inference:
+    mod, client = _client(protocol, server)
+    res = Inference(name, protocol)
     t0 = time.monotonic()
     try:
-        result = client.infer(name, wire, outputs=[mod.InferRequestedOutput(t.name) for t in cfg.output])
+        result = client.infer(name, _wire(mod, cfg, inputs),
+                              outputs=[mod.InferRequestedOutput(t.name) for t in cfg.output])
     except InferenceServerException as e:
         res.error = e.message() or str(e)
         return res
@@ -136,9 +171,20 @@ def infer(server, protocol: str, name: str, cfg: ModelConfig, inputs: dict[str, 
         res.seconds = round(time.monotonic() - t0, 3)
         client.close()
     for t in cfg.output:
-        arr = result.as_numpy(t.name)
-        if arr is None:
+        if result.as_numpy(t.name) is None:
             res.problems.append(f"{t.name}: missing from the response")
+    _check_outputs(res, cfg, result, expect, rtol, atol)
+    res.ok = not res.problems
+    return res
+
+
+def _check_outputs(res: Inference, cfg: ModelConfig, result, expect: dict | None, rtol: float,
+                   atol: float) -> None:
+    """Data type and shape of every output the response carries (values too, where expected); the first
+    response that carries an output is the one recorded."""
+    for t in cfg.output:
+        arr = result.as_numpy(t.name)
+        if arr is None or t.name in res.outputs:
             continue
         raw = result.get_output(t.name)
         datatype = raw["datatype"] if isinstance(raw, dict) else raw.datatype
@@ -146,8 +192,57 @@ def infer(server, protocol: str, name: str, cfg: ModelConfig, inputs: dict[str, 
         res.problems += shape_problems(cfg, t, datatype, list(arr.shape))
         if expect and t.name in expect:
             res.problems += value_problems(t.name, arr, expect[t.name], rtol, atol)
-    res.ok = not res.problems
+
+
+FINAL = "triton_final_response"
+
+
+def infer_stream(server, name: str, cfg: ModelConfig, inputs: dict[str, np.ndarray], expect: dict | None = None,
+                 rtol: float = 1e-5, atol: float = 1e-6, timeout: float = 60.0, quiet: float = 5.0) -> Inference:
+    """One request over the gRPC stream of a decoupled model: every response until the final flag
+    (servers that do not send one: until `quiet` seconds pass without a response)."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    res = Inference(name, "grpc-stream", responses=0)
+    got: queue.Queue = queue.Queue()
+    t0 = time.monotonic()
+    try:
+        client.start_stream(callback=lambda result, error: got.put((result, error)))
+        client.async_stream_infer(name, _wire(grpcclient, cfg, inputs), enable_empty_final_response=True,
+                                  outputs=[grpcclient.InferRequestedOutput(t.name) for t in cfg.output])
+        final = _collect(res, cfg, got, expect, rtol, atol, t0 + timeout, quiet)
+    except InferenceServerException as e:
+        res.error, final = e.message() or str(e), True
+    finally:
+        client.stop_stream()
+        client.close()
+        res.seconds = round(time.monotonic() - t0, 3)
+    if not final and res.error is None and not res.responses:
+        res.error = f"no response and no final flag within {timeout:.0f} s"
+    if res.error is None and not res.responses and len(cfg.output):
+        res.problems.append("the stream ended with no response, and the model declares outputs")
+    res.ok = res.error is None and not res.problems
     return res
+
+
+def _collect(res: Inference, cfg: ModelConfig, got: queue.Queue, expect, rtol, atol, deadline: float,
+             quiet: float) -> bool:
+    """Read responses into res until the final flag (True) or silence/deadline (False)."""
+    while time.monotonic() < deadline:
+        try:
+            result, error = got.get(timeout=quiet if res.responses else max(deadline - time.monotonic(), 0.1))
+        except queue.Empty:
+            return False
+        if error is not None:
+            res.error = error.message() if isinstance(error, InferenceServerException) else str(error)
+            return True
+        response = result.get_response()
+        if response.outputs:
+            res.responses += 1
+            _check_outputs(res, cfg, result, expect, rtol, atol)
+        param = response.parameters.get(FINAL)
+        if param is not None and param.bool_param:
+            return True
+    return False
 
 
 def _sample(arr: np.ndarray) -> list:
@@ -156,10 +251,19 @@ def _sample(arr: np.ndarray) -> list:
 
 
 def per_model(data: dict | None, name: str, models: set[str], what: str) -> dict | None:
-    """{model: {tensor: value}} when any key names a model of the repository, else {tensor: value}
-    for every model."""
+    """{model: {tensor: value}} when any key names a model of the repository (then every key must),
+    else {tensor: value} for every model."""
     if data is None:
         return None
     if not isinstance(data, dict):
         raise BadInput(f"{what} must be a JSON object", f'e.g. {{"{name}": {{"INPUT0": [1, 2]}}}}')
-    return data.get(name) if set(data) & models else data
+    if not set(data) & models:
+        return data
+    if stray := sorted(set(data) - models):
+        raise BadInput(f"{what}: {stray[0]!r} is no model of the repository, and other keys name models",
+                       'key every entry by model ({"model": {"INPUT": value}}), or none')
+    value = data.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise BadInput(f"{what}: the entry of model {name} is not an object",
+                       f'e.g. {{"{name}": {{"INPUT0": [1, 2]}}}}')
+    return value

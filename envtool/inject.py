@@ -27,6 +27,7 @@ from envtool.stub.check import require_pair
 from envtool.stub.store import stub_release
 
 STUB_NAME = "triton_python_backend_stub"
+MINIMAL_CONFIG = 'backend: "python"\n'  # what a model Triton auto-completes gets, plus the parameters
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,15 @@ class InjectResult:
 
 
 def default_models(repo: Repository) -> list[Model]:
+    """The python models an ensemble uses, else every python model. A config.pbtxt that does not parse
+    is refused, not skipped: nobody can tell whether it was meant to be a target."""
+    for m in sorted(repo.models.values(), key=lambda m: m.name):
+        if m.error is not None:
+            raise BadInput(m.error.message, m.error.fix, where=m.error.where)
     ensembles = repo.ensembles()
     if not ensembles:
         return repo.python_models()
     used = {n for e in ensembles for n in repo.ensemble_members(e)}
-    for n in sorted(used):
-        if n in repo.models and repo.models[n].error is not None:
-            err = repo.models[n].error
-            raise BadInput(err.message, err.fix, where=err.where)
     return [m for m in repo.python_models() if m.name in used]
 
 
@@ -103,7 +105,7 @@ def select_models(repo: Repository, names: tuple[str, ...]) -> list[Model]:
         chosen = default_models(repo)
         if not chosen:
             raise BadInput(f"{repo.path} has no python model to inject into",
-                           'python models have backend: "python" in config.pbtxt')
+                           'a python model has backend: "python" in config.pbtxt, or <model>/1/model.py')
         return chosen
     out = []
     for n in names:
@@ -170,7 +172,7 @@ def plan(opts: InjectOptions) -> InjectResult:
         for p in (*stub_files, env_place):
             if not _same(p) and not p.up_to_date():
                 result.files.append(p)
-        result.configs.append(plan_config_edit(m.config_path, params, kind))
+        result.configs.append(plan_config_edit(m.config_path, params, kind, create=MINIMAL_CONFIG))
     return result
 
 

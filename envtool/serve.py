@@ -14,13 +14,25 @@ from envtool.verify import log_watch
 def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Path | None = None,
           image: str | None = None,
           ports: tuple[int, int, int] = (8000, 8001, 8002), address: str = "127.0.0.1",
-          timeout: float = 600.0, on_ready=lambda _s: None) -> int:
-    """Blocks until the server exits (its exit code) or the caller is interrupted (server stopped)."""
+          timeout: float = 600.0, allow_partial: bool = False, on_ready=lambda _s: None) -> int:
+    """Blocks until the server exits (its exit code) or the caller is interrupted (server stopped).
+    Refuses to serve (CheckFailed, server stopped) while a model is not READY, unless allow_partial: then
+    the rest is served and /v2/health/ready says ready."""
     rel = catalog.normalize_release(release)
     load_repository(repo)  # a missing or unreadable repository is one line, not a server that waits
-    srv = open_server(server, rel, Path(repo), server_bin=server_bin, image=image, ports=ports, address=address)
+    srv = open_server(server, rel, Path(repo), server_bin=server_bin, image=image, ports=ports, address=address,
+                      allow_partial=allow_partial)
     with srv:
         srv.wait_live(timeout, watch=log_watch(srv))
+        if not allow_partial and (bad := not_ready(srv.model_states())):
+            raise CheckFailed(f"not READY: {'; '.join(bad)}",
+                              "fix them (envtool doctor REPO shows why), or serve the rest with --allow-partial")
         on_ready(srv)
         code = srv.wait()
     raise CheckFailed(f"tritonserver exited with code {code}", f"see its log: {srv.log_path}")
+
+
+def not_ready(states: dict[str, dict]) -> list[str]:
+    """'model (first line of the reason)' for each model that is not READY."""
+    return [f"{n} ({(s['reason'] or s['state'] or 'not loaded').strip().splitlines()[0]})"
+            for n, s in sorted(states.items()) if s["state"] != "READY"]

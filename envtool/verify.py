@@ -14,8 +14,9 @@ from envtool.diagnose import Diagnosis, hang_hint, scan
 from envtool.elf import version_key
 from envtool.env.view import view_env
 from envtool.errors import BadInput, CheckFailed
-from envtool.infer import Inference, infer, model_inputs, per_model
+from envtool.infer import Inference, infer, infer_stream, model_inputs, per_model
 from envtool.lockfile import write_lock
+from envtool.repo.config import ModelConfig, dtype_name
 from envtool.repo.lint import ENV_KEY, resolve_env_path
 from envtool.repo.model_repo import Repository, load_repository
 from envtool.servers import open_server
@@ -49,6 +50,7 @@ class VerifyReport:
     diagnoses: list[Diagnosis] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # why it failed, one line each
     warnings: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # {model, reason}: READY models not exercised
     timings: dict[str, float] = field(default_factory=dict)
     lock: Path | None = None
 
@@ -60,7 +62,8 @@ class VerifyReport:
         return {"ok": self.ok, "release": self.release, "server": self.server, "models": self.models,
                 "inferences": [i.to_dict() for i in self.inferences],
                 "diagnoses": [d.to_dict() for d in self.diagnoses], "problems": self.problems,
-                "warnings": self.warnings, "timings": self.timings, "lock": str(self.lock) if self.lock else None}
+                "warnings": self.warnings, "skipped": self.skipped, "timings": self.timings,
+                "lock": str(self.lock) if self.lock else None}
 
 
 class Stuck(CheckFailed):
@@ -80,11 +83,6 @@ def _read_json(path: Path | None, option: str) -> dict | None:
         raise BadInput(f"{option} {path}: {e.strerror}", "pass an existing JSON file") from None
     except ValueError as e:
         raise BadInput(f"{option} {path} is not valid JSON: {e}", "fix the JSON") from None
-
-
-def _targets(repo: Repository, models: dict[str, dict]) -> list[str]:
-    ensembles = sorted(m.name for m in repo.ensembles())
-    return ensembles or sorted(n for n, m in repo.models.items() if m.config is not None and n in models)
 
 
 def log_watch(server):
@@ -111,6 +109,7 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     rel = catalog.normalize_release(opts.release)
     repo = load_repository(opts.repo)
     inputs, expect = _read_json(opts.inputs, "--inputs"), _read_json(opts.expect, "--expect")
+    match_inputs(inputs, *_declared(repo))  # a mistake the configs on disk show: no server is started
     server = open_server(opts.server, rel, repo.path, server_bin=opts.server_bin, image=opts.image, gpu=opts.gpu,
                          log_path=opts.log_path)
     report = VerifyReport(rel.release, {"kind": server.kind, "log": str(server.log_path)})
@@ -132,6 +131,7 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
             if hasattr(server, "facts"):
                 report.server.update(server.facts())  # docker: the image and its digest
             _check_models(server, repo, report, inputs, expect, opts, log)
+            report.server["ready"] = server.ready()  # strict: false while any model is not READY
         server_log = server.log()
     report.timings["total_s"] = round(time.monotonic() - t0, 2)
     report.diagnoses = scan(server_log + "\n" + "\n".join(i.error or "" for i in report.inferences))
@@ -142,30 +142,119 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     return report
 
 
+def _declared(repo: Repository) -> tuple[dict[str, ModelConfig], set[str], bool]:
+    """The configs on disk that declare their inputs, the model names, and whether every model does (if
+    not, a model may still get inputs from auto-completion at load)."""
+    configs = {n: m.config for n, m in repo.models.items() if m.config is not None and len(m.config.input)}
+    return configs, set(repo.models), len(configs) == len(repo.models)
+
+
+def check_inputs(repo_path: Path, inputs_path: Path | None) -> None:
+    """--inputs checked against the repository's own configs (build calls it before building)."""
+    match_inputs(_read_json(inputs_path, "--inputs"), *_declared(load_repository(repo_path)))
+
+
+def match_inputs(data: dict | None, configs: dict[str, ModelConfig], models: set[str],
+                 complete: bool) -> dict[str, tuple[dict, list[str]]]:
+    """name -> (arrays to send, generated names) for each config; BadInput (one line naming the model, the
+    tensor and the expected form) for an unknown name, a wrong data type or a wrong shape."""
+    flat = data is not None and isinstance(data, dict) and not set(data) & models
+    out = {}
+    for name, cfg in sorted(configs.items()):
+        given = per_model(data, name, models, "--inputs")
+        if flat:
+            given = {k: v for k, v in given.items() if k in {t.name for t in cfg.input}}
+        out[name] = model_inputs(name, cfg, given)
+    if flat and complete and (stray := sorted(set(data) - {t.name for c in configs.values() for t in c.input})):
+        raise BadInput(f"--inputs: no model has an input {stray[0]!r}",
+                       "name an input of the repository's models, or key the file by model")
+    return out
+
+
+@dataclass
+class _Plan:
+    name: str
+    cfg: ModelConfig
+    stream: bool  # decoupled (or an ensemble with a decoupled step): the gRPC stream
+    inputs: dict
+    generated: list[str]
+    expect: dict | None
+
+
 def _check_models(server, repo: Repository, report: VerifyReport, inputs, expect, opts, log) -> None:
     report.models = server.model_states()
     for name, st in sorted(report.models.items()):
         if st["state"] != "READY":
             why = (st["reason"] or "see the log").strip().splitlines()[0]
             report.problems.append(f"model {name} is {st['state'] or 'not loaded'}: {why}")
-    names = set(repo.models)
-    for name in _targets(repo, report.models):
-        if report.models.get(name, {}).get("state") != "READY":
-            continue
-        cfg = repo.models[name].config
-        if cfg.model_transaction_policy.decoupled:
-            log(f"{name} is decoupled: plain HTTP/gRPC infer does not apply, skipped")
-            continue
-        given = model_inputs(cfg, per_model(inputs, name, names, "--inputs"))
-        want = per_model(expect, name, names, "--expect")
-        for protocol in PROTOCOLS:
-            log(f"inference on {name} over {protocol}")
-            res = infer(server, protocol, name, cfg, given, want, opts.rtol, opts.atol)
+            st["checked"] = "not loaded"
+    plans = _plan(server, repo, report, inputs, expect)
+    for p in plans:
+        for protocol in ("grpc-stream",) if p.stream else PROTOCOLS:
+            log(f"inference on {p.name} over {protocol}")
+            if p.stream:
+                res = infer_stream(server, p.name, p.cfg, p.inputs, p.expect, opts.rtol, opts.atol)
+            else:
+                res = infer(server, protocol, p.name, p.cfg, p.inputs, p.expect, opts.rtol, opts.atol)
+            res.generated = p.generated
             report.inferences.append(res)
-            if res.error:
-                why = scan(res.error)
-                report.problems.append(f"{name} ({protocol}): {why[0].cause if why else res.error}")
-            report.problems += [f"{name} ({protocol}): {p}" for p in res.problems]
+            report.problems += _inference_problems(res)
+
+
+def _inference_problems(res: Inference) -> list[str]:
+    hint = (f" (inputs {', '.join(res.generated)} were generated from the config: give real ones with --inputs)"
+            if res.generated and not res.ok else "")
+    out = []
+    if res.error:
+        why = scan(res.error)
+        out.append(f"{res.model} ({res.protocol}): {why[0].cause if why else res.error}{hint}")
+    return out + [f"{res.model} ({res.protocol}): {p}{hint}" for p in res.problems]
+
+
+def _plan(server, repo: Repository, report: VerifyReport, inputs, expect) -> list[_Plan]:
+    """What to send to which READY model, from the configs Triton loaded. Ensembles are exercised, and
+    every READY model no READY ensemble runs; the rest is marked as run by its ensemble, or skipped with
+    the reason. Every --inputs mistake is refused here, before the first inference."""
+    ready = sorted(n for n, st in report.models.items() if st["state"] == "READY")
+    configs = {}
+    for n in ready:
+        try:
+            configs[n] = server.loaded_config(n)
+        except Exception as e:  # noqa: BLE001  an old server or an odd field: plan from the file instead
+            configs[n] = repo.models[n].config if n in repo.models and repo.models[n].config else ModelConfig()
+            report.warnings.append(f"could not read the config Triton loaded for {n} ({e}): used config.pbtxt")
+    ensembles = {n: repo.ensemble_members(repo.models[n]) for n in ready
+                 if configs[n].HasField("ensemble_scheduling")}
+    members = {m: e for e, ms in ensembles.items() for m in ms}
+    matched = match_inputs(inputs, {n: configs[n] for n in ready}, set(repo.models) | set(ready), True)
+    names = set(repo.models) | set(ready)
+    plans = []
+    for n in ready:
+        st, cfg = report.models[n], configs[n]
+        if n in members and n not in ensembles:
+            st["checked"] = f"via ensemble {members[n]}"
+            continue
+        arrays, generated = matched[n]
+        why = _not_exercised(cfg, generated)
+        if why:
+            st["checked"] = f"skipped: {why}"
+            report.skipped.append({"model": n, "reason": why})
+            continue
+        stream = any(configs[m].model_transaction_policy.decoupled
+                     for m in [n, *ensembles.get(n, [])] if m in configs)
+        st["checked"] = "grpc stream" if stream else "inference"
+        plans.append(_Plan(n, cfg, stream, arrays, generated, per_model(expect, n, names, "--expect")))
+    return plans
+
+
+def _not_exercised(cfg: ModelConfig, generated: list[str]) -> str | None:
+    if not len(cfg.input):
+        return "it declares no inputs: verify has nothing to send it"
+    for t in cfg.input:
+        if t.name in generated and dtype_name(t.data_type) == "TYPE_STRING" and "model" in t.name.lower():
+            return (f"input {t.name} names a model to call (BLS): a generated string would be sent as the model "
+                    f"name; give {t.name} with --inputs")
+    return None
 
 
 def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:

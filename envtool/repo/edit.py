@@ -110,10 +110,12 @@ class FileChange:
             f"a/{self.path}", f"b/{self.path}"))
 
 
-def plan_config_edit(path: Path, params: dict[str, str], kind: str | None) -> FileChange:
-    """Compute (not write) the new text of one config.pbtxt, verified by re-parsing."""
-    before = path.read_text(encoding="utf-8")
-    after = before
+def plan_config_edit(path: Path, params: dict[str, str], kind: str | None,
+                     create: str | None = None) -> FileChange:
+    """Compute (not write) the new text of one config.pbtxt, verified by re-parsing. `create`: the
+    text to start from where the file does not exist yet (a model Triton auto-completes)."""
+    before = "" if create is not None and not path.exists() else path.read_text(encoding="utf-8")
+    after = before or (create or "")
     for key, value in params.items():
         after = apply(after, set_parameter(after, key, value))
     if kind:

@@ -38,6 +38,11 @@ def _lint_model(m: Model) -> list[Finding]:
     if m.error is not None:
         return [Finding("config-syntax", "error", m.name, m.error.message,
                         fix=m.error.fix, where=m.error.where)]
+    if m.config is None and m.is_python:
+        return [Finding("config-missing", "info", m.name,
+                        f"{m.name}/ has no config.pbtxt: Triton takes it as a python model (model.py) and "
+                        "completes its config from auto_complete_config", where=str(m.path)),
+                *_lint_model_file(m)]
     if m.config is None:
         return [Finding("config-missing", "warning", m.name,
                         f"{m.name}/ has no config.pbtxt; Triton must auto-complete it from the model",
@@ -51,7 +56,7 @@ def _lint_model(m: Model) -> list[Finding]:
             triton=f"unexpected directory name '{m.name}' for model '{c.name}', directory name "
                    "must equal model name",
             fix=f'set name: "{m.name}" or rename the folder', where=str(m.config_path)))
-    if not c.backend and not c.platform:
+    if not c.backend and not c.platform and not m.is_python:  # core takes model.py as python
         out.append(Finding("no-backend", "error", m.name, "neither backend nor platform is set",
                            triton=f"must specify 'platform' or 'backend' for '{m.name}'",
                            fix='add backend: "python" (or the model\'s backend)',

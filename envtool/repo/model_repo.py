@@ -12,6 +12,7 @@ from envtool.repo.config import ModelConfig, load_config
 
 CONFIG = "config.pbtxt"
 ENSEMBLE = "ensemble"
+PYTHON_FILE = "model.py"
 
 
 @dataclass
@@ -44,7 +45,16 @@ class Model:
 
     @property
     def is_python(self) -> bool:
-        return self.config is not None and self.config.backend == "python"
+        """backend "python", or what Triton's core (AutoCompleteBackendFields) takes for python: no
+        backend and no platform, and model.py in a version folder. config.pbtxt may be absent."""
+        c = self.config
+        if c is not None and (c.backend or c.platform):
+            return c.backend == "python"
+        if self.error is not None:
+            return False
+        if c is not None and c.default_model_filename:
+            return c.default_model_filename == PYTHON_FILE
+        return any((self.path / str(v) / PYTHON_FILE).is_file() for v in self.versions)
 
     @property
     def is_ensemble(self) -> bool:
@@ -80,8 +90,8 @@ class Model:
         c = self.config
         if c is not None and c.default_model_filename:
             return c.default_model_filename
-        if c is None:
-            return "model.py"
+        if c is None or self.is_python:
+            return PYTHON_FILE
         files = model_files()
         if c.backend == "fil":
             return files["fil_model_type"].get(self.parameter("model_type") or "xgboost")

@@ -18,12 +18,16 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from google.protobuf import json_format
 
 from envtool.catalog import Release
 from envtool.diagnose import load_failures
 from envtool.errors import CheckFailed
+from envtool.repo.config import ModelConfig
 
 ENV_GLOB = "/tmp/python_env_*"
 
@@ -49,8 +53,11 @@ class Server:
 
     def __init__(self, release: Release, repo: Path, *, log_path: Path | None = None,
                  extra_args: tuple[str, ...] = (), ports: tuple[int, int, int] | None = None,
-                 address: str = "127.0.0.1"):
+                 address: str = "127.0.0.1", allow_partial: bool = False):
         self.release = release
+        # Strict readiness: /v2/health/ready fails while any model asked for is not READY (a probe must
+        # not pass a server that serves nothing); allow_partial serves the rest as ready.
+        self.allow_partial = allow_partial
         self.ports = ports  # http, grpc, metrics; free ones when None
         self.address = address
         self.repo = Path(repo).resolve()  # relative repos race in Triton's chdir (KNOWLEDGE 3)
@@ -79,7 +86,8 @@ class Server:
                 "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
                 "--metrics-port", str(self.metrics_port), "--http-address", self.address,
                 "--grpc-address", self.address, "--model-control-mode", "explicit",
-                "--load-model", "*", "--exit-on-error", "false", "--strict-readiness", "false",
+                "--load-model", "*", "--exit-on-error", "false",
+                "--strict-readiness", "false" if self.allow_partial else "true",
                 *self.extra_args]
 
     @property
@@ -139,6 +147,17 @@ class Server:
             time.sleep(0.1)
         raise CheckFailed(f"tritonserver was not live after {timeout:.0f} s",
                           f"see its log: {self.log_path}")
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/v2/health/ready")[0] == 200
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+
+    def loaded_config(self, name: str) -> ModelConfig:
+        """The config Triton runs the model with: auto-completed, defaults filled in."""
+        _, data = self.get(f"/v2/models/{urllib.parse.quote(name)}/config")
+        return json_format.ParseDict(data, ModelConfig(), ignore_unknown_fields=True)
 
     def version(self) -> str:
         return self.get("/v2")[1].get("version", "")
