@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import sys
 import sysconfig
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from envtool import api
 from envtool.errors import BadInput
 from envtool.repo.config import load_config
+from envtool.repo.model_repo import load_repository
 from tests.conftest import make_thin_env, python_model, run_cli, tree_snapshot, write_repo
 from tests.test_lint import ensemble, step
 
@@ -147,3 +149,36 @@ def test_a_stub_and_env_of_different_pythons_are_refused(repo, server_tree_2410,
     assert f"the stub embeds Python {other} and the env has Python {mine}" in text
     assert f"envtool build --python {mine} --triton r24.10" in text
     assert tree_snapshot(repo) == snap
+
+
+def test_a_broken_config_is_refused_not_skipped_when_no_models_are_named(repo, host_stub, thin_env_tarball):
+    """No ensemble: every python model is a target, and one whose config does not parse is not dropped."""
+    shutil.rmtree(repo / "ens")
+    (repo / "lonely" / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: oops\n')
+    snap = tree_snapshot(repo)
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball)
+    assert p.returncode == 2 and "lonely/config.pbtxt:2:" in p.stderr and "no python model" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and tree_snapshot(repo) == snap
+
+
+def test_a_model_without_config_is_a_python_model_and_gets_the_minimal_config(tmp_path, host_stub,
+                                                                            thin_env_tarball):
+    """Triton takes <model>/1/model.py as python (core's AutoCompleteBackendFields) and completes the rest."""
+    repo = tmp_path / "repo"
+    (repo / "auto" / "1").mkdir(parents=True)
+    (repo / "auto" / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
+    (repo / "data" / "1").mkdir(parents=True)  # neither config nor model.py: not python
+    assert [m.name for m in load_repository(repo).python_models()] == ["auto"]
+    assert not [f for f in api.lint(repo) if f.model == "auto" and f.severity != "info"]
+    snap = tree_snapshot(repo)
+    dry = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--dry-run")
+    assert dry.returncode == 0 and '+backend: "python"' in dry.stdout and tree_snapshot(repo) == snap
+    result = api.inject(opts(repo, host_stub, thin_env_tarball))
+    assert result.models == ["auto"]
+    cfg = load_config(repo / "auto" / "config.pbtxt")
+    assert cfg.backend == "python" and not cfg.name and not len(cfg.input)  # the rest is Triton's to complete
+    assert cfg.parameters["EXECUTION_ENV_PATH"].string_value == "$$TRITON_MODEL_DIRECTORY/custom_env.tar.gz"
+    assert sorted(p.name for p in (repo / "auto").iterdir()) == ["1", "config.pbtxt", "custom_env.tar.gz",
+                                                                  "triton_python_backend_stub"]
+    assert not (repo / "data" / "config.pbtxt").exists()
+    assert not api.inject(opts(repo, host_stub, thin_env_tarball)).changed  # idempotent
