@@ -136,7 +136,8 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     report.timings["total_s"] = round(time.monotonic() - t0, 2)
     report.diagnoses = scan(server_log + "\n" + "\n".join(i.error or "" for i in report.inferences))
     if any(not i.ok for i in report.inferences):
-        report.problems += _numpy2_envs(repo, rel)
+        failed = {i.model for i in report.inferences if not i.ok}
+        report.problems += _numpy2_envs(repo, rel) + _envless(repo, failed)
     if report.ok and opts.lock:
         report.lock = write_lock(repo, rel.release, report.server)
     return report
@@ -270,3 +271,11 @@ def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:
             out.append(f"model {m.name}: its env has numpy {numpy}, and r{rel.release}'s stub needs numpy<2 "
                        "(pin numpy<2; envtool pack --triton does)")
     return out
+
+
+def _envless(repo: Repository, failed: set[str]) -> list[str]:
+    """A failed python model with no env of its own ran the server's default Python, not one of yours."""
+    return [f"model {m.name} has no EXECUTION_ENV_PATH: it ran the server's default Python and packages "
+            f"(give it your env: envtool build ... --models {m.name},...)"
+            for m in sorted(repo.python_models(), key=lambda m: m.name)
+            if m.name in failed and m.parameter(ENV_KEY) is None]

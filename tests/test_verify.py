@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def injected(tmp_path: Path, stub: Path, env: Path, **kw) -> Path:
 
 def test_build_verify_r2410_py39_end_to_end(tmp_path, stubs):
     repo = pipeline(tmp_path / "model_repository")
+    shutil.rmtree(repo / "lonely")  # no ensemble runs it, so no env: see test_a_model_without_env_is_named
     args = ["build", "--python", "3.9", "--triton", "r24.10", "--repo", repo, "--verify", "--cache", stubs,
             "-o", tmp_path / "envs" / "custom_env.tar.gz", "--json"]
     out = run_cli(*args)
@@ -82,6 +84,20 @@ def test_build_verify_r2211_py38(tmp_path, stubs):
     assert res.ok, res.verify.problems
     assert res.verify.server["version"] == "2.28.0"
     assert {i.protocol for i in res.verify.inferences if i.ok} == {"http", "grpc"}
+
+
+def test_a_model_without_env_is_exercised_and_named(tmp_path, stubs, env39):
+    """`lonely` (no ensemble uses it) is READY, so verify exercises it. It has no env: on the embedded server
+    it runs envtool's own Python, whose numpy 2 the r24.10 stub misreads; the report says where it ran."""
+    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
+    report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", timeout=DEADLINE, lock=False))
+    runs = {(i.model, i.protocol): i.ok for i in report.inferences}
+    assert runs[("ens", "http")] and ("lonely", "http") in runs
+    import numpy
+    host_numpy2 = int(numpy.__version__.split(".")[0]) >= 2
+    assert runs[("lonely", "http")] is not host_numpy2
+    named = any(p.startswith("model lonely has no EXECUTION_ENV_PATH") for p in report.problems)
+    assert named is host_numpy2
 
 
 def test_stub_of_another_python_is_diagnosed_in_seconds(tmp_path, stubs, env39):
