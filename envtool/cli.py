@@ -339,7 +339,7 @@ def _render_report(report, json_out: bool) -> None:
         ready = st["state"] == "READY"
         state = f"[green]{st['state']}[/]" if ready else f"[red]{st['state'] or '-'}[/] {st['reason']}"
         inf = " ".join(f"{i.protocol} {'[green]ok[/]' if i.ok else '[red]failed[/]'}"
-                       + (f" ({i.responses} responses)" if i.responses is not None else "")
+                       + ("" if i.responses is None else f" ({i.responses} response{'s' * (i.responses != 1)})")
                        for i in runs.get(name, []))
         outs = next((", ".join(f"{k} {v['datatype']}{v['shape']} {_fmt_sample(v['sample'])}"
                                for k, v in i.outputs.items())

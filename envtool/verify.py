@@ -203,13 +203,13 @@ def _check_models(server, repo: Repository, report: VerifyReport, inputs, expect
 
 
 def _inference_problems(res: Inference) -> list[str]:
-    hint = (f" (inputs {', '.join(res.generated)} were generated from the config: give real ones with --inputs)"
-            if res.generated and not res.ok else "")
     out = []
-    if res.error:
+    if res.error:  # the model refused or failed: maybe on made-up values
         why = scan(res.error)
+        hint = (f" (inputs {', '.join(res.generated)} were generated from the config: "
+                "give real ones with --inputs)" if res.generated else "")
         out.append(f"{res.model} ({res.protocol}): {why[0].cause if why else res.error}{hint}")
-    return out + [f"{res.model} ({res.protocol}): {p}{hint}" for p in res.problems]
+    return out + [f"{res.model} ({res.protocol}): {p}" for p in res.problems]
 
 
 def _plan(server, repo: Repository, report: VerifyReport, inputs, expect) -> list[_Plan]:

@@ -193,3 +193,51 @@ def test_strict_readiness_fails_the_probe_while_a_model_is_down(half_broken):
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"{srv.url}/v2/health/ready")
         assert not srv.ready()
+
+
+# python_backend's own examples at r24.10, laid out as its READMEs say (models/<name>/1/model.py beside
+# config.pbtxt; auto_complete without one), read from the mirror named by ENVTOOL_TEST_GIT_URL (see
+# test_docker.py): never copied into this repository.
+GIT_URL = os.environ.get("ENVTOOL_TEST_GIT_URL", "")
+UPSTREAM = {  # model: (model file, config file or None), under examples/
+    "add_sub": ("add_sub/model.py", "add_sub/config.pbtxt"),
+    "nobatch_auto_complete": ("auto_complete/nobatch_model.py", None),
+    "batch_auto_complete": ("auto_complete/batch_model.py", None),
+    "repeat_int32": ("decoupled/repeat_model.py", "decoupled/repeat_config.pbtxt"),
+    "square_int32": ("decoupled/square_model.py", "decoupled/square_config.pbtxt"),
+    "bls_sync": ("bls/sync_model.py", "bls/sync_config.pbtxt"),
+    "bls_decoupled_sync": ("bls_decoupled/sync_model.py", "bls_decoupled/sync_config.pbtxt"),
+}
+
+
+def _upstream_file(git_dir: str, path: str) -> str:
+    for ref in ("r24.10", "origin/r24.10"):
+        p = subprocess.run(["git", "--git-dir", git_dir, "show", f"{ref}:examples/{path}"], capture_output=True,
+                           text=True)
+        if p.returncode == 0:
+            return p.stdout
+    pytest.skip(f"the python_backend mirror {git_dir} has no r24.10 branch")
+
+
+@pytest.mark.skipif(not GIT_URL.startswith("file://"),
+                    reason="set ENVTOOL_TEST_GIT_URL to file:// mirrors of the upstream repositories")
+def test_python_backends_own_examples_are_served_and_checked(tmp_path):
+    git_dir = GIT_URL.format(owner="triton-inference-server", name="python_backend")[len("file://"):]
+    for name, (model, config) in UPSTREAM.items():
+        (tmp_path / "models" / name / "1").mkdir(parents=True)
+        (tmp_path / "models" / name / "1" / "model.py").write_text(_upstream_file(git_dir, model))
+        if config:
+            (tmp_path / "models" / name / "config.pbtxt").write_text(_upstream_file(git_dir, config))
+    p = run_cli("build", "--python", "3.9", "--triton", "r24.10", "--repo", "models", "--verify", "--json",
+                "-o", "envs/env.tar.gz", cwd=tmp_path)
+    v = _json(p)["verify"]
+    assert all(m["state"] == "READY" for m in v["models"].values()) and set(v["models"]) == set(UPSTREAM)
+    ok = {(i["model"], i["protocol"]) for i in v["inferences"] if i["ok"]}
+    for name in ("add_sub", "nobatch_auto_complete", "batch_auto_complete"):
+        assert {(name, "http"), (name, "grpc")} <= ok
+    streams = {i["model"]: i["responses"] for i in v["inferences"] if i["protocol"] == "grpc-stream"}
+    assert streams["repeat_int32"] >= 1 and streams["square_int32"] >= 1
+    assert [s["model"] for s in v["skipped"]] == ["bls_sync"]
+    # upstream's bls_decoupled_sync answers SUM as INT64 where its config declares INT32: verify says so
+    assert "bls_decoupled_sync (http): SUM: data type INT64, config says INT32" in v["problems"]
+    assert p.returncode == 1
