@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from envtool import catalog
 from envtool.diagnose import Diagnosis, hang_hint, scan
-from envtool.elf import version_key
+from envtool.elf import read_elf, version_key
 from envtool.env.view import view_env
 from envtool.errors import BadInput, CheckFailed
 from envtool.infer import Inference, infer, infer_stream, model_inputs, per_model
@@ -20,6 +20,7 @@ from envtool.repo.config import ModelConfig, dtype_name
 from envtool.repo.lint import ENV_KEY, resolve_env_path
 from envtool.repo.model_repo import Repository, load_repository
 from envtool.servers import open_server
+from envtool.stub.store import STUB
 
 PROTOCOLS = ("http", "grpc")
 
@@ -119,7 +120,9 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
         try:
             server.wait_live(opts.timeout, watch=log_watch(server))
         except Stuck as e:
-            report.problems.append(f"stopped after {time.monotonic() - t0:.1f} s: {e.message}")
+            d = name_the_pair(e.found[0], repo, rel)
+            report.problems.append(f"stopped after {time.monotonic() - t0:.1f} s: Triton would wait forever: "
+                                   f"{d.cause} (fix: {d.fix})")
         except CheckFailed as e:
             report.problems.append(e.message + (f"; {h}" if (h := hang_hint(server.log())) else ""))
         else:
@@ -134,7 +137,8 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
             report.server["ready"] = server.ready()  # strict: false while any model is not READY
         server_log = server.log()
     report.timings["total_s"] = round(time.monotonic() - t0, 2)
-    report.diagnoses = scan(server_log + "\n" + "\n".join(i.error or "" for i in report.inferences))
+    report.diagnoses = [name_the_pair(d, repo, rel) for d in
+                        scan(server_log + "\n" + "\n".join(i.error or "" for i in report.inferences))]
     if any(not i.ok for i in report.inferences):
         failed = {i.model for i in report.inferences if not i.ok}
         report.problems += _numpy2_envs(repo, rel) + _envless(repo, failed)
@@ -279,3 +283,21 @@ def _envless(repo: Repository, failed: set[str]) -> list[str]:
             f"(give it your env: envtool build ... --models {m.name},...)"
             for m in sorted(repo.python_models(), key=lambda m: m.name)
             if m.name in failed and m.parameter(ENV_KEY) is None]
+
+
+def name_the_pair(d: Diagnosis, repo: Repository, rel: catalog.Release) -> Diagnosis:
+    """A stub that cannot load its libpython: name the model, both Pythons and the build that fixes it,
+    from the stub and env in the model folders (the log names only the stub's side)."""
+    if d.id != "stub-libpython":
+        return d
+    for m in sorted(repo.python_models(), key=lambda m: m.name):
+        value = m.parameter(ENV_KEY)
+        env = resolve_env_path(m, value) if value else None
+        stub = m.path / STUB
+        if env is None or not env.exists() or not stub.is_file():
+            continue
+        stub_xy, env_xy = read_elf(stub).libpython, view_env(env.resolve()).python
+        if stub_xy and env_xy and stub_xy != env_xy:
+            return replace(d, cause=f"model {m.name}: its stub links libpython{stub_xy} and its env has Python "
+                                    f"{env_xy}", fix=f"envtool build --python {env_xy} --triton r{rel.release}")
+    return d
