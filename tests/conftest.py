@@ -88,6 +88,21 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd)
 
 
+def serve_cli(repo: Path, *extra: str) -> tuple[subprocess.Popen, list[str], list[str]]:
+    """`envtool serve REPO --triton r24.10` on free ports: (process, its stdout up to "Ctrl-C", ports)."""
+    from envtool.servers.base import free_port
+    ports = [str(free_port()) for _ in range(3)]
+    proc = subprocess.Popen([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
+                             "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2], *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    return proc, lines, ports
+
+
 @pytest.fixture(scope="session")
 def r2410():
     from envtool.catalog import normalize_release

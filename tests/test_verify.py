@@ -19,7 +19,7 @@ import pytest
 
 from envtool import api
 from envtool.env.interpreters import candidates
-from tests.conftest import SLOW_INIT_PY, python_model, run_cli, write_repo
+from tests.conftest import SLOW_INIT_PY, python_model, run_cli, serve_cli, write_repo
 from tests.test_inject import pipeline
 from tests.test_lint import ensemble, step
 
@@ -210,16 +210,7 @@ def test_no_orphan_when_envtool_is_signalled(tmp_path, stubs, env39, sig, code):
 
 def test_serve_prints_endpoints_and_stops_on_ctrl_c(tmp_path, stubs, env39):
     repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
-    from envtool.servers.base import free_port
-    ports = [str(free_port()) for _ in range(3)]
-    proc = subprocess.Popen([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
-                             "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2]],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "Ctrl-C" in line:
-            break
+    proc, lines, ports = serve_cli(repo)
     text = "".join(lines)
     assert f"http://127.0.0.1:{ports[0]}" in text and f"127.0.0.1:{ports[1]}" in text and "ready: ens" in text
     import urllib.request

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from envtool.env.interpreters import candidates
-from envtool.servers.base import free_port
-from tests.conftest import run_cli, tree_snapshot, write_repo
+from tests.conftest import run_cli, serve_cli, tree_snapshot, write_repo
 from tests.model_kinds import kinds_repo
 
 pytestmark = [pytest.mark.server,
@@ -142,28 +141,15 @@ def half_broken(tmp_path) -> Path:
     return repo
 
 
-def _serve(repo: Path, *extra: str) -> tuple[subprocess.Popen, list[str], list[str]]:
-    ports = [str(free_port()) for _ in range(3)]
-    proc = subprocess.Popen([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
-                             "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2], *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "Ctrl-C" in line:
-            break
-    return proc, lines, ports
-
-
 def test_serve_refuses_a_repository_with_a_model_that_did_not_load(half_broken):
-    proc, lines, _ = _serve(half_broken)
+    proc, lines, _ = serve_cli(half_broken)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and not lines
     assert "not READY: broken (" in err and "boom" in err and "--allow-partial" in err and "Traceback" not in err
 
 
 def test_serve_allow_partial_serves_the_rest_and_says_what_is_missing(half_broken):
-    proc, lines, ports = _serve(half_broken, "--allow-partial")
+    proc, lines, ports = serve_cli(half_broken, "--allow-partial")
     try:
         assert "ready: fine" in "".join(lines)
         with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/health/ready") as r:
