@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from envtool import api
-from envtool.errors import EXIT_CHECK_FAILED, BadInput, EnvtoolError
+from envtool.errors import EXIT_CHECK_FAILED, EXIT_CRASH, BadInput, EnvtoolError
 from envtool.findings import has_errors
 
 out = Console()
@@ -40,6 +41,14 @@ class _Group(click.Group):
         except KeyboardInterrupt as e:
             err.print("[bold red]interrupted[/]: nothing half-written and no process was left behind")
             ctx.exit(143 if isinstance(e, Terminated) else 130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise  # click's own exits and usage errors
+        except Exception as e:  # a bug in envtool: exit 3, never the exit code of a verdict
+            if ctx.meta.get("debug") or os.environ.get("ENVTOOL_DEBUG") == "1":
+                err.print_exception()
+            err.print(f"[bold red]envtool crashed:[/] {type(e).__name__}: {e}; rerun with --debug for the "
+                      "traceback; please report it", highlight=False, soft_wrap=True)
+            ctx.exit(EXIT_CRASH)
 
 
 class Terminated(KeyboardInterrupt):
@@ -52,11 +61,15 @@ def _terminated(_sig, _frame) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="envtool")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback when envtool crashes (or ENVTOOL_DEBUG=1).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Build, inject and verify custom Python environments and stubs for Triton's Python backend.
 
-    Exit codes: 0 ok, 1 a check or verification failed, 2 bad input or environment.
+    Exit codes: 0 ok, 1 a check or verification failed, 2 bad input or environment, 3 envtool crashed
+    (a bug), 130/143 interrupted.
     """
+    ctx.meta["debug"] = debug
 
 
 # --- releases ----------------------------------------------------------------------------------

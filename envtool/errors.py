@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-# Exit codes, everywhere: 0 ok, 1 a check or verification failed, 2 bad input or environment.
+# Exit codes, everywhere: 0 ok, 1 a check or verification failed, 2 bad input or environment, 3 envtool
+# crashed (a bug: never a verdict), 130/143 interrupted.
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_CRASH = 3
 
 
 class EnvtoolError(Exception):
