@@ -19,7 +19,7 @@ from envtool.env.validate import extract, run_as_triton
 from envtool.env.view import EnvView, view_env
 from envtool.errors import BadInput
 from envtool.findings import Finding
-from envtool.repo.lint import ENV_KEY, lint_repository, resolve_env_path
+from envtool.repo.lint import lint_repository
 from envtool.repo.model_repo import Model, load_repository
 from envtool.stub.store import STUB, stub_release
 
@@ -133,9 +133,8 @@ def check_model(m: Model, rel, img: ImageFacts | None, opts: DoctorOptions, root
     out: list[Finding] = []
     stub_path = m.path / STUB
     stub = read_elf(stub_path) if stub_path.is_file() else None
-    value = m.parameter(ENV_KEY)
-    env_path = resolve_env_path(m, value) if value else None
-    env = view_env(env_path.resolve()) if env_path is not None and env_path.exists() else None
+    env_path = m.existing_env()
+    env = view_env(env_path) if env_path is not None else None
     if stub is None:
         out.append(
             _f(

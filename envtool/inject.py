@@ -18,11 +18,10 @@ from pathlib import Path
 from envtool.atomic import publish, remove, stage, write_atomic
 from envtool.catalog import normalize_release
 from envtool.elf import require_executable
-from envtool.env.view import view_env
+from envtool.env.view import is_gzip, view_env
 from envtool.errors import BadInput
 from envtool.repo.edit import FileChange, plan_config_edit
-from envtool.repo.lint import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, is_gzip
-from envtool.repo.model_repo import Model, Repository, load_repository
+from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, load_repository
 from envtool.stub.check import require_pair
 from envtool.stub.store import stub_release
 

@@ -14,7 +14,6 @@ from envtool.atomic import write_atomic
 from envtool.cache import file_sha256
 from envtool.elf import read_elf
 from envtool.env.view import view_env
-from envtool.repo.lint import ENV_KEY, resolve_env_path
 from envtool.repo.model_repo import Repository
 from envtool.stub.store import STUB
 
@@ -36,10 +35,8 @@ def model_entry(model) -> dict:
     stub = model.path / STUB
     if stub.is_file():
         entry["stub"] = {"sha256": file_sha256(stub), "libpython": read_elf(stub).libpython}
-    value = model.parameter(ENV_KEY)
-    env = resolve_env_path(model, value) if value else None
-    if env is not None and env.exists():
-        entry["env"] = env_facts(env.resolve())
+    if (env := model.existing_env()) is not None:
+        entry["env"] = env_facts(env)
     return entry
 
 

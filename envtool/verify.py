@@ -17,8 +17,7 @@ from envtool.errors import BadInput, CheckFailed
 from envtool.infer import Inference, infer, infer_stream, model_inputs, per_model
 from envtool.lockfile import write_lock
 from envtool.repo.config import ModelConfig, dtype_name
-from envtool.repo.lint import ENV_KEY, resolve_env_path
-from envtool.repo.model_repo import Repository, load_repository
+from envtool.repo.model_repo import ENV_KEY, Repository, load_repository
 from envtool.servers import open_server
 from envtool.stub.store import STUB
 
@@ -268,9 +267,8 @@ def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:
         return []
     out = []
     for m in sorted(repo.python_models(), key=lambda m: m.name):
-        value = m.parameter(ENV_KEY)
-        env = resolve_env_path(m, value) if value else None
-        numpy = view_env(env.resolve()).packages.get("numpy") if env is not None and env.exists() else None
+        env = m.existing_env()
+        numpy = view_env(env).packages.get("numpy") if env is not None else None
         if numpy and version_key(numpy) >= (2,):
             out.append(f"model {m.name}: its env has numpy {numpy}, and r{rel.release}'s stub needs numpy<2 "
                        "(pin numpy<2; envtool pack --triton does)")
@@ -291,12 +289,10 @@ def name_the_pair(d: Diagnosis, repo: Repository, rel: catalog.Release) -> Diagn
     if d.id != "stub-libpython":
         return d
     for m in sorted(repo.python_models(), key=lambda m: m.name):
-        value = m.parameter(ENV_KEY)
-        env = resolve_env_path(m, value) if value else None
-        stub = m.path / STUB
-        if env is None or not env.exists() or not stub.is_file():
+        env, stub = m.existing_env(), m.path / STUB
+        if env is None or not stub.is_file():
             continue
-        stub_xy, env_xy = read_elf(stub).libpython, view_env(env.resolve()).python
+        stub_xy, env_xy = read_elf(stub).libpython, view_env(env).python
         if stub_xy and env_xy and stub_xy != env_xy:
             return replace(d, cause=f"model {m.name}: its stub links libpython{stub_xy} and its env has Python "
                                     f"{env_xy}", fix=f"envtool build --python {env_xy} --triton r{rel.release}")

@@ -11,7 +11,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from envtool.elf import ElfFacts, elf_from_bytes
-from envtool.repo.lint import is_gzip
 
 DIST_INFO = re.compile(r"^lib/python(?P<py>3\.\d+)/site-packages/(?P<name>[^/]+?)-(?P<ver>[^-/]+)\.dist-info/"
                        r"(?P<file>[^/]+)$")
@@ -74,6 +73,17 @@ def view_env(path: Path) -> EnvView:
                 view.names.add(p.relative_to(path).as_posix())
         return _python_from_stdlib(view)
     return EnvView(path, "missing")
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
 
 
 def _python_from_stdlib(view: EnvView) -> EnvView:

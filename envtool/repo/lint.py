@@ -10,14 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from envtool.env.view import is_gzip
 from envtool.findings import Finding
 from envtool.repo.config import dims_str, dtype_name
-from envtool.repo.model_repo import Model, Repository, Step
-
-ENV_KEY = "EXECUTION_ENV_PATH"
-FORCE_CPU_KEY = "FORCE_CPU_ONLY_INPUT_TENSORS"
-MODEL_DIR_VAR = "$$TRITON_MODEL_DIRECTORY"
-GZIP_MAGIC = b"\x1f\x8b"
+from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, Step
 
 
 def lint_repository(repo: Repository) -> list[Finding]:
@@ -103,19 +99,10 @@ def lint_python_model(m: Model) -> list[Finding]:
     return out
 
 
-def resolve_env_path(m: Model, value: str) -> Path | None:
-    """Where Triton will look for the env, or None where it would fail to resolve it."""
-    if value.startswith(MODEL_DIR_VAR):
-        return Path(str(m.path) + value[len(MODEL_DIR_VAR):])
-    if value.startswith("/"):
-        return Path(value)
-    return None
-
-
 def _lint_env_path(m: Model, value: str) -> list[Finding]:
     where = str(m.config_path)
     fix_form = f'use "{MODEL_DIR_VAR}/<env>.tar.gz" with the env inside {m.name}/'
-    path = resolve_env_path(m, value)
+    path = m.env_path()
     if path is None:
         triton = f"Failed to get the canonical path for {value}."
         return [Finding("env-path-relative", "error", m.name,
@@ -150,14 +137,6 @@ def _lint_env_path(m: Model, value: str) -> list[Finding]:
                            triton="archive_read_open_filename() failed.",
                            fix="repack with gzip: `envtool pack` writes .tar.gz", where=where))
     return out
-
-
-def is_gzip(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            return f.read(2) == GZIP_MAGIC
-    except OSError:
-        return False
 
 
 # --- ensembles ---------------------------------------------------------------------------------

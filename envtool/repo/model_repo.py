@@ -12,6 +12,9 @@ from envtool.repo.config import ModelConfig, load_config
 
 CONFIG = "config.pbtxt"
 ENSEMBLE = "ensemble"
+ENV_KEY = "EXECUTION_ENV_PATH"
+FORCE_CPU_KEY = "FORCE_CPU_ONLY_INPUT_TENSORS"
+MODEL_DIR_VAR = "$$TRITON_MODEL_DIRECTORY"
 PYTHON_FILE = "model.py"
 
 
@@ -66,6 +69,21 @@ class Model:
         if self.config is None or key not in self.config.parameters:
             return None
         return self.config.parameters[key].string_value
+
+    def env_path(self) -> Path | None:
+        """Where Triton looks for the env (core's LocalizePythonBackendExecutionEnvironmentPath): None with
+        no EXECUTION_ENV_PATH, or with a value Triton cannot resolve (relative)."""
+        value = self.parameter(ENV_KEY)
+        if not value:
+            return None
+        if value.startswith(MODEL_DIR_VAR):
+            return Path(str(self.path) + value[len(MODEL_DIR_VAR):])
+        return Path(value) if value.startswith("/") else None
+
+    def existing_env(self) -> Path | None:
+        """env_path() resolved, where it exists."""
+        p = self.env_path()
+        return p.resolve() if p is not None and p.exists() else None
 
     def steps(self) -> list[Step]:
         if self.config is None:
