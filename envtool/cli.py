@@ -62,14 +62,17 @@ def _terminated(_sig, _frame) -> None:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="envtool")
 @click.option("--debug", is_flag=True, help="Show the traceback when envtool crashes (or ENVTOOL_DEBUG=1).")
+@click.option("--verbose", is_flag=True, help="Print every command envtool runs (or ENVTOOL_VERBOSE=1).")
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     """Build, inject and verify custom Python environments and stubs for Triton's Python backend.
 
     Exit codes: 0 ok, 1 a check or verification failed, 2 bad input or environment, 3 envtool crashed
     (a bug), 130/143 interrupted.
     """
     ctx.meta["debug"] = debug
+    if verbose:
+        os.environ["ENVTOOL_VERBOSE"] = "1"  # envtool.runner reads it, in this process and its children
 
 
 # --- releases ----------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from envtool.errors import BadInput
 from envtool.findings import Finding
 from envtool.repo.lint import lint_repository
 from envtool.repo.model_repo import Model, load_repository
+from envtool.runner import Timeout
 from envtool.stub.store import STUB, stub_release
 
 ARCH = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
@@ -374,7 +374,7 @@ def _imports(m: Model, root: Path, timeout: float) -> list[Finding]:
     t0 = time.monotonic()
     try:
         out = run_as_triton(root, IMPORT_PROBE, [str(model_py)], timeout=timeout * 2 + 30)
-    except subprocess.TimeoutExpired:
+    except Timeout:
         return [
             _f(
                 "import-timeout",

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 from envtool.cache import cache_root
 from envtool.catalog import Release
 from envtool.errors import BadInput
+from envtool.runner import run
 
 
 def download_wheel(release: Release) -> Path:
@@ -23,7 +23,7 @@ def download_wheel(release: Release) -> Path:
     for version in reversed(release.pytriton):  # newest first; some listed tags never reached PyPI
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
                "-q", f"nvidia-pytriton=={version}", "-d", str(wheels)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = run(cmd, timeout=1800)
         found = sorted(wheels.glob(f"nvidia_pytriton-{version}-*.whl"))
         if proc.returncode == 0 and found:
             return found[0]

@@ -7,11 +7,11 @@ No conda exists on our build machine; the command lines follow each tool's docum
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
-from envtool.env.prefix import Log, isolated_env, tail
+from envtool.env.prefix import Log, isolated_env
 from envtool.errors import BadInput
+from envtool.runner import run, tail
 
 SOLVERS = ("micromamba", "mamba", "conda")  # fastest first
 
@@ -40,8 +40,7 @@ def create_from_file(env_file: Path, prefix: Path, solver: str | None, log: Log)
     name, exe = find_solver(solver)
     log(f"{name}: creating the env from {env_file}")
     # PYTHONNOUSERSITE: the file's pip: section must not see packages in ~/.local (failure mode 9).
-    out = subprocess.run(create_command(name, exe, env_file, prefix), capture_output=True, text=True,
-                         env=isolated_env())
+    out = run(create_command(name, exe, env_file, prefix), env=isolated_env())
     if out.returncode != 0:
         raise BadInput(f"{name} could not create the env from {env_file}: {tail(out.stderr or out.stdout, 3)}",
                        f"fix {env_file} (see {name}'s message) and run again", where=str(env_file))

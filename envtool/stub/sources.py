@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from envtool.cache import cache_root, publish_dir
 from envtool.catalog import Release
 from envtool.errors import BadInput
+from envtool.runner import run
 
 GITHUB = "https://github.com/{owner}/{name}"
 
@@ -63,7 +63,7 @@ def _fetch_all(dest: Path, release: Release, template: str, log) -> None:
 
 
 def _git(args: list[str], url: str) -> None:
-    out = subprocess.run(["git", *args], capture_output=True, text=True)
+    out = run(["git", *args], why="to fetch python_backend's sources", timeout=1800)
     if out.returncode != 0:
         lines = out.stderr.strip().splitlines() or ["(no output)"]
         last = next((ln for ln in lines if ln.startswith("fatal:")), lines[-1])

