@@ -417,7 +417,7 @@ def _imports(m: Model, root: Path, timeout: float) -> list[Finding]:
 
 
 def _shm(repo, available: int) -> list[Finding]:
-    from envtool.containers.server import shm_size
+    from envtool.servers.docker import shm_size
 
     need = shm_size(repo.path)
     if need <= available:

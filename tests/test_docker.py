@@ -18,11 +18,11 @@ import pytest
 
 from envtool import api
 from envtool.containers import engine
-from envtool.containers.server import SHM_MIN, SHM_PER_INSTANCE, shm_size
 from envtool.elf import read_elf, version_key
 from envtool.env.interpreters import candidates
 from envtool.env.prefix import elf_files
 from envtool.errors import EnvtoolError
+from envtool.servers.docker import SHM_MIN, SHM_PER_INSTANCE, shm_size
 from tests import docker_images as images
 from tests.conftest import SLOW_INIT_PY, python_model, run_cli, write_repo
 from tests.test_inject import pipeline

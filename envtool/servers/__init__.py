@@ -22,6 +22,6 @@ def open_server(kind: str, release: Release, repo: Path, **kw):
         from envtool.servers.local import LocalServer
         return LocalServer(release, repo, server_bin=server_bin, **kw)
     if kind == "docker":
-        from envtool.containers.server import DockerServer
+        from envtool.servers.docker import DockerServer
         return DockerServer(release, repo, image=image, gpu=gpu, **kw)
     raise BadInput(f"--server {kind} is not one of {', '.join(KINDS)}", "use embedded, local or docker")
