@@ -14,6 +14,21 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# The fast tier (`pytest -m "not slow"`): no server, no build, no docker, no download. A test is slow when
+# it is marked server or slow, or needs one of these fixtures (each starts, builds or downloads something).
+SLOW_FIXTURES = {
+    "server_tree_2410", "host_stub", "thin_env_tarball",  # the nvidia-pytriton wheel, numpy<2 from PyPI
+    "docker_client", "build_image", "bookworm_image", "server_image", "server_image_2211", "fixture_sources",
+    "env39", "stub39", "stubs", "packed", "pack_cache", "conda_prefix", "prebuilt", "built", "loaded",
+    "half_broken", "sources",  # a CMake project that is compiled
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if item.get_closest_marker("server") or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 ADD_ONE_PY = textwrap.dedent('''
     import numpy as np
     import triton_python_backend_utils as pb_utils

@@ -33,6 +33,7 @@ def test_the_207_features_count_what_they_say():
     assert f[7 + most.index("the")] == pytest.approx(3 / 11)  # frequency of a top-100 corpus word
 
 
+@pytest.mark.slow
 def test_numpy_minilm_matches_sentence_transformers():
     st = pytest.importorskip("sentence_transformers", reason="the reference needs sentence-transformers + torch")
     pytest.importorskip("safetensors")

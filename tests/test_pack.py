@@ -297,6 +297,7 @@ def test_bad_arguments(args, text, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @needs("3.9" not in PYENV, reason="no pyenv Python 3.9")
 def test_pip_failure_names_the_package(tmp_path):
     out = cli("--python", "3.9", "--pip", "envtool-no-such-package-xyz==1.0", "-o", tmp_path / "e.tar.gz",
@@ -305,6 +306,7 @@ def test_pip_failure_names_the_package(tmp_path):
     assert not (tmp_path / "e.tar.gz").exists() and not _leftovers(tmp_path / "c")
 
 
+@pytest.mark.slow
 @needs("3.13" not in PYENV, reason="no pyenv Python 3.13")
 def test_numpy_pin_impossible_for_new_python_is_explained(tmp_path):
     out = cli("--python", "3.13", "--triton", "r24.10", "-o", tmp_path / "e.tar.gz",
@@ -312,6 +314,7 @@ def test_numpy_pin_impossible_for_new_python_is_explained(tmp_path):
     assert_clean_error(out, 2, "pip install failed for numpy<2", "r24.10's stub needs numpy<2")
 
 
+@pytest.mark.slow
 @needs("3.9" not in PYENV, reason="no pyenv Python 3.9")
 def test_disk_full_is_one_line_and_leaves_nothing(tmp_path):
     small = tmp_path / "small"
@@ -334,6 +337,7 @@ def _running_pip(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @needs("3.9" not in PYENV, reason="no pyenv Python 3.9")
 def test_ctrl_c_leaves_no_half_written_prefix(tmp_path):
     cache = tmp_path / "c"
@@ -351,6 +355,7 @@ def test_ctrl_c_leaves_no_half_written_prefix(tmp_path):
     assert not _leftovers(cache) and not (tmp_path / "e.tar.gz").exists()
 
 
+@pytest.mark.slow
 @needs("3.9" not in PYENV, reason="no pyenv Python 3.9")
 def test_two_concurrent_identical_packs_build_once(tmp_path):
     env = {**os.environ, "ENVTOOL_CACHE_DIR": str(tmp_path / "c")}

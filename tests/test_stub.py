@@ -84,6 +84,7 @@ def test_unknown_release_is_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_two_concurrent_requests_extract_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "envtool", "stub", "--triton", "r24.10", "--python", "3.9",
                                "--cache", str(tmp_path), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -226,6 +226,7 @@ def test_a_source_build_fetches_the_release_sources_once_into_the_cache(sources,
     assert not list((tmp_path / "cache" / "sources").glob(".r22.11.*"))  # no half-written checkout
 
 
+@pytest.mark.slow
 def test_auto_names_every_way_it_tried_when_none_works(tmp_path):
     """r22.11 has a prebuilt stub only for 3.8; no daemon, no sources reachable: one line, exit 2, nothing
     stored, nothing fetched."""

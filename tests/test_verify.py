@@ -110,7 +110,8 @@ def test_stub_of_another_python_is_diagnosed_in_seconds(tmp_path, stubs, env39):
     assert "its stub links libpython3.10 and its env has Python 3.9" in d.cause
     assert d.fix == "envtool build --python 3.9 --triton r24.10"
     assert "3.10" in report.problems[0] and "--python 3.9 --triton r24.10" in report.problems[0]
-    assert report.timings["total_s"] < DEADLINE / 5  # stopped at once, not at the deadline
+    # stopped by the log watcher, not by the deadline (the seconds: benchmarks/diagnose_hang.py)
+    assert report.problems[0].startswith("stopped after") and "start_to_ready_s" not in report.timings
     assert not (tmp_path / "envtool.lock").exists()
 
 
@@ -135,7 +136,7 @@ def test_env_without_activate(tmp_path, stubs, env39):
     report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", timeout=DEADLINE))
     assert not report.ok and report.models["pre"]["state"] == "UNAVAILABLE"
     assert any(d.id == "activate-missing" for d in report.diagnoses)
-    assert report.timings["total_s"] < DEADLINE / 5
+    assert "start_to_ready_s" in report.timings  # the server went on without the model: no deadline reached
 
 
 def test_several_tarball_envs_from_a_relative_repo_path_load(tmp_path, stubs, env39):
