@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from envtool import api
+from envtool import api, formats
 from envtool.errors import EXIT_CHECK_FAILED, EXIT_CRASH, BadInput, EnvtoolError
 from envtool.findings import has_errors
 
@@ -20,6 +20,7 @@ out = Console()
 err = Console(stderr=True)
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+FORMATS = ("text", "json", "sarif", "github")
 
 
 def _emit_json(data) -> None:
@@ -123,26 +124,46 @@ def _cell(v) -> str:
 
 # --- lint --------------------------------------------------------------------------------------
 
+def _format_option(f):
+    f = click.option("--json", "json_out", is_flag=True, help="Machine-readable output (= --format json).")(f)
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+                        help="sarif: SARIF 2.1.0 for code scanning; github: workflow annotations.")(f)
+
+
+def _emit_findings(fmt: str, findings: list, as_json: dict) -> bool:
+    """Writes findings in a machine format; False for text (the caller renders it)."""
+    if fmt == "json":
+        _emit_json(as_json)
+    elif fmt == "sarif":
+        _emit_json(formats.to_sarif(findings))
+    elif fmt == "github" and findings:
+        click.echo(formats.to_github(findings))
+    return fmt != "text"
+
+
+def _print_finding(f) -> None:
+    style = SEVERITY_STYLE[f.severity]
+    out.print(f"[{style}]{f.severity}[/] [bold]{f.model or '-'}[/] {f.message}", highlight=False)
+    if f.where:
+        out.print(f"    at {f.where}", style="dim", highlight=False)
+    if f.triton:
+        out.print(f"    Triton says: {f.triton}", highlight=False)
+    if f.fix:
+        out.print(f"    fix: {f.fix}", style="green", highlight=False)
+
+
 @main.command()
 @click.argument("repo", type=click.Path(path_type=Path))
-@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def lint(repo: Path, json_out: bool) -> None:
+@_format_option
+def lint(repo: Path, json_out: bool, fmt: str) -> None:
     """Check a model repository for what Triton would reject or warn about at load time."""
     findings = api.lint(repo)
     code = EXIT_CHECK_FAILED if has_errors(findings) else 0
-    if json_out:
-        _emit_json({"repository": str(repo), "findings": [f.to_dict() for f in findings],
-                    "ok": code == 0})
+    as_json = {"repository": str(repo), "findings": [f.to_dict() for f in findings], "ok": code == 0}
+    if _emit_findings("json" if json_out else fmt, findings, as_json):
         sys.exit(code)
     for f in findings:
-        style = SEVERITY_STYLE[f.severity]
-        out.print(f"[{style}]{f.severity}[/] [bold]{f.model}[/] {f.message}", highlight=False)
-        if f.where:
-            out.print(f"    at {f.where}", style="dim", highlight=False)
-        if f.triton:
-            out.print(f"    Triton says: {f.triton}", highlight=False)
-        if f.fix:
-            out.print(f"    fix: {f.fix}", style="green", highlight=False)
+        _print_finding(f)
     n_err = sum(f.severity == "error" for f in findings)
     summary = f"{len(findings)} finding(s), {n_err} error(s)" if findings else "no findings"
     out.print(("[red]✗[/] " if n_err else "[green]✓[/] ") + summary)
@@ -502,8 +523,8 @@ def _render_build(result, spec) -> None:
 @click.option("--no-import-check", is_flag=True, help="Do not import each model.py inside its env.")
 @click.option("--docker-shm", type=int, help="MiB of /dev/shm in the container it will run in (docker's "
               "default is 64).")
-@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker_shm, json_out) -> None:
+@_format_option
+def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker_shm, json_out, fmt) -> None:
     """Find every version mismatch before deploying (REPO), or explain a failing server's log (--log)."""
     if log_file is None and repo is None:
         raise BadInput("give a repository, or --log FILE", "envtool doctor model_repository --triton r24.10")
@@ -514,23 +535,14 @@ def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker
                                  import_check=not no_import_check,
                                  docker_shm_bytes=docker_shm * 2**20 if docker_shm else None)
         report = _with_progress("doctor", lambda log: api.doctor(opts, log))
-    if json_out:
-        _emit_json(report.to_dict())
-    else:
+    if not _emit_findings("json" if json_out else fmt, report.all_findings(), report.to_dict()):
         _render_doctor(report)
     sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
 
 
 def _render_doctor(report) -> None:
     for f in report.findings:
-        style = SEVERITY_STYLE[f.severity]
-        out.print(f"[{style}]{f.severity}[/] [bold]{f.model or '-'}[/] {f.message}", highlight=False)
-        if f.triton:
-            out.print(f"    Triton says: {f.triton}", highlight=False)
-        if f.fix:
-            out.print(f"    fix: {f.fix}", style="green", highlight=False)
-        if f.where:
-            out.print(f"    at {f.where}", style="dim", highlight=False)
+        _print_finding(f)
     for d in report.diagnoses:
         out.print(f"[bold red]cause[/] {d.cause}\n    fix: {d.fix}\n    [dim]log: {d.line}[/]", highlight=False)
     n_err = sum(f.severity == "error" for f in report.findings) + len(report.diagnoses)

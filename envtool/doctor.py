@@ -80,6 +80,10 @@ class DoctorReport:
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings) and not self.diagnoses
 
+    def all_findings(self) -> list[Finding]:
+        """The findings, and each diagnosis of a log as one (for SARIF and annotations)."""
+        return self.findings + [Finding(d.id, "error", None, d.cause, d.line, d.fix) for d in self.diagnoses]
+
     def to_dict(self) -> dict:
         return {
             "ok": self.ok,
