@@ -13,13 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envtool import catalog
-from envtool.elf import version_key
+from envtool import catalog, compat
 from envtool.env.build import PackResult, PackSpec, pack
-from envtool.errors import CheckFailed
 from envtool.inject import InjectOptions, InjectResult, inject, select_models
 from envtool.repo.model_repo import load_repository
-from envtool.stub.check import require_pair
 from envtool.stub.produce import produce
 from envtool.stub.store import StubArtifact
 from envtool.verify import VerifyOptions, VerifyReport, check_inputs, verify
@@ -41,6 +38,7 @@ class BuildSpec:
     deployment: str | None = None  # cpu | gpu-models | gpu-all: see inject
     verify: bool = False
     verify_options: dict = field(default_factory=dict)  # server, server_bin, inputs, expect, timeout
+    target: str = "release"  # where stub and env will run: release (its image) | host (this machine only)
 
 
 @dataclass
@@ -83,19 +81,20 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
         stub = produce(rel.release, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
                        sources=spec.sources, log=log, base_image=spec.base_image)
     with step("env"):
-        env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release,
+        env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release, "target": spec.target,
                                "python": spec.env.python or (None if spec.env.kind != "python" else python),
                                **_same_image(stub, spec.env)})
         env = pack(env_spec, spec.env_output, log)
     with step("preflight"):
-        preflight(rel, python, stub, env)
+        for w in preflight(rel, stub, env, spec.target):
+            log(f"warning: {w}")
     result = BuildResult(stub, env, timings=timings)
     if spec.repo is None:
         return result
     with step("inject"):
         result.inject = inject(InjectOptions(repo=spec.repo, stub=stub.path, env=env.output,
                                              models=tuple(spec.models), gpu=spec.gpu,
-                                             deployment=spec.deployment))
+                                             deployment=spec.deployment, target=spec.target))
     if spec.verify:
         with step("verify"):
             result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **spec.verify_options), log)
@@ -110,12 +109,10 @@ def _same_image(stub: StubArtifact, env: PackSpec) -> dict:
     return {}
 
 
-def preflight(rel: catalog.Release, python: str, stub: StubArtifact, env: PackResult) -> None:
-    """The mismatches that make Triton hang or fail at inference, refused before the repository changes."""
-    m, e = stub.manifest, env.manifest
-    require_pair(rel, m["python"], ".".join(str(e["python"]).split(".")[:2]), e.get("numpy"))
-    need = m.get("requires", {})
-    for sym, have in (("GLIBC", rel.glibc), ("GLIBCXX", rel.max_glibcxx)):
-        if need.get(sym) and have and version_key(need[sym]) > version_key(have):
-            raise CheckFailed(f"the stub needs {sym}_{need[sym]} and r{rel.release}'s container has {have}",
-                              "build the stub inside the release's container (Dockerfile.build)")
+def preflight(rel: catalog.Release, stub: StubArtifact, env: PackResult, target: str = "release") -> list[str]:
+    """The mismatches that make Triton hang or fail, refused before the repository changes: every compat
+    rule, against the release's image (or this host with target="host"). Returns the warnings."""
+    where = compat.Target.host(rel) if target == "host" else compat.Target.of_release(rel)
+    found = compat.require(compat.Stub.from_manifest(stub.manifest, stub.path),
+                           compat.Env.from_manifest(env.manifest, env.output), where)
+    return [f.message for f in found]

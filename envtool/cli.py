@@ -27,6 +27,12 @@ def _emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _target_option(f):
+    return click.option("--target", type=click.Choice(["release", "host"]), default="release", show_default=True,
+                        help="Where stub and env will run, for the GLIBC/GLIBCXX rules: the release's image, or "
+                        "this host only (a server on this machine).")(f)
+
+
 class _Group(click.Group):
     """Turns every EnvtoolError into one line and its exit code: never a traceback."""
 
@@ -189,12 +195,14 @@ def lint(repo: Path, json_out: bool, fmt: str) -> None:
               "the other models (one extraction), or copy it into each model.")
 @click.option("--dry-run", is_flag=True, help="Print the diff and the file operations; change nothing.")
 @click.option("--force", is_flag=True, help="Inject a stub and env that do not match (to reproduce a failure).")
+@_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, json_out) -> None:
+def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, target, json_out) -> None:
     """Put STUB and ENV into python models and set EXECUTION_ENV_PATH in their configs."""
     names = tuple(n.strip() for n in models.split(",") if n.strip())
     result = api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=names, gpu=gpu,
-                                          deployment=deployment, share=share, dry_run=dry_run, force=force))
+                                          deployment=deployment, share=share, dry_run=dry_run, force=force,
+                                          target=target))
     if json_out:
         return _emit_json(result.to_dict())
     for p in result.files:
@@ -238,14 +246,16 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, json
               help="docker: pack inside the release's image with Dockerfile.build (needs --triton).")
 @click.option("--base-image", help="Image for --builder docker (default: the release's tritonserver image).")
 @click.option("--rebuild", is_flag=True, help="Ignore the cache and build again.")
+@_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def pack(python, requirements, pip, interpreter, prefix, env_file, solver, triton, output, unpacked, trim,
-         level, pack_builder, base_image, rebuild, json_out) -> None:
+         level, pack_builder, base_image, rebuild, target, json_out) -> None:
     """Build a relocatable Python execution environment (conda-pack) and prove it starts as Triton
     starts it."""
     spec = api.PackSpec(python=python, requirements=tuple(requirements), pip=tuple(pip), interpreter=interpreter,
                         prefix=prefix, env_file=env_file, solver=solver, triton=triton, trim=trim,
-                        unpacked=unpacked, level=level, builder=pack_builder, base_image=base_image)
+                        unpacked=unpacked, level=level, builder=pack_builder, base_image=base_image,
+                        target=target)
     result = _with_progress("packing", lambda log: api.pack(spec, output, log, rebuild=rebuild))
     if json_out:
         return _emit_json(result.to_dict())
@@ -467,10 +477,11 @@ def _print_endpoints(server) -> None:
 @click.option("--inputs", type=click.Path(path_type=Path), help="As for verify.")
 @click.option("--expect", type=click.Path(path_type=Path), help="As for verify.")
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
+@_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def build(python, release, repo, models, requirements, pip, interpreter, prefix, env_file, solver, env_output,
           unpacked, builder, base_image, sources, stubs_root, gpu, deployment, do_verify, server, server_bin,
-          image, inputs, expect, timeout, json_out) -> None:
+          image, inputs, expect, timeout, target, json_out) -> None:
     """Stub + env + preflight + inject (+ verify) in one command; every artifact is cached."""
     env = api.PackSpec(python=None if prefix or env_file else python, requirements=tuple(requirements),
                        pip=tuple(pip), interpreter=interpreter, prefix=prefix, env_file=env_file, solver=solver,
@@ -479,7 +490,7 @@ def build(python, release, repo, models, requirements, pip, interpreter, prefix,
     names = tuple(n for m in models for n in m.split(",") if n)
     spec = api.BuildSpec(python=python, triton=release, env=env, repo=repo, models=names, env_output=env_output,
                          builder=builder, base_image=base_image, sources=sources, stubs_root=stubs_root, gpu=gpu,
-                         deployment=deployment, verify=do_verify,
+                         deployment=deployment, verify=do_verify, target=target,
                          verify_options={"server": server, "server_bin": server_bin, "image": image, "gpu": gpu,
                                          "inputs": inputs, "expect": expect, "timeout": timeout})
     result = _with_progress("build", lambda log: api.build(spec, log))
@@ -523,8 +534,10 @@ def _render_build(result, spec) -> None:
 @click.option("--no-import-check", is_flag=True, help="Do not import each model.py inside its env.")
 @click.option("--docker-shm", type=int, help="MiB of /dev/shm in the container it will run in (docker's "
               "default is 64).")
+@_target_option
 @_format_option
-def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker_shm, json_out, fmt) -> None:
+def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker_shm, target, json_out,
+           fmt) -> None:
     """Find every version mismatch before deploying (REPO), or explain a failing server's log (--log)."""
     if log_file is None and repo is None:
         raise BadInput("give a repository, or --log FILE", "envtool doctor model_repository --triton r24.10")
@@ -532,7 +545,7 @@ def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker
         report = api.explain_log(log_file)
     else:
         opts = api.DoctorOptions(repo=repo, release=release, image=image, stub_timeout=stub_timeout,
-                                 import_check=not no_import_check,
+                                 import_check=not no_import_check, target=target,
                                  docker_shm_bytes=docker_shm * 2**20 if docker_shm else None)
         report = _with_progress("doctor", lambda log: api.doctor(opts, log))
     if not _emit_findings("json" if json_out else fmt, report.all_findings(), report.to_dict()):

@@ -37,6 +37,11 @@ def _causes() -> list[tuple[re.Pattern, dict]]:
     return [(re.compile(c["pattern"]), c) for c in _data()["cause"]]
 
 
+def causes() -> dict[str, dict]:
+    """id -> the cause's entry (pattern, cause, fix, and for some an `example` line of what Triton prints)."""
+    return {c["id"]: c for c in _data()["cause"]}
+
+
 @lru_cache(maxsize=None)
 def _load_failure_patterns() -> list[re.Pattern]:
     return [re.compile(d["pattern"]) for d in _data()["load_failure"]]

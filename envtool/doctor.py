@@ -8,12 +8,11 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from envtool import catalog
+from envtool import catalog, compat
 from envtool.diagnose import Diagnosis, hang_hint, load_failures, scan
-from envtool.elf import read_elf, version_key
 from envtool.env.validate import extract, run_as_triton
 from envtool.env.view import EnvView, view_env
 from envtool.errors import BadInput
@@ -40,25 +39,17 @@ print(f"{time.monotonic() - t0:.3f}")
 """
 
 
-@dataclass(frozen=True)
-class ImageFacts:
-    """The C/C++ runtime of the image the repository will run in."""
-
-    name: str
-    glibc: str | None
-    glibcxx: str | None
-
-
-def image_facts(rel, image: str | None) -> ImageFacts | None:
-    """--image: read from the image itself (docker); else the release's image from the catalog."""
+def target_of(rel, image: str | None, host: bool = False) -> compat.Target | None:
+    """--image: read from the image itself (docker); --target host: this machine; else the release's image
+    from the catalog."""
     if image:
         from envtool.containers.engine import runtime_versions
 
         glibc, glibcxx = runtime_versions(image)
-        return ImageFacts(image, glibc, glibcxx)
-    if rel:
-        return ImageFacts(f"r{rel.release}'s image", rel.glibc, rel.max_glibcxx)
-    return None
+        return compat.Target(image, glibc, glibcxx, rel)
+    if host:
+        return compat.Target.host(rel)
+    return compat.Target.of_release(rel) if rel else None
 
 
 @dataclass
@@ -69,6 +60,7 @@ class DoctorOptions:
     import_check: bool = True
     image: str | None = None  # check against this image's glibc/libstdc++ instead of the catalog's
     docker_shm_bytes: int | None = None  # /dev/shm of the container it will run in (docker default 64 MB)
+    target: str = "release"  # release (its image) | host (this machine)
 
 
 @dataclass
@@ -96,7 +88,7 @@ def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
     repo = load_repository(opts.repo)
     rel = catalog.normalize_release(opts.release) if opts.release else None
     report = DoctorReport(lint_repository(repo))
-    img = image_facts(rel, opts.image)
+    img = target_of(rel, opts.image, opts.target == "host")
     with tempfile.TemporaryDirectory(prefix="envtool-doctor-") as tmp:
         roots = _Extractions(Path(tmp))
         for m in sorted(repo.python_models(), key=lambda m: m.name):
@@ -133,102 +125,30 @@ class _Extractions:
         return self.done[env.path]
 
 
-def check_model(m: Model, rel, img: ImageFacts | None, opts: DoctorOptions, roots: _Extractions) -> list[Finding]:
+def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions,
+                roots: _Extractions) -> list[Finding]:
     out: list[Finding] = []
     stub_path = m.path / STUB
-    stub = read_elf(stub_path) if stub_path.is_file() else None
     env_path = m.existing_env()
     env = view_env(env_path) if env_path is not None else None
-    if stub is None:
-        out.append(
-            _f(
-                "stub-default",
-                "info",
-                m,
-                "no stub in the model folder: the backend's default stub runs it, "
-                "linked to the server image's Python",
-            )
-        )
+    if not stub_path.is_file():
+        out.append(_f("stub-default", "info", m, "no stub in the model folder: the backend's default stub runs "
+                      "it, linked to the server image's Python"))
+    usable = env is not None and env.kind in ("tarball", "directory") and not env.top_folder
     if env is not None:
-        out += _env(m, env, rel, img)
-    if stub is not None:
-        out += _stub(m, stub, stub_path, env, rel, img)
-    if env is not None and env.kind in ("tarball", "directory") and opts.import_check:
-        out += _imports(m, roots.root(env), opts.stub_timeout)
+        out += _env(m, env)
+    stub = compat.Stub.from_elf(stub_path, stub_release(stub_path)) if stub_path.is_file() else None
+    root = roots.root(env) if usable else None
+    env_side = compat.Env.from_tree(root, env.python, env.packages.get("numpy"), env.path) if root else None
+    out += [replace(f, fix=f"{f.fix} --repo {m.path.parent}" if f.rule == "stub-python" else f.fix)
+            for f in compat.check(stub, env_side, target, m.name)]
+    if root is not None and opts.import_check:
+        out += _imports(m, root, opts.stub_timeout)
     return out
 
 
-def _stub(m: Model, stub, path: Path, env: EnvView | None, rel, img: ImageFacts | None) -> list[Finding]:
-    out = []
-    py = stub.libpython
-    env_py = env.python if env else None
-    if py and env_py and py != env_py:
-        out.append(
-            _f(
-                "stub-python",
-                "error",
-                m,
-                f"the stub links libpython{py} and the env has Python {env_py}",
-                f"error while loading shared libraries: libpython{py}.so.1.0: cannot open shared object file "
-                "(then the server hangs)",
-                f"envtool build --python {env_py} --triton "
-                f"{'r' + rel.release if rel else '<release>'} --repo {m.path.parent}",
-                path,
-            )
-        )
-    made_for = stub_release(path)
-    if rel and made_for and made_for != rel.release:
-        out.append(
-            _f(
-                "stub-release",
-                "error",
-                m,
-                f"the stub was built for r{made_for}, the server is r{rel.release}",
-                "no error: the server hangs at `Starting Python backend stub`",
-                f"envtool stub --triton r{rel.release} --python {py}",
-                path,
-            )
-        )
-    if img:
-        for sym, have in (("GLIBC", img.glibc), ("GLIBCXX", img.glibcxx)):
-            need = stub.versions.get(sym)
-            if need and have and version_key(need) > version_key(have):
-                out.append(
-                    _f(
-                        "stub-glibc",
-                        "error",
-                        m,
-                        f"the stub needs {sym}_{need}; {img.name} has {have}",
-                        f"version `{sym}_{need}' not found (required by {STUB})",
-                        "build the stub inside the release's container (envtool stub --builder docker)",
-                        path,
-                    )
-                )
-    std = (
-        env.elves.get(next((n for n in sorted(env.elves) if n.startswith("lib/libstdc++.so")), ""), None)
-        if env
-        else None
-    )
-    need = stub.versions.get("GLIBCXX")
-    if std and need and version_key(std.defines.get("GLIBCXX", "0")) < version_key(need):
-        out.append(
-            _f(
-                "env-libstdcxx",
-                "error",
-                m,
-                f"the env's lib/libstdc++ provides GLIBCXX up to "
-                f"{std.defines.get('GLIBCXX')} and the stub needs {need}; the env's lib/ comes first on "
-                "LD_LIBRARY_PATH",
-                f"version `GLIBCXX_{need}' not found",
-                "remove lib/libstdc++.so* from the "
-                "env (the system's is newer), or install a newer libstdcxx-ng into it",
-                env.path,
-            )
-        )
-    return out
-
-
-def _env(m: Model, env: EnvView, rel, img: ImageFacts | None) -> list[Finding]:
+def _env(m: Model, env: EnvView) -> list[Finding]:
+    """How the env is laid out and what it holds (where it will run: compat's rules)."""
     out = []
     if env.kind == "not gzip":
         return out  # lint reports it (archive_read_open_filename() failed.)
@@ -282,7 +202,7 @@ def _env(m: Model, env: EnvView, rel, img: ImageFacts | None) -> list[Finding]:
                 env.path,
             )
         )
-    out += _env_binaries(m, env, img)
+    out += _env_binaries(m, env)
     numpy = env.packages.get("numpy")
     if numpy is None:
         out.append(
@@ -293,19 +213,6 @@ def _env(m: Model, env: EnvView, rel, img: ImageFacts | None) -> list[Finding]:
                 "the env has no numpy; the stub imports it",
                 "ModuleNotFoundError: No module named 'numpy'",
                 "add numpy to the env",
-                env.path,
-            )
-        )
-    elif rel and not rel.numpy2 and version_key(numpy) >= (2,):
-        out.append(
-            _f(
-                "env-numpy2",
-                "error",
-                m,
-                f"the env has numpy {numpy}; r{rel.release}'s stub (pybind11 < 2.12) misreads numpy 2 arrays",
-                "output tensor shape does not match size of output (or, in an "
-                "ensemble, input byte size mismatch ... got 0)",
-                f"pin numpy<2 (envtool pack --triton r{rel.release})",
                 env.path,
             )
         )
@@ -324,7 +231,7 @@ def _env(m: Model, env: EnvView, rel, img: ImageFacts | None) -> list[Finding]:
     return out
 
 
-def _env_binaries(m: Model, env: EnvView, img: ImageFacts | None) -> list[Finding]:
+def _env_binaries(m: Model, env: EnvView) -> list[Finding]:
     out = []
     pythons = sorted(n for n in env.files if re.match(r"^bin/python3(\.\d+)?$", n))
     py = next((env.elves[n] for n in pythons if n in env.elves), None)
@@ -353,20 +260,6 @@ def _env_binaries(m: Model, env: EnvView, img: ImageFacts | None) -> list[Findin
                 env.path,
             )
         )
-    if img and img.glibc:
-        need = max((f.versions.get("GLIBC", "0") for f in env.elves.values()), key=version_key, default="0")
-        if version_key(need) > version_key(img.glibc):
-            out.append(
-                _f(
-                    "env-glibc",
-                    "error",
-                    m,
-                    f"binaries in the env need GLIBC_{need}; {img.name} has {img.glibc}",
-                    f"version `GLIBC_{need}' not found",
-                    "pack the env inside the release's container (envtool pack --builder docker) or from conda",
-                    env.path,
-                )
-            )
     return out
 
 

@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envtool import compat
 from envtool.atomic import publish, remove, stage, write_atomic
 from envtool.catalog import normalize_release
 from envtool.elf import require_executable
@@ -22,7 +23,6 @@ from envtool.env.view import is_gzip, view_env
 from envtool.errors import BadInput
 from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, load_repository
-from envtool.stub.check import require_pair
 from envtool.stub.store import stub_release
 
 STUB_NAME = "triton_python_backend_stub"
@@ -40,6 +40,7 @@ class InjectOptions:
     share: bool = True
     dry_run: bool = False
     force: bool = False  # skip the stub/env pair check (to reproduce a failure on purpose)
+    target: str = "release"  # where they will run: the stub's release's image (where known) | host
 
 
 @dataclass
@@ -134,13 +135,13 @@ def check_env(env: Path) -> None:
                        "Triton extracts only .tar.gz: repack with `envtool pack`")
 
 
-def _require_pair(stub: Path, stub_python: str | None, env: Path) -> None:
-    """build's preflight for a pair put together by hand: the release (numpy rule) is known when the stub
-    came from the stub store or envtool.lock."""
+def _require_pair(stub: Path, env: Path, target: str) -> None:
+    """build's preflight for a pair put together by hand (compat's rules): the release, and with it the
+    release's image, is known when the stub came from the stub store or envtool.lock."""
     made_for = stub_release(stub)
-    view = view_env(env)
-    require_pair(normalize_release(made_for) if made_for else None, stub_python, view.python,
-                 view.packages.get("numpy"))
+    rel = normalize_release(made_for) if made_for else None
+    where = compat.Target.host(rel) if target == "host" else compat.Target.of_release(rel) if rel else None
+    compat.require(compat.Stub.from_elf(stub, made_for), compat.Env.from_view(view_env(env)), where)
 
 
 def plan(opts: InjectOptions) -> InjectResult:
@@ -152,7 +153,7 @@ def plan(opts: InjectOptions) -> InjectResult:
     env = opts.env.resolve()
     check_env(env)
     if not opts.force:
-        _require_pair(opts.stub, facts.libpython, env)
+        _require_pair(opts.stub, env, opts.target)
     models = select_models(repo, opts.models)
     result = InjectResult([m.name for m in models], dry_run=opts.dry_run)
     env_name = env.name

@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from envtool import catalog
+from envtool import catalog, compat
 from envtool.diagnose import Diagnosis, hang_hint, scan
-from envtool.elf import read_elf, version_key
 from envtool.env.view import view_env
 from envtool.errors import BadInput, CheckFailed
+from envtool.findings import Finding
 from envtool.infer import Inference, infer, infer_stream, model_inputs, per_model
 from envtool.lockfile import write_lock
 from envtool.repo.config import ModelConfig, dtype_name
@@ -261,18 +261,20 @@ def _not_exercised(cfg: ModelConfig, generated: list[str]) -> str | None:
     return None
 
 
-def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:
-    """Confirm failure mode 3 from the envs themselves: numpy 2 with a stub that misreads it."""
-    if rel.numpy2:
-        return []
+def model_findings(repo: Repository, rel: catalog.Release) -> list[Finding]:
+    """compat's rules on each python model's stub and env, against the release (verify's explanations)."""
     out = []
     for m in sorted(repo.python_models(), key=lambda m: m.name):
-        env = m.existing_env()
-        numpy = view_env(env).packages.get("numpy") if env is not None else None
-        if numpy and version_key(numpy) >= (2,):
-            out.append(f"model {m.name}: its env has numpy {numpy}, and r{rel.release}'s stub needs numpy<2 "
-                       "(pin numpy<2; envtool pack --triton does)")
+        env, stub = m.existing_env(), m.path / STUB
+        out += compat.check(compat.Stub.from_elf(stub) if stub.is_file() else None,
+                            compat.Env.from_view(view_env(env)) if env is not None else None,
+                            compat.Target.of_release(rel), m.name)
     return out
+
+
+def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:
+    """Confirm failure mode 3 from the envs themselves: numpy 2 with a stub that misreads it."""
+    return [f"model {f.model}: {f.message} ({f.fix})" for f in model_findings(repo, rel) if f.rule == "env-numpy2"]
 
 
 def _envless(repo: Repository, failed: set[str]) -> list[str]:
@@ -288,12 +290,5 @@ def name_the_pair(d: Diagnosis, repo: Repository, rel: catalog.Release) -> Diagn
     from the stub and env in the model folders (the log names only the stub's side)."""
     if d.id != "stub-libpython":
         return d
-    for m in sorted(repo.python_models(), key=lambda m: m.name):
-        env, stub = m.existing_env(), m.path / STUB
-        if env is None or not stub.is_file():
-            continue
-        stub_xy, env_xy = read_elf(stub).libpython, view_env(env).python
-        if stub_xy and env_xy and stub_xy != env_xy:
-            return replace(d, cause=f"model {m.name}: its stub links libpython{stub_xy} and its env has Python "
-                                    f"{env_xy}", fix=f"envtool build --python {env_xy} --triton r{rel.release}")
-    return d
+    f = next((f for f in model_findings(repo, rel) if f.rule == "stub-python"), None)
+    return replace(d, cause=f"model {f.model}: {f.message}", fix=f.fix) if f else d

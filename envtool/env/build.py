@@ -21,7 +21,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from envtool import catalog
+from envtool import catalog, compat
 from envtool.atomic import copy_into_place
 from envtool.cache import cache_root, file_sha256, publish_dir
 from envtool.env import conda
@@ -53,6 +53,7 @@ class PackSpec:
     level: int = DEFAULT_LEVEL
     builder: str = "host"  # host | docker (Dockerfile.build in the release's image)
     base_image: str | None = None
+    target: str = "release"  # where it will run: release (the release's image) | host (this machine only)
 
     @property
     def kind(self) -> str:
@@ -110,6 +111,9 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
             log(f"reusing {entry} (same inputs)")
         publish_dir(entry, lambda tmp: built.append(fill(tmp)), replace=rebuild)
         manifest = json.loads((entry / "manifest.json").read_text())
+        # Judged where it will run, also when reused: the same env may suit this host and not the release's image
+        manifest["warnings"] = [f.message for f in compat.require(None, compat.Env.from_manifest(manifest, output),
+                                                                   target_of(spec, release))]
         copy_into_place(entry / _artifact_name(spec.unpacked), output)
         mpath = manifest_path_for(output)
         copy_into_place(entry / "manifest.json", mpath)
@@ -118,6 +122,13 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
             raise disk_full(e.filename or cache_root()) from None
         raise
     return PackResult(output, mpath, manifest, reused=not built)
+
+
+def target_of(spec: PackSpec, release: catalog.Release | None) -> compat.Target | None:
+    """The release's image (--triton), or this host (--target host); None: no release, nothing to judge."""
+    if spec.target == "host":
+        return compat.Target.host(release)
+    return compat.Target.of_release(release) if release is not None else None
 
 
 def _artifact_name(unpacked: bool) -> str:
@@ -237,7 +248,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     else:
         check_members(stats.output)
         root = extract(stats.output, tmp / "check")
-    facts = validate(root, xy, plan.dists, plan.release)
+    facts = validate(root, xy, plan.dists)
     if facts.problems:
         raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
                           _fix_for(facts.problems))
@@ -280,7 +291,7 @@ def _manifest(plan: _Plan, stats, facts, root: Path, pack_s: float) -> dict:
         "python": facts.python,
         "platform": f"{sys.platform}-{platform.machine()}",
         "glibc_required": facts.glibc_required,
-        "warnings": facts.warnings,
+        "libstdcxx": facts.libstdcxx,
         "numpy": facts.numpy,
         "format": "directory" if plan.spec.unpacked else "tar.gz",
         "size_bytes": art.stat().st_size if art.is_file() else unpacked_bytes,

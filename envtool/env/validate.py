@@ -15,7 +15,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envtool.catalog import Release
+from envtool.compat import libstdcxx_of
 from envtool.elf import read_elf, version_key
 from envtool.env.prefix import elf_files
 from envtool.errors import BadInput, CheckFailed
@@ -72,7 +72,7 @@ class EnvFacts:
     glibc_required: str | None
     numpy: str | None
     problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # true for the release's container, not this host
+    libstdcxx: str | None = None  # GLIBCXX of the env's own lib/libstdc++, which comes first
 
 
 def check_members(archive: Path) -> None:
@@ -160,7 +160,7 @@ def max_glibc(root: Path) -> str | None:
     return best
 
 
-def validate(root: Path, xy: str, dists: list[str], release: Release | None) -> EnvFacts:
+def validate(root: Path, xy: str, dists: list[str]) -> EnvFacts:
     """All checks on an extracted (or unpacked) env; raises CheckFailed listing every problem."""
     problems = check_tree(root, xy)
     facts = run_probe(root, sorted(set(dists) | {"numpy"}))
@@ -179,20 +179,6 @@ def validate(root: Path, xy: str, dists: list[str], release: Release | None) -> 
         if err:
             problems.append(f"{dist}: {err}" if dist != "numpy" or err != "not installed"
                             else "numpy is not installed (the stub imports it: `No module named 'numpy'`)")
-    numpy_version = numpy["version"] if numpy else None
-    if release is not None and numpy_version and not release.numpy2 and version_key(numpy_version) >= (2,):
-        problems.append(f"numpy {numpy_version} with r{release.release}: its stub (pybind11 < 2.12) needs "
-                        "numpy<2; every inference would fail with `output tensor shape does not match`")
-    glibc = max_glibc(root)
-    return EnvFacts(facts["version"], facts["packages"], glibc, numpy_version, problems,
-                    glibc_warnings(release, glibc))
-
-
-def glibc_warnings(release: Release | None, glibc: str | None) -> list[str]:
-    """Binaries built on a newer distro than the release's container fail there with
-    `GLIBC_2.xx not found` (failure mode 5), though they run on this host."""
-    if release is None or not glibc or version_key(glibc) <= version_key(release.glibc):
-        return []
-    return [f"binaries in the env need GLIBC_{glibc}, but the r{release.release} container (Ubuntu "
-            f"{release.ubuntu}) has {release.glibc}: fine for a server on this host; for that container, pack "
-            "inside it (Dockerfile.build) or from a conda env"]
+    # Where it will run (numpy 2 vs the release's stub, GLIBC vs the target) is compat's to judge: pack()
+    return EnvFacts(facts["version"], facts["packages"], max_glibc(root), numpy["version"] if numpy else None,
+                    problems, libstdcxx=libstdcxx_of(root))

@@ -1,0 +1,240 @@
+"""One compatibility engine: every rule between a stub, an env and the place they will run, written once.
+
+A rule reads facts (`Stub`, `Env`, `Target`) and returns a Finding or nothing. build's preflight, inject,
+pack's validation, doctor and verify's explanations all call `check()`, so the same artifacts get the same
+verdict everywhere. Severity is decided here, once: "fails in the target" is an error, "may fail" a warning.
+Each rule's Triton message is the `example` of a cause in diagnoses.toml, so what a rule predicts is what
+verify and doctor --log recognise in a real log (tests/test_compat.py keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from envtool.catalog import Release
+from envtool.diagnose import causes
+from envtool.elf import read_elf, version_key
+from envtool.errors import BadInput, CheckFailed
+from envtool.findings import Finding
+
+
+@dataclass(frozen=True)
+class Stub:
+    python: str | None  # X.Y of the libpython it links
+    glibc: str | None = None  # newest GLIBC_ / GLIBCXX_ it needs
+    glibcxx: str | None = None
+    release: str | None = None  # the release it was built for, where known (stub store, envtool.lock)
+    path: str | None = None
+
+    @classmethod
+    def from_elf(cls, path: Path, release: str | None = None) -> Stub:
+        f = read_elf(path)
+        return cls(f.libpython, f.versions.get("GLIBC"), f.versions.get("GLIBCXX"), release, str(path))
+
+    @classmethod
+    def from_manifest(cls, m: dict, path: Path | None = None) -> Stub:
+        need = m.get("requires", {})
+        return cls(m.get("python"), need.get("GLIBC"), need.get("GLIBCXX"), m.get("release"),
+                   str(path) if path else None)
+
+
+@dataclass(frozen=True)
+class Env:
+    python: str | None  # X.Y
+    numpy: str | None = None
+    glibc: str | None = None  # the newest GLIBC any of its binaries needs
+    libstdcxx: str | None = None  # the newest GLIBCXX its own lib/libstdc++.so.6 provides (None: it has none)
+    path: str | None = None
+
+    @classmethod
+    def from_manifest(cls, m: dict, path: Path | None = None) -> Env:
+        python = ".".join(str(m.get("python") or "").split(".")[:2]) or None
+        return cls(python, m.get("numpy"), m.get("glibc_required"), m.get("libstdcxx"),
+                   str(path) if path else None)
+
+    @classmethod
+    def from_view(cls, view) -> Env:
+        """An env read without extracting it (envtool.env.view): bin/python3 and the top-level lib/ files."""
+        glibc = max((f.versions["GLIBC"] for f in view.elves.values() if f.versions.get("GLIBC")),
+                    key=version_key, default=None)
+        std = next((view.elves[n] for n in sorted(view.elves) if n.startswith("lib/libstdc++.so")), None)
+        return cls(view.python, view.packages.get("numpy"), glibc, std.defines.get("GLIBCXX") if std else None,
+                   str(view.path))
+
+    @classmethod
+    def from_tree(cls, root: Path, python: str | None, numpy: str | None, path: Path | None = None) -> Env:
+        """An extracted or unpacked env: every ELF file in it is read."""
+        from envtool.env.prefix import elf_files
+        need: str | None = None
+        for p in elf_files(root):
+            try:
+                v = read_elf(p).versions.get("GLIBC")
+            except BadInput:
+                continue
+            if v and (need is None or version_key(v) > version_key(need)):
+                need = v
+        return cls(python, numpy, need, libstdcxx_of(root), str(path or root))
+
+
+def libstdcxx_of(root: Path) -> str | None:
+    """The newest GLIBCXX version the env's own lib/libstdc++.so* defines: first on LD_LIBRARY_PATH."""
+    for p in sorted((root / "lib").glob("libstdc++.so*")):
+        if p.is_file():
+            try:
+                return read_elf(p).defines.get("GLIBCXX")
+            except BadInput:
+                continue
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where stub and env will run: the release's container (catalog facts), an image (read from it) or
+    this host."""
+
+    name: str
+    glibc: str | None
+    glibcxx: str | None
+    release: Release | None = None
+
+    @classmethod
+    def of_release(cls, rel: Release) -> Target:
+        return cls(f"r{rel.release}'s image", rel.glibc, rel.max_glibcxx, rel)
+
+    @classmethod
+    def host(cls, rel: Release | None = None) -> Target:
+        glibc = os.confstr("CS_GNU_LIBC_VERSION").split()[-1] if hasattr(os, "confstr") else None
+        lib = ctypes.util.find_library("stdc++")
+        dirs = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
+        found = next((Path(d, lib) for d in dirs if lib and Path(d, lib).is_file()), None)
+        return cls("this host", glibc, read_elf(found).defines.get("GLIBCXX") if found else None, rel)
+
+
+Check = Callable[[Optional[Stub], Optional[Env], Optional[Target]], Optional[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str
+    cause: str | None  # the diagnoses.toml cause whose `example` is what Triton prints
+    silent: str | None  # what happens where Triton prints nothing (a hang with no error line)
+    check: Check
+
+
+RULES: list[Rule] = []
+
+
+def rule(id: str, severity: str, cause: str | None = None, silent: str | None = None):
+    def register(fn):
+        RULES.append(Rule(id, severity, cause, silent, fn))
+        return fn
+    return register
+
+
+def triton_says(r: Rule, **values: str) -> str | None:
+    """The cause's example line with the rule's values filled in."""
+    return causes()[r.cause]["example"].format(**values) if r.cause else r.silent
+
+
+def _finding(r: str, message: str, fix: str, where: str | None, **values: str) -> Finding:
+    spec = next(x for x in RULES if x.id == r)
+    return Finding(r, spec.severity, None, message, triton_says(spec, **values), fix, where)
+
+
+def _newer(need: str | None, have: str | None) -> bool:
+    return bool(need and have and version_key(need) > version_key(have))
+
+
+@rule("stub-python", "error", "stub-libpython")
+def _stub_python(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (s and e and s.python and e.python and s.python != e.python):
+        return None
+    rel = f"r{t.release.release}" if t and t.release else (f"r{s.release}" if s.release else "<release>")
+    return _finding("stub-python",
+                    f"the stub links libpython{s.python} and the env has Python {e.python}: Triton hangs",
+                    f"envtool build --python {e.python} --triton {rel} (a stub for the env's Python), or an env "
+                    f"of Python {s.python}", s.path, python=s.python)
+
+
+@rule("stub-release", "error", silent="no error: the server hangs after `Starting Python backend stub`")
+def _stub_release(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (s and s.release and t and t.release and s.release != t.release.release):
+        return None
+    want = t.release.release
+    return _finding("stub-release", f"the stub was built for r{s.release}, the server is r{want}: its IPC "
+                    "differs, and the server hangs at `Starting Python backend stub`",
+                    f"envtool stub --triton r{want} --python {s.python}", s.path)
+
+
+@rule("env-numpy2", "error", "numpy2-output")
+def _env_numpy2(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    rel = t.release if t else None
+    if not (e and e.numpy and rel is not None and not rel.numpy2 and version_key(e.numpy) >= (2,)):
+        return None
+    return _finding("env-numpy2", f"the env has numpy {e.numpy}; r{rel.release}'s stub (pybind11 < 2.12) "
+                    "misreads numpy 2 arrays: every inference fails",
+                    f"pin numpy<2 (envtool pack --triton r{rel.release} does)", e.path, output="OUTPUT0")
+
+
+STUB_IN_CONTAINER = "build the stub inside the release's container (envtool stub --builder docker)"
+
+
+@rule("stub-glibc", "error", "glibc-too-old")
+def _stub_glibc(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (s and t and _newer(s.glibc, t.glibc)):
+        return None
+    return _finding("stub-glibc", f"the stub needs GLIBC_{s.glibc}; {t.name} has {t.glibc}", STUB_IN_CONTAINER,
+                    s.path, sym=f"GLIBC_{s.glibc}", by="triton_python_backend_stub")
+
+
+@rule("stub-glibcxx", "error", "glibcxx-too-old")
+def _stub_glibcxx(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (s and t and _newer(s.glibcxx, t.glibcxx)):
+        return None
+    return _finding("stub-glibcxx", f"the stub needs GLIBCXX_{s.glibcxx}; {t.name} has {t.glibcxx}",
+                    STUB_IN_CONTAINER, s.path, sym=f"GLIBCXX_{s.glibcxx}", by="triton_python_backend_stub")
+
+
+@rule("env-glibc", "error", "glibc-too-old")
+def _env_glibc(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and t and _newer(e.glibc, t.glibc)):
+        return None
+    return _finding("env-glibc", f"binaries in the env need GLIBC_{e.glibc}; {t.name} has {t.glibc}",
+                    "pack the env inside the release's container (--builder docker) or from conda; "
+                    "--target host if it only ever runs on this machine", e.path,
+                    sym=f"GLIBC_{e.glibc}", by="python3")
+
+
+@rule("env-libstdcxx", "error", "glibcxx-too-old")
+def _env_libstdcxx(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (s and e and e.libstdcxx and _newer(s.glibcxx, e.libstdcxx)):
+        return None
+    return _finding("env-libstdcxx", f"the env's lib/libstdc++ provides GLIBCXX up to {e.libstdcxx} and the "
+                    f"stub needs {s.glibcxx}; the env's lib/ comes first on LD_LIBRARY_PATH",
+                    "remove lib/libstdc++.so* from the env (the system's is newer), or install a newer "
+                    "libstdcxx-ng into it", e.path, sym=f"GLIBCXX_{s.glibcxx}", by="triton_python_backend_stub")
+
+
+def check(stub: Stub | None, env: Env | None, target: Target | None, model: str | None = None) -> list[Finding]:
+    """Every rule on these facts (a rule whose facts are missing says nothing)."""
+    out = []
+    for r in RULES:
+        f = r.check(stub, env, target)
+        if f is not None:
+            out.append(Finding(f.rule, f.severity, model, f.message, f.triton, f.fix, f.where))
+    return out
+
+
+def require(stub: Stub | None, env: Env | None, target: Target | None) -> list[Finding]:
+    """check(), raising CheckFailed on the first error (the others counted); returns the warnings."""
+    found = check(stub, env, target)
+    errors = [f for f in found if f.severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more: {', '.join(f.rule for f in errors[1:])})" if len(errors) > 1 else ""
+        raise CheckFailed(f"{errors[0].message}{more}", errors[0].fix)
+    return [f for f in found if f.severity != "error"]

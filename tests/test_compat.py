@@ -1,0 +1,121 @@
+"""The compatibility engine (envtool/compat.py): each rule on synthetic facts, its Triton message in step
+with diagnoses.toml, and the same verdict from every entry point on real artifacts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from envtool import api, compat
+from envtool.catalog import normalize_release
+from envtool.diagnose import scan
+from envtool.env.interpreters import candidates
+from envtool.errors import CheckFailed
+from tests.conftest import python_model, run_cli, tree_snapshot, write_repo
+
+R2211, R2410, R2411 = (normalize_release(r) for r in ("r22.11", "r24.10", "r24.11"))
+FIT_STUB = compat.Stub("3.9", "2.31", "3.4.28", "24.10")
+FIT_ENV = compat.Env("3.9", "1.26.4", "2.31", None)
+
+# rule: (stub, env, target) that break it; the fitting facts above pass every rule.
+BREAKERS = {
+    "stub-python": (compat.Stub("3.10", "2.31", "3.4.28", "24.10"), FIT_ENV, compat.Target.of_release(R2410)),
+    "stub-release": (compat.Stub("3.9", "2.31", "3.4.28", "22.11"), FIT_ENV, compat.Target.of_release(R2410)),
+    "env-numpy2": (FIT_STUB, compat.Env("3.9", "2.0.2", "2.31"), compat.Target.of_release(R2410)),
+    "stub-glibc": (compat.Stub("3.9", "2.34", "3.4.28", "22.11"), FIT_ENV, compat.Target.of_release(R2211)),
+    "stub-glibcxx": (compat.Stub("3.9", "2.31", "3.4.30", "22.11"), FIT_ENV, compat.Target.of_release(R2211)),
+    "env-glibc": (None, compat.Env("3.9", "1.26.4", "2.35"), compat.Target.of_release(R2211)),
+    "env-libstdcxx": (FIT_STUB, compat.Env("3.9", "1.26.4", "2.31", "3.4.20"), compat.Target.of_release(R2410)),
+}
+
+
+def test_every_rule_has_a_breaking_case():
+    assert sorted(BREAKERS) == sorted(r.id for r in compat.RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(BREAKERS))
+def test_each_rule_fires_alone_on_what_breaks_it(rule):
+    found = compat.check(*BREAKERS[rule])
+    assert [f.rule for f in found] == [rule]
+    assert found[0].severity == "error" and found[0].message and found[0].fix
+
+
+def test_fitting_facts_pass_and_missing_facts_say_nothing():
+    for t in (compat.Target.of_release(R2410), compat.Target.of_release(R2211)):
+        assert compat.check(FIT_STUB if t.release is R2410 else compat.Stub("3.9", "2.31", "3.4.28", "22.11"),
+                            FIT_ENV, t) == []
+    assert compat.check(None, None, None) == []
+    assert compat.check(compat.Stub("3.10"), compat.Env("3.9"), None)[0].rule == "stub-python"  # no target needed
+
+
+def test_numpy2_is_fine_from_the_release_whose_stub_reads_it():
+    assert compat.check(compat.Stub("3.9", release="24.11"), compat.Env("3.9", "2.0.2"),
+                        compat.Target.of_release(R2411)) == []
+
+
+@pytest.mark.parametrize("rule", sorted(r.id for r in compat.RULES if r.cause))
+def test_what_a_rule_predicts_is_what_verify_recognises_in_a_log(rule):
+    """The rule's Triton text, scanned as a log line, is diagnosed as the cause the rule names."""
+    spec = next(r for r in compat.RULES if r.id == rule)
+    finding = compat.check(*BREAKERS[rule])[0]
+    assert [d.id for d in scan(finding.triton)] == [spec.cause]
+
+
+def test_require_raises_on_the_first_error_and_counts_the_rest():
+    stub, env = compat.Stub("3.10", "2.34", None, "22.11"), compat.Env("3.9", "2.0.2", "2.35")
+    with pytest.raises(CheckFailed) as e:
+        compat.require(stub, env, compat.Target.of_release(R2410))
+    assert "and 2 more: stub-release, env-numpy2" in e.value.message
+
+
+def test_the_host_target_reads_this_machine():
+    t = compat.Target.host()
+    assert t.glibc and t.glibc[0].isdigit() and t.name == "this host"
+
+
+# --- the same verdict from every entry point ------------------------------------------------------
+
+PYENV38 = any(s == "pyenv" for _, s in candidates("3.8"))
+
+
+@pytest.fixture(scope="module")
+def host_env38(tmp_path_factory):
+    """pyenv's 3.8, built on this host (glibc newer than Ubuntu 20.04's 2.31), packed with no target."""
+    if not PYENV38:
+        pytest.skip("needs pyenv 3.8")
+    return api.pack(api.PackSpec(python="3.8"), tmp_path_factory.mktemp("e") / "custom_env.tar.gz").output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["pack", "build", "inject", "doctor"])
+def test_an_env_built_on_a_newer_distro_gets_the_same_verdict_everywhere(entry, host_env38, tmp_path,
+                                                                          monkeypatch):
+    """The case the copies disagreed on: a warning in pack, an error in doctor, unchecked in build/inject."""
+    stubs = tmp_path / "stubs"
+    monkeypatch.setenv("ENVTOOL_STUBS_DIR", str(stubs))
+    repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
+                                                            [("OUT", "TYPE_FP32", [-1])])})
+    stub = api.stub("r22.11", "3.8").path  # NVIDIA's prebuilt 3.8 stub of r22.11 (fits Ubuntu 20.04)
+
+    def run(*target: str):
+        if entry == "pack":
+            return run_cli("pack", "--python", "3.8", "--triton", "r22.11", "-o", tmp_path / "o.tar.gz", *target)
+        if entry == "build":
+            return run_cli("build", "--python", "3.8", "--triton", "r22.11", "--repo", repo, "-o",
+                           tmp_path / "o.tar.gz", *target)
+        if entry == "inject":
+            return run_cli("inject", repo, "--stub", stub, "--env", host_env38, *target)
+        api.inject(api.InjectOptions(repo=repo, stub=stub, env=host_env38, force=True))
+        return run_cli("doctor", repo, "--triton", "r22.11", "--no-import-check", "--json", *target)
+    snap = tree_snapshot(repo)
+    p = run()
+    text = " ".join((p.stdout + p.stderr).split())
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "binaries in the env need GLIBC_2." in text and "r22.11's image has 2.31" in text
+    if entry != "doctor":
+        assert tree_snapshot(repo) == snap and not (tmp_path / "o.tar.gz").exists()  # refused before writing
+    ok = run("--target", "host")  # inject: the stub store says the stub is r22.11's
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    if entry == "doctor":
+        assert "env-glibc" not in {f["rule"] for f in json.loads(ok.stdout)["findings"]}
