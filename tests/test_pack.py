@@ -51,7 +51,8 @@ def packed(request, pack_cache, requirements, tmp_path_factory):
     if xy not in PYENV:
         pytest.skip(f"no pyenv Python {xy}")
     out = tmp_path_factory.mktemp(f"out{xy}") / "custom_env.tar.gz"
-    return xy, rel, pack(PackSpec(python=xy, requirements=(requirements,), triton=rel), out)
+    # target host: these envs start on this host (pyenv's 3.8 needs a newer glibc than r23.04's image)
+    return xy, rel, pack(PackSpec(python=xy, requirements=(requirements,), triton=rel, target="host"), out)
 
 
 def start_like_triton(archive: Path, dest: Path, code: str) -> dict:
@@ -122,9 +123,8 @@ def test_archive_layout_and_trim(packed):
 
 def test_identical_inputs_reuse_the_cache(packed, requirements, tmp_path):
     xy, rel, first = packed
-    t = time.monotonic()
-    again = pack(PackSpec(python=xy, requirements=(requirements,), triton=rel), tmp_path / "e.tar.gz")
-    assert again.reused and time.monotonic() - t < 5
+    again = pack(PackSpec(python=xy, requirements=(requirements,), triton=rel, target="host"), tmp_path / "e.tar.gz")
+    assert again.reused  # from the cache: nothing was built (the seconds: benchmarks/build_cold_warm.py)
     assert again.manifest["sha256"] == first.manifest["sha256"]
     assert (tmp_path / "e.tar.gz").read_bytes() == first.output.read_bytes()
 
@@ -206,7 +206,7 @@ def test_numpy_2_with_an_old_release_fails_validation(tmp_path, pack_cache):
     build_prefix(find_interpreter(PYENV[-1]), prefix, ["numpy>=2"], lambda m: None)
     from envtool.env.prefix import write_history
     write_history(prefix, "test")
-    with pytest.raises(CheckFailed, match=r"numpy 2\.\S+ with r24\.10.*needs numpy<2"):
+    with pytest.raises(CheckFailed, match=r"the env has numpy 2\.\S+; r24\.10's stub \(pybind11 < 2\.12\) misreads numpy 2"):
         pack(PackSpec(prefix=prefix, triton="r24.10"), tmp_path / "e.tar.gz")
     assert not (tmp_path / "e.tar.gz").exists() and not _leftovers(pack_cache)
 

@@ -152,7 +152,7 @@ def test_several_tarball_envs_from_a_relative_repo_path_load(tmp_path, stubs, en
                                  env=env39, share=False))
     (tmp_path / "expect.json").write_text(json.dumps({"t4": [4.5, 4.5]}))
     out = run_cli("verify", "repo", "--triton", "r24.10", "--expect", "expect.json", "--json", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     report = json.loads(out.stdout)
     assert all(report["models"][n]["state"] == "READY" for n in names)
     assert report["inferences"][0]["outputs"]["t4"]["sample"] == [4.5, 4.5]  # 0.5 + 4
