@@ -4,6 +4,7 @@ long before the readiness deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -251,3 +252,24 @@ def test_a_server_of_another_release_is_warned_about(tmp_path, stubs, env39, ser
                           "local", "--server-bin", str(binary), "--no-lock"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "the server is Triton 2.51.0, not r24.09's 2.50.0" in out.stderr
+
+
+def test_a_server_stopping_leaves_another_servers_envs_alone(tmp_path, stubs, env39, r2410):
+    """/tmp/python_env_* is shared by every Triton on the machine. `other` starts first; `keeps` extracts its
+    env while `other` runs; `other` stops: `keeps` still has its extracted env and still serves."""
+    from envtool.infer import infer, model_inputs
+    from envtool.servers import open_server
+    stub = api.stub("r24.10", "3.9", root=stubs).path
+    first, second = injected(tmp_path / "a", stub, env39), injected(tmp_path / "b", stub, env39)
+    other = open_server("embedded", r2410, second)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(other).wait_live(DEADLINE)
+        keeps = stack.enter_context(open_server("embedded", r2410, first))
+        keeps.wait_live(DEADLINE)
+        mine = keeps.extracted_envs()
+        theirs = set(other.extracted_envs()) - set(mine)
+        other.__exit__(None, None, None)  # stopped while `keeps` runs
+        assert mine and all(os.path.isdir(d) for d in mine)
+        assert theirs and not any(os.path.isdir(d) for d in theirs)  # it cleaned up its own
+        cfg = keeps.loaded_config("ens")
+        assert infer(keeps, "http", "ens", cfg, model_inputs("ens", cfg, None)[0]).ok

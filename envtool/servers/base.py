@@ -205,6 +205,7 @@ class ProcessServer(Server):
         return self.proc.wait()
 
     def stop(self, grace: float = 10.0) -> None:
+        ours = _env_roots_used_by(_group(self.proc.pid)) if self.proc is not None else set()
         if self.proc is not None and self.proc.poll() is None:
             self._signal(signal.SIGTERM)
             try:
@@ -215,7 +216,8 @@ class ProcessServer(Server):
         if self.proc is not None:
             self._signal(signal.SIGKILL)  # stubs left in the group
         for d in self._new_env_roots():  # Triton leaves them behind when killed
-            shutil.rmtree(d, ignore_errors=True)
+            if d in ours or not _someone_else_may_own(d):
+                shutil.rmtree(d, ignore_errors=True)
 
     def _new_env_roots(self) -> list[str]:
         return sorted(set(glob.glob(ENV_GLOB)) - self._envs_before)
@@ -227,3 +229,44 @@ class ProcessServer(Server):
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
+
+
+# /tmp/python_env_* is shared by every Triton on the machine: another server's extraction (a second envtool
+# verify, a CI job beside this one) must survive this server's clean-up. What this server's processes use is
+# ours; a new folder nobody uses is ours too, unless another tritonserver runs (it may be extracting it now).
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _group(pgid: int) -> list[int]:
+    out = []
+    for pid in _pids():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                out.append(pid)
+    return out
+
+
+def _env_roots_used_by(pids: list[int]) -> set[str]:
+    """The /tmp/python_env_* folders these processes run in, map files from or hold open."""
+    roots: set[str] = set()
+    prefix = ENV_GLOB[:-1]
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            paths = [os.readlink(f"/proc/{pid}/cwd")] + Path(f"/proc/{pid}/maps").read_text().split()
+            with contextlib.suppress(OSError):
+                paths += [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            roots |= {"/".join(p.split("/")[:3]) for p in paths if p.startswith(prefix)}
+    return roots
+
+
+def _someone_else_may_own(root: str) -> bool:
+    live = [pid for pid in _pids() if pid != os.getpid()]
+    if root in _env_roots_used_by(live):
+        return True
+    for pid in live:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "tritonserver":
+                return True
+    return False
