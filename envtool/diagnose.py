@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from envtool.catalog import tomllib
+from envtool.findings import Finding
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,16 @@ def hang_hint(text: str) -> str:
         return ("the log ends in a model instance's initialize(): it is still running or stuck there "
                 "(heavy work or a deadlock in initialize)")
     return ""
+
+
+def explain(text: str) -> tuple[list[Finding], list[Diagnosis]]:
+    """A whole Triton log: the models it rejected (with Triton's reason), the hang signature of a log that
+    ends while a stub starts, and every known cause."""
+    findings = []
+    for model, reason in load_failures(text).items():
+        first = reason.strip().splitlines()[0] if reason.strip() else reason
+        findings.append(Finding("load-failed", "error", model, first, reason))
+    if hint := hang_hint(text):
+        findings.append(Finding("hang", "error", None, hint, "no error line: the server waits forever",
+                                "envtool stub --triton <the server's release>"))
+    return findings, scan(text)

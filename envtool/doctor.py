@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from envtool import catalog, compat
-from envtool.diagnose import Diagnosis, hang_hint, load_failures, scan
+from envtool.diagnose import Diagnosis, explain
 from envtool.env.validate import extract, run_as_triton
 from envtool.env.view import EnvView, view_env
 from envtool.errors import BadInput
@@ -334,22 +334,8 @@ def _shm(repo, available: int) -> list[Finding]:
 
 def explain_log(text: str) -> DoctorReport:
     """doctor --log: the causes in a Triton log, the models it rejected, and the hang signatures."""
-    report = DoctorReport(diagnoses=scan(text))
-    for model, reason in load_failures(text).items():
-        first = reason.strip().splitlines()[0] if reason.strip() else reason
-        report.findings.append(Finding("load-failed", "error", model, first, reason))
-    if hint := hang_hint(text):
-        report.findings.append(
-            Finding(
-                "hang",
-                "error",
-                None,
-                hint,
-                "no error line: the server waits forever",
-                "envtool stub --triton <the server's release>",
-            )
-        )
-    return report
+    findings, diagnoses = explain(text)
+    return DoctorReport(findings, diagnoses)
 
 
 def read_log(path: Path) -> str:
