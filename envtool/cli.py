@@ -107,12 +107,13 @@ def releases(release: str | None, json_out: bool) -> None:
         return _emit_json(rows)
     t = Table(title="Triton releases (python backend)")
     for col in ("release", "server", "ubuntu", "glibc", "GLIBCXX", "python", "pybind11",
-                "boost", "numpy2", "dir env", "pytriton", "prebuilt stubs"):
+                "boost", "numpy2", "dir env", "launcher", "pytriton", "prebuilt stubs"):
         t.add_column(col)
     for r in rows:
         t.add_row(r["release"], r["server"], r["ubuntu"], r["glibc"], r["max_glibcxx"],
                   r["python"], r["pybind11"], r["boost"] + (" (dead URL)" if r["boost_dead"] else ""),
-                  _cell(r["numpy2"]), _cell(r["dir_env"]), r["pytriton"] or "-",
+                  _cell(r["numpy2"]), _cell(r["dir_env"]),
+                  r["launcher"] + (" + secure extract" if r["secure_extract"] else ""), r["pytriton"] or "-",
                   _cell(r["prebuilt_pythons"]) or "-")
     out.print(t)
     return None

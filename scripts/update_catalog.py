@@ -67,6 +67,11 @@ SOURCES = {
     "recipe.override_vars": "python_backend CMakeLists cache variables",
     "numpy2": "pybind11 >= 2.12 (python_backend PR #384, first in r24.11); server issue #8301",
     "dir_env": "python_backend src/pb_env.cc S_ISDIR branch, PR #266 (first in r23.07)",
+    "launcher": "python_backend src/stub_launcher.cc + src/pb_utils.cc: `source bin/activate && exec env "
+                "LD_LIBRARY_PATH=...` up to r25.07; ParseActivationScript (VIRTUAL_ENV, PATH, LD_LIBRARY_PATH, no "
+                "PYTHONHOME; activate not sourced) from r25.08",
+    "secure_extract": "python_backend src/pb_env.cc archive_write_disk_set_options(ARCHIVE_EXTRACT_SECURE_NODOTDOT"
+                      " | SECURE_NOABSOLUTEPATHS | SECURE_SYMLINKS), first in r26.06",
     "pytriton": "pytriton tags: Makefile TRITONSERVER_IMAGE_VERSION and CHANGELOG",
     "pytriton_stub_pythons": "measured: python_backend_stubs/3.X/ folders inside each wheel "
     "(0.1.x/0.2.x: one stub in backends/python with a bundled libpython 3.8)",
@@ -127,6 +132,10 @@ def q(v) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def version_key(rel: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in rel.split("."))
+
+
 def release_entry(r: dict[str, str], pyt: list[str], stubs: dict[str, list[str]]) -> str | None:
     rel = r["branch"].lstrip("r")
     if not r.get("Boost + host"):
@@ -147,6 +156,8 @@ def release_entry(r: dict[str, str], pyt: list[str], stubs: dict[str, list[str]]
         f"cuda = {q('' if r['CUDA (rel. notes)'] == 'n/f' else r['CUDA (rel. notes)'])}",
         f"numpy2 = {q(r['stub numpy-2 OK (pybind11>=2.12)'] == 'yes')}",
         f"dir_env = {q(r['dir as EXECUTION_ENV_PATH'] == 'yes')}",
+        f"launcher = {q('parsed' if version_key(rel) >= (25, 8) else 'activate')}",
+        f"secure_extract = {q(version_key(rel) >= (26, 6))}",
         f"pytriton = {q(pyt)}",
         f"pytriton_stub_pythons = {q(measured[-1] if measured else [])}",
         "[release.recipe]",

@@ -99,3 +99,12 @@ def test_catalog_is_what_the_generator_makes(tmp_path):
     have = [ln for ln in (root / "envtool/catalog/releases.toml").read_text().splitlines()
             if not ln.startswith("pytriton_stub_pythons")]
     assert strip == have
+
+
+def test_the_launcher_changes_are_data():
+    """r25.08 stopped sourcing bin/activate (ParseActivationScript); r26.06 extracts with libarchive's secure
+    flags (python_backend sources, KNOWLEDGE section 3)."""
+    seen = {r.release: (r.launcher, r.secure_extract) for r in catalog.releases()}
+    assert seen["25.07"] == ("activate", False) and seen["25.08"] == ("parsed", False)
+    assert seen["26.05"] == ("parsed", False) and seen["26.06"] == ("parsed", True)
+    assert {v[0] for v in seen.values()} == {"activate", "parsed"}

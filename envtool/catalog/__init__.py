@@ -49,6 +49,8 @@ class Release:
     cuda: str
     numpy2: bool  # the release's stub works with numpy 2 in the env
     dir_env: bool  # an unpacked directory works as EXECUTION_ENV_PATH
+    launcher: str  # how the stub is started: activate (source bin/activate) | parsed (r25.08+: not sourced)
+    secure_extract: bool  # env tarballs extracted with libarchive's secure flags (r26.06+)
     pytriton: tuple[str, ...]  # nvidia-pytriton versions that bundle this server
     pytriton_stub_pythons: tuple[str, ...]  # Pythons of the prebuilt stubs in those wheels
     recipe: Recipe
@@ -155,6 +157,7 @@ def release_table() -> list[dict]:
             "max_glibcxx": r.max_glibcxx, "python": r.default_python,
             "pybind11": r.recipe.pybind11_version, "boost": r.recipe.boost,
             "boost_dead": r.recipe.boost_url_dead, "numpy2": r.numpy2, "dir_env": r.dir_env,
+            "launcher": r.launcher, "secure_extract": r.secure_extract,
             "pytriton": r.pytriton[-1] if r.pytriton else None,
             "prebuilt_pythons": list(r.pytriton_stub_pythons),
         }
