@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from envtool.catalog import Release
 from envtool.diagnose import causes
 from envtool.elf import read_elf, version_key
+from envtool.env.launch import ACTIVATE, HOOKS, PARSED, activate_hooks
 from envtool.errors import BadInput, CheckFailed
 from envtool.findings import Finding
 
@@ -49,12 +50,14 @@ class Env:
     glibc: str | None = None  # the newest GLIBC any of its binaries needs
     libstdcxx: str | None = None  # the newest GLIBCXX its own lib/libstdc++.so.6 provides (None: it has none)
     path: str | None = None
+    hooks: tuple[str, ...] = ()  # etc/conda/activate.d scripts (run only where bin/activate is sourced)
+    refused: str | None = None  # libarchive's message where secure extraction refuses the tarball
 
     @classmethod
     def from_manifest(cls, m: dict, path: Path | None = None) -> Env:
         python = ".".join(str(m.get("python") or "").split(".")[:2]) or None
         return cls(python, m.get("numpy"), m.get("glibc_required"), m.get("libstdcxx"),
-                   str(path) if path else None)
+                   str(path) if path else None, tuple(m.get("activate_hooks") or ()))
 
     @classmethod
     def from_view(cls, view) -> Env:
@@ -63,7 +66,7 @@ class Env:
                     key=version_key, default=None)
         std = next((view.elves[n] for n in sorted(view.elves) if n.startswith("lib/libstdc++.so")), None)
         return cls(view.python, view.packages.get("numpy"), glibc, std.defines.get("GLIBCXX") if std else None,
-                   str(view.path))
+                   str(view.path), tuple(activate_hooks(view.names)))
 
     @classmethod
     def from_tree(cls, root: Path, python: str | None, numpy: str | None, path: Path | None = None) -> Env:
@@ -77,7 +80,8 @@ class Env:
                 continue
             if v and (need is None or version_key(v) > version_key(need)):
                 need = v
-        return cls(python, numpy, need, libstdcxx_of(root), str(path or root))
+        names = [str(p.relative_to(root)) for p in (root / HOOKS).glob("*")] if (root / HOOKS).is_dir() else []
+        return cls(python, numpy, need, libstdcxx_of(root), str(path or root), tuple(activate_hooks(names)))
 
 
 def libstdcxx_of(root: Path) -> str | None:
@@ -100,6 +104,14 @@ class Target:
     glibc: str | None
     glibcxx: str | None
     release: Release | None = None
+
+    @property
+    def launcher(self) -> str:
+        return self.release.launcher if self.release else ACTIVATE
+
+    @property
+    def secure_extract(self) -> bool:
+        return bool(self.release and self.release.secure_extract)
 
     @classmethod
     def of_release(cls, rel: Release) -> Target:
@@ -218,6 +230,35 @@ def _env_libstdcxx(s: Stub | None, e: Env | None, t: Target | None) -> Finding |
                     f"stub needs {s.glibcxx}; the env's lib/ comes first on LD_LIBRARY_PATH",
                     "remove lib/libstdc++.so* from the env (the system's is newer), or install a newer "
                     "libstdcxx-ng into it", e.path, sym=f"GLIBCXX_{s.glibcxx}", by="triton_python_backend_stub")
+
+
+@rule("env-activate-hooks", "warning", silent="no error: the hooks do not run, and what they set is missing")
+def _env_activate_hooks(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and e.hooks and t and t.release and t.release.launcher == PARSED):
+        return None
+    return _finding("env-activate-hooks", f"the env has {', '.join(e.hooks)}: from r25.08 Triton no longer "
+                    f"sources bin/activate, so r{t.release.release} does not run them",
+                    "set what they set in the model (initialize()) or in the server's environment; envtool doctor "
+                    f"imports model.py as r{t.release.release} starts it", e.path)
+
+
+@rule("env-archive-refused", "error", "archive-refused")
+def _env_archive_refused(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and e.refused and t and t.release and t.release.secure_extract):
+        return None
+    return _finding("env-archive-refused", f"r{t.release.release} extracts env tarballs securely and refuses this "
+                    f"one: {e.refused}", "repack it without '..' entries, absolute paths or entries under a "
+                    "symlinked folder (envtool pack writes none)", e.path, why=e.refused)
+
+
+@rule("env-libstdcxx-shadow", "warning", "glibcxx-too-old")
+def _env_libstdcxx_shadow(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and e.libstdcxx and t and _newer(t.glibcxx, e.libstdcxx)):
+        return None
+    return _finding("env-libstdcxx-shadow", f"the env's lib/libstdc++ (GLIBCXX up to {e.libstdcxx}) shadows "
+                    f"{t.name}'s newer one ({t.glibcxx}): anything there that needs more fails to load",
+                    "remove lib/libstdc++.so* from the env, or install a newer libstdcxx-ng into it", e.path,
+                    sym=f"GLIBCXX_{t.glibcxx}", by="a library of the image")
 
 
 def check(stub: Stub | None, env: Env | None, target: Target | None, model: str | None = None) -> list[Finding]:

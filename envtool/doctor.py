@@ -13,7 +13,8 @@ from pathlib import Path
 
 from envtool import catalog, compat
 from envtool.diagnose import Diagnosis, explain
-from envtool.env.validate import extract, run_as_triton
+from envtool.env.launch import ACTIVATE, secure_extract_error, start
+from envtool.env.validate import extract
 from envtool.env.view import EnvView, view_env
 from envtool.errors import BadInput
 from envtool.findings import Finding
@@ -117,6 +118,13 @@ class _Extractions:
     def __init__(self, tmp: Path):
         self.tmp, self.done = tmp, {}
 
+    def refused(self, env: EnvView) -> str | None:
+        """libarchive's refusal under r26.06+'s secure extraction flags (once per tarball)."""
+        key = ("refused", env.path)
+        if key not in self.done:
+            self.done[key] = secure_extract_error(env.path, self.tmp / f"secure{len(self.done)}")
+        return self.done[key]
+
     def root(self, env: EnvView) -> Path:
         if env.kind == "directory":
             return env.path
@@ -140,10 +148,12 @@ def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions
     stub = compat.Stub.from_elf(stub_path, stub_release(stub_path)) if stub_path.is_file() else None
     root = roots.root(env) if usable else None
     env_side = compat.Env.from_tree(root, env.python, env.packages.get("numpy"), env.path) if root else None
+    if env_side is not None and env.kind == "tarball" and target and target.secure_extract:
+        env_side = replace(env_side, refused=roots.refused(env))
     out += [replace(f, fix=f"{f.fix} --repo {m.path.parent}" if f.rule == "stub-python" else f.fix)
             for f in compat.check(stub, env_side, target, m.name)]
     if root is not None and opts.import_check:
-        out += _imports(m, root, opts.stub_timeout)
+        out += _imports(m, root, opts.stub_timeout, target.launcher if target else ACTIVATE)
     return out
 
 
@@ -263,14 +273,15 @@ def _env_binaries(m: Model, env: EnvView) -> list[Finding]:
     return out
 
 
-def _imports(m: Model, root: Path, timeout: float) -> list[Finding]:
-    """Import model.py inside its env, as the stub would, and time it against stub-timeout-seconds."""
+def _imports(m: Model, root: Path, timeout: float, launcher: str = ACTIVATE) -> list[Finding]:
+    """Import model.py inside its env, started as the release starts the stub, and time it against
+    stub-timeout-seconds."""
     model_py = m.path / str(max(m.versions or [1])) / (m.model_file() or "model.py")
     if not model_py.is_file():
         return []
     t0 = time.monotonic()
     try:
-        out = run_as_triton(root, IMPORT_PROBE, [str(model_py)], timeout=timeout * 2 + 30)
+        out = start(root, IMPORT_PROBE, [str(model_py)], timeout=timeout * 2 + 30, launcher=launcher)
     except Timeout:
         return [
             _f(

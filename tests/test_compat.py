@@ -14,7 +14,8 @@ from envtool.env.interpreters import candidates
 from envtool.errors import CheckFailed
 from tests.conftest import python_model, run_cli, tree_snapshot, write_repo
 
-R2211, R2410, R2411 = (normalize_release(r) for r in ("r22.11", "r24.10", "r24.11"))
+R2211, R2410, R2411, R2508, R2606 = (normalize_release(r) for r in ("r22.11", "r24.10", "r24.11", "r25.08",
+                                                                      "r26.06"))
 FIT_STUB = compat.Stub("3.9", "2.31", "3.4.28", "24.10")
 FIT_ENV = compat.Env("3.9", "1.26.4", "2.31", None)
 
@@ -26,7 +27,12 @@ BREAKERS = {
     "stub-glibc": (compat.Stub("3.9", "2.34", "3.4.28", "22.11"), FIT_ENV, compat.Target.of_release(R2211)),
     "stub-glibcxx": (compat.Stub("3.9", "2.31", "3.4.30", "22.11"), FIT_ENV, compat.Target.of_release(R2211)),
     "env-glibc": (None, compat.Env("3.9", "1.26.4", "2.35"), compat.Target.of_release(R2211)),
-    "env-libstdcxx": (FIT_STUB, compat.Env("3.9", "1.26.4", "2.31", "3.4.20"), compat.Target.of_release(R2410)),
+    "env-libstdcxx": (FIT_STUB, compat.Env("3.9", "1.26.4", "2.31", "3.4.20"), None),
+    "env-libstdcxx-shadow": (None, compat.Env("3.9", libstdcxx="3.4.20"), compat.Target.of_release(R2410)),
+    "env-activate-hooks": (None, compat.Env("3.9", hooks=("etc/conda/activate.d/x.sh",)),
+                           compat.Target.of_release(R2508)),
+    "env-archive-refused": (None, compat.Env("3.9", refused="Cannot extract through symlink lib/x"),
+                            compat.Target.of_release(R2606)),
 }
 
 
@@ -38,7 +44,8 @@ def test_every_rule_has_a_breaking_case():
 def test_each_rule_fires_alone_on_what_breaks_it(rule):
     found = compat.check(*BREAKERS[rule])
     assert [f.rule for f in found] == [rule]
-    assert found[0].severity == "error" and found[0].message and found[0].fix
+    spec = next(r for r in compat.RULES if r.id == rule)
+    assert found[0].severity == spec.severity and found[0].message and found[0].fix and found[0].triton
 
 
 def test_fitting_facts_pass_and_missing_facts_say_nothing():
@@ -47,6 +54,14 @@ def test_fitting_facts_pass_and_missing_facts_say_nothing():
                             FIT_ENV, t) == []
     assert compat.check(None, None, None) == []
     assert compat.check(compat.Stub("3.10"), compat.Env("3.9"), None)[0].rule == "stub-python"  # no target needed
+
+
+def test_launcher_rules_apply_from_the_release_that_changed_the_launcher():
+    hooks = compat.Env("3.9", hooks=("etc/conda/activate.d/x.sh",), refused="Cannot extract through symlink")
+    assert compat.check(None, hooks, compat.Target.of_release(R2410)) == []  # sourced, extracted as before
+    assert [f.rule for f in compat.check(None, hooks, compat.Target.of_release(R2508))] == ["env-activate-hooks"]
+    assert {f.rule for f in compat.check(None, hooks, compat.Target.of_release(R2606))} == {
+        "env-activate-hooks", "env-archive-refused"}
 
 
 def test_numpy2_is_fine_from_the_release_whose_stub_reads_it():

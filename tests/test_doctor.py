@@ -207,3 +207,57 @@ def test_doctor_without_repo_or_log_is_one_line(tmp_path):
     assert out.returncode == 2 and "give a repository, or --log FILE" in out.stderr
     out = run_cli("doctor", "--log", tmp_path / "nope.log")
     assert out.returncode == 2 and "nope.log" in out.stderr and "Traceback" not in out.stderr
+
+
+# --- the launcher of each release, emulated (envtool/env/launch.py) -------------------------------------
+
+def _with_extra(env: Path, dest: Path, extra: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    """A copy of the env tarball with extra members appended (a real gzip tarball, as a user might make)."""
+    import io
+    with tarfile.open(env) as src, tarfile.open(dest, "w:gz") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+        for info, data in extra:
+            dst.addfile(info, io.BytesIO(data) if data is not None else None)
+    return dest
+
+
+def _no_stub_repo(tmp_path: Path, stub: Path, env: Path, model_py: str | None = None) -> Path:
+    """One model with the env and no stub of its own: only the env is judged (no stub-release noise)."""
+    repo = repo_with(tmp_path, stub, env, model_py)
+    (repo / "m" / "triton_python_backend_stub").unlink()
+    return repo
+
+
+def test_an_entry_under_a_symlinked_folder_is_refused_from_r26_06(tmp_path, stub39, env39):
+    link = tarfile.TarInfo("lib/alias")
+    link.type, link.linkname = tarfile.SYMTYPE, "python3.9"
+    data = b"print('through a symlinked folder')\n"
+    entry = tarfile.TarInfo("lib/alias/through_link.py")
+    entry.size = len(data)
+    env = _with_extra(env39, tmp_path / "custom_env.tar.gz", [(link, None), (entry, data)])
+    repo = _no_stub_repo(tmp_path, stub39, env)
+    for release, refused in (("r24.10", False), ("r25.08", False), ("r26.06", True)):
+        code, report = doctor(repo, "--triton", release, "--no-import-check")
+        f = rules(report).get("env-archive-refused")
+        assert (f is not None) is refused and (code == 1) is refused, (release, report)
+    assert "lib/alias" in f["message"] and "archive_write_header() failed" in f["triton"]
+
+
+ACTIVATE_HOOK = b'export NEEDED_BY_MODEL="set by activate.d"\n'
+NEEDS_HOOK_PY = "import os\nVALUE = os.environ['NEEDED_BY_MODEL']  # set by the env's activate.d hook\n" + \
+    "class TritonPythonModel:\n    def execute(self, requests):\n        return []\n"
+
+
+def test_an_activate_d_hook_the_model_needs_fails_from_r25_08(tmp_path, stub39, env39):
+    hook = tarfile.TarInfo("etc/conda/activate.d/needed.sh")
+    hook.size = len(ACTIVATE_HOOK)
+    env = _with_extra(env39, tmp_path / "custom_env.tar.gz", [(hook, ACTIVATE_HOOK)])
+    repo = _no_stub_repo(tmp_path, stub39, env, NEEDS_HOOK_PY)
+    code, report = doctor(repo, "--triton", "r24.10")  # bin/activate is sourced: the hook runs
+    assert code == 0 and not {"import-fails", "env-activate-hooks"} & set(rules(report)), report
+    code, report = doctor(repo, "--triton", "r25.08")  # ParseActivationScript: not sourced
+    found = rules(report)
+    assert code == 1 and "NEEDED_BY_MODEL" in found["import-fails"]["message"]
+    assert found["env-activate-hooks"]["severity"] == "warning"
+    assert "etc/conda/activate.d/needed.sh" in found["env-activate-hooks"]["message"]

@@ -14,8 +14,9 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version as dist_version
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from envtool.cache import cache_root, file_sha256, publish_dir
 from envtool.env import conda
 from envtool.env import prefix as prefixes
 from envtool.env.interpreters import Interpreter, find_interpreter
+from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
 from envtool.env.pack import DEFAULT_LEVEL, load_env, pack_env
 from envtool.env.prefix import disk_full
 from envtool.env.validate import check_members, extract, validate
@@ -112,8 +114,10 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
         publish_dir(entry, lambda tmp: built.append(fill(tmp)), replace=rebuild)
         manifest = json.loads((entry / "manifest.json").read_text())
         # Judged where it will run, also when reused: the same env may suit this host and not the release's image
-        manifest["warnings"] = [f.message for f in compat.require(None, compat.Env.from_manifest(manifest, output),
-                                                                   target_of(spec, release))]
+        target = target_of(spec, release)
+        refused = _refused(entry / _artifact_name(spec.unpacked), target)
+        env = replace(compat.Env.from_manifest(manifest, output), refused=refused)
+        manifest["warnings"] = [f.message for f in compat.require(None, env, target)]
         copy_into_place(entry / _artifact_name(spec.unpacked), output)
         mpath = manifest_path_for(output)
         copy_into_place(entry / "manifest.json", mpath)
@@ -122,6 +126,14 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
             raise disk_full(e.filename or cache_root()) from None
         raise
     return PackResult(output, mpath, manifest, reused=not built)
+
+
+def _refused(artifact: Path, target: compat.Target | None) -> str | None:
+    """What secure extraction says of the tarball, where the target release extracts that way (r26.06+)."""
+    if target is None or not target.secure_extract or not artifact.is_file():
+        return None
+    with tempfile.TemporaryDirectory(prefix="envtool-secure-") as tmp:
+        return secure_extract_error(artifact, Path(tmp))
 
 
 def target_of(spec: PackSpec, release: catalog.Release | None) -> compat.Target | None:
@@ -248,7 +260,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     else:
         check_members(stats.output)
         root = extract(stats.output, tmp / "check")
-    facts = validate(root, xy, plan.dists)
+    facts = validate(root, xy, plan.dists, plan.release.launcher if plan.release else ACTIVATE)
     if facts.problems:
         raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
                           _fix_for(facts.problems))
@@ -292,6 +304,7 @@ def _manifest(plan: _Plan, stats, facts, root: Path, pack_s: float) -> dict:
         "platform": f"{sys.platform}-{platform.machine()}",
         "glibc_required": facts.glibc_required,
         "libstdcxx": facts.libstdcxx,
+        "activate_hooks": activate_hooks(str(p.relative_to(root)) for p in (root / HOOKS).glob("*")),
         "numpy": facts.numpy,
         "format": "directory" if plan.spec.unpacked else "tar.gz",
         "size_bytes": art.stat().st_size if art.is_file() else unpacked_bytes,

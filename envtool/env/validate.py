@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import subprocess
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from envtool.compat import libstdcxx_of
 from envtool.elf import read_elf, version_key
+from envtool.env.launch import ACTIVATE, start
 from envtool.env.prefix import elf_files
 from envtool.errors import BadInput, CheckFailed
-from envtool.runner import run
 
 # Run inside the env: facts about the interpreter, its packages and the imports asked for.
 _PROBE = r"""
@@ -127,19 +126,9 @@ def check_tree(root: Path, xy: str) -> list[str]:
     return problems
 
 
-def run_as_triton(root: Path, code: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """python3 -c code, started as Triton starts a stub's Python: a clean environment, `source
-    bin/activate`, the env's lib first on LD_LIBRARY_PATH; -s keeps the user site out, -B writes nothing."""
-    script = 'source "$1/bin/activate" && exec env LD_LIBRARY_PATH="$1/lib" python3 -s -B -c "$2" "${@:3}"'
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(root), "LANG": "C.UTF-8"}
-    return run(["env", "-i", *[f"{k}={v}" for k, v in env.items()], "bash", "-c", script, "_", str(root), code,
-                *args], why="to start the env as Triton does", timeout=timeout)
-
-
-def run_probe(root: Path, dists: list[str]) -> dict:
-    """Start python3 exactly as Triton does: a clean environment, `source bin/activate`, the env's
-    lib first on LD_LIBRARY_PATH; -s keeps the user site out, -B leaves the env unchanged."""
-    out = run_as_triton(root, _PROBE, dists, timeout=600)
+def run_probe(root: Path, dists: list[str], launcher: str = ACTIVATE) -> dict:
+    """Start python3 exactly as the release's launcher does (envtool.env.launch) and ask what it sees."""
+    out = start(root, _PROBE, dists, timeout=600, launcher=launcher)
     for line in out.stdout.splitlines():
         if line.startswith("ENVTOOL-PROBE"):
             return json.loads(line[len("ENVTOOL-PROBE"):])
@@ -160,10 +149,10 @@ def max_glibc(root: Path) -> str | None:
     return best
 
 
-def validate(root: Path, xy: str, dists: list[str]) -> EnvFacts:
+def validate(root: Path, xy: str, dists: list[str], launcher: str = ACTIVATE) -> EnvFacts:
     """All checks on an extracted (or unpacked) env; raises CheckFailed listing every problem."""
     problems = check_tree(root, xy)
-    facts = run_probe(root, sorted(set(dists) | {"numpy"}))
+    facts = run_probe(root, sorted(set(dists) | {"numpy"}), launcher)
     real = os.path.realpath(root)
     if not facts["version"].startswith(xy + "."):
         problems.append(f"python3 is {facts['version']}, not {xy}")
