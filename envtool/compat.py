@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -52,6 +52,13 @@ class Env:
     path: str | None = None
     hooks: tuple[str, ...] = ()  # etc/conda/activate.d scripts (run only where bin/activate is sourced)
     refused: str | None = None  # libarchive's message where secure extraction refuses the tarball
+    # Its layout, where it was read (from_view): what Triton's launcher and the stub need at the top.
+    listed: bool = False  # the package list was read: numpy None means no numpy
+    top_folder: str | None = None  # every member under one folder ("myenv/"): bin/activate is not at the top
+    missing: tuple[str, ...] = ()  # of bin/activate, bin/python3, lib/libpythonX.Y.so.1.0
+    activate_path: bool | None = None  # bin/activate puts the env's bin/ on PATH (None: not read)
+    editable: tuple[str, ...] = ()  # editable installs: their code is outside the env
+    machine: str | None = None  # ELF machine of bin/python3; "" where it is not an ELF binary
 
     @classmethod
     def from_manifest(cls, m: dict, path: Path | None = None) -> Env:
@@ -65,8 +72,23 @@ class Env:
         glibc = max((f.versions["GLIBC"] for f in view.elves.values() if f.versions.get("GLIBC")),
                     key=version_key, default=None)
         std = next((view.elves[n] for n in sorted(view.elves) if n.startswith("lib/libstdc++.so")), None)
+        need = ["bin/activate", "bin/python3"] + ([f"lib/libpython{view.python}.so.1.0"] if view.python else [])
+        pythons = sorted(n for n in view.files if n in ("bin/python3", f"bin/python{view.python}"))
+        machine = next((view.elves[n].machine for n in pythons if n in view.elves), "" if pythons else None)
         return cls(view.python, view.packages.get("numpy"), glibc, std.defines.get("GLIBCXX") if std else None,
-                   str(view.path), tuple(activate_hooks(view.names)))
+                   str(view.path), tuple(activate_hooks(view.names)), listed=True, top_folder=view.top_folder,
+                   missing=tuple(n for n in need if not view.has(n)) if not view.top_folder else (),
+                   activate_path=("PATH" in view.activate) if view.activate is not None else None,
+                   editable=tuple(view.editable), machine=machine)
+
+    def pair(self) -> Env:
+        """Only what relates the env to a stub and a place to run (inject's check; doctor judges the rest)."""
+        return Env(self.python, self.numpy, self.glibc, self.libstdcxx, self.path)
+
+    def with_tree(self, root: Path) -> Env:
+        """These facts, with what only the extracted env shows: every ELF file's GLIBC, its libstdc++."""
+        full = Env.from_tree(root, self.python, self.numpy)
+        return replace(self, glibc=full.glibc, libstdcxx=full.libstdcxx, hooks=full.hooks or self.hooks)
 
     @classmethod
     def from_tree(cls, root: Path, python: str | None, numpy: str | None, path: Path | None = None) -> Env:
@@ -259,6 +281,83 @@ def _env_libstdcxx_shadow(s: Stub | None, e: Env | None, t: Target | None) -> Fi
                     f"{t.name}'s newer one ({t.glibcxx}): anything there that needs more fails to load",
                     "remove lib/libstdc++.so* from the env, or install a newer libstdcxx-ng into it", e.path,
                     sym=f"GLIBCXX_{t.glibcxx}", by="a library of the image")
+
+
+@rule("env-top-folder", "error", "activate-missing")
+def _env_top_folder(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and e.top_folder):
+        return None
+    return _finding("env-top-folder", f"every file of the env is under {e.top_folder}: bin/activate is not at "
+                    "the top", "pack it without a top folder (envtool pack, or conda-pack)", e.path, path=e.path)
+
+
+@rule("env-no-activate", "error", "activate-missing")
+def _env_no_activate(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and "bin/activate" in e.missing):
+        return None
+    return _finding("env-no-activate", "the env has no bin/activate: every release checks it exists",
+                    "pack the env with envtool pack (or conda-pack)", e.path, path=e.path)
+
+
+@rule("env-no-python3", "error", "stub-python-home")
+def _env_no_python3(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and "bin/python3" in e.missing):
+        return None
+    return _finding("env-no-python3", "the env has no bin/python3: the stub finds its Python's prefix by it",
+                    "pack the env with envtool pack (or conda-pack)", e.path)
+
+
+@rule("env-libpython", "error", "stub-libpython")
+def _env_libpython(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and e.python and f"lib/libpython{e.python}.so.1.0" in e.missing):
+        return None
+    return _finding("env-libpython", f"the env has no lib/libpython{e.python}.so.1.0",
+                    "use a Python built with --enable-shared (envtool pack checks it)", e.path, python=e.python)
+
+
+@rule("env-activate-path", "error", "stub-python-home")
+def _env_activate_path(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    """Only where bin/activate is sourced: from r25.08 Triton puts <env>/bin on PATH itself."""
+    if not (e and e.activate_path is False and (t is None or t.launcher == ACTIVATE)):
+        return None
+    return _finding("env-activate-path", "bin/activate does not put the env's bin/ on PATH: the stub would find "
+                    "another python3", "use conda-pack's activate (envtool pack writes it)", e.path)
+
+
+@rule("env-numpy", "error", "module-not-found")
+def _env_numpy(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and e.listed and e.python and e.numpy is None and not e.top_folder):
+        return None
+    return _finding("env-numpy", "the env has no numpy; the stub imports it", "add numpy to the env", e.path,
+                    module="numpy")
+
+
+@rule("env-editable", "error", "module-not-found")
+def _env_editable(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and e.editable):
+        return None
+    return _finding("env-editable", f"{', '.join(e.editable)}: an editable install, its code is outside the env",
+                    "install it normally (pip install .)", e.path, module=e.editable[0])
+
+
+ARCH = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
+
+
+@rule("env-arch", "error", "autocomplete-stub")
+def _env_arch(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    want = ARCH.get(os.uname().machine)
+    if not (e and e.machine and want and e.machine != want):
+        return None
+    return _finding("env-arch", f"the env's python3 is built for {e.machine}, this machine is "
+                    f"{os.uname().machine}", "pack the env on Linux for this architecture", e.path)
+
+
+@rule("env-platform", "error", "autocomplete-stub")
+def _env_platform(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
+    if not (e and e.machine == ""):
+        return None
+    return _finding("env-platform", "the env's python3 is not a Linux ELF binary (packed on macOS?)",
+                    "pack the env on Linux", e.path)
 
 
 def check(stub: Stub | None, env: Env | None, target: Target | None, model: str | None = None) -> list[Finding]:

@@ -4,8 +4,6 @@ without starting a server; each finding names what Triton would print and the fi
 
 from __future__ import annotations
 
-import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -23,7 +21,6 @@ from envtool.repo.model_repo import Model, load_repository
 from envtool.runner import Timeout
 from envtool.stub.store import STUB, stub_release
 
-ARCH = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}
 IMPORT_PROBE = r"""
 import importlib.util, sys, time, types
 pb = types.ModuleType("triton_python_backend_utils")  # provided by the stub at run time
@@ -142,134 +139,18 @@ def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions
     if not stub_path.is_file():
         out.append(_f("stub-default", "info", m, "no stub in the model folder: the backend's default stub runs "
                       "it, linked to the server image's Python"))
-    usable = env is not None and env.kind in ("tarball", "directory") and not env.top_folder
-    if env is not None:
-        out += _env(m, env)
+    readable = env is not None and env.kind in ("tarball", "directory")  # not gzip: lint says so
     stub = compat.Stub.from_elf(stub_path, stub_release(stub_path)) if stub_path.is_file() else None
-    root = roots.root(env) if usable else None
-    env_side = compat.Env.from_tree(root, env.python, env.packages.get("numpy"), env.path) if root else None
-    if env_side is not None and env.kind == "tarball" and target and target.secure_extract:
-        env_side = replace(env_side, refused=roots.refused(env))
+    env_side = compat.Env.from_view(env) if readable else None
+    root = roots.root(env) if readable and not env.top_folder else None
+    if root is not None:
+        env_side = env_side.with_tree(root)
+        if env.kind == "tarball" and target and target.secure_extract:
+            env_side = replace(env_side, refused=roots.refused(env))
     out += [replace(f, fix=f"{f.fix} --repo {m.path.parent}" if f.rule == "stub-python" else f.fix)
             for f in compat.check(stub, env_side, target, m.name)]
     if root is not None and opts.import_check:
         out += _imports(m, root, opts.stub_timeout, target.launcher if target else ACTIVATE)
-    return out
-
-
-def _env(m: Model, env: EnvView) -> list[Finding]:
-    """How the env is laid out and what it holds (where it will run: compat's rules)."""
-    out = []
-    if env.kind == "not gzip":
-        return out  # lint reports it (archive_read_open_filename() failed.)
-    if env.top_folder:
-        out.append(
-            _f(
-                "env-top-folder",
-                "error",
-                m,
-                f"every file of the env is under {env.top_folder}: bin/activate is not at the top",
-                f"Path {env.path}/bin/activate does not exist",
-                "pack it without a top folder (envtool pack, or conda-pack)",
-                env.path,
-            )
-        )
-        return out
-    for need, why in (("bin/activate", "Triton sources it"), ("bin/python3", "the stub finds its prefix by it")):
-        if not env.has(need):
-            out.append(
-                _f(
-                    "env-layout",
-                    "error",
-                    m,
-                    f"the env has no {need} ({why})",
-                    f"Path {env.path}/bin/activate does not exist" if need == "bin/activate" else None,
-                    "pack the env with envtool pack (or conda-pack)",
-                    env.path,
-                )
-            )
-    if env.python and not any(n.startswith(f"lib/libpython{env.python}") for n in env.names):
-        out.append(
-            _f(
-                "env-libpython",
-                "error",
-                m,
-                f"the env has no lib/libpython{env.python}.so.1.0",
-                f"error while loading shared libraries: libpython{env.python}.so.1.0",
-                "use a Python built with --enable-shared (envtool pack checks it)",
-                env.path,
-            )
-        )
-    if env.activate is not None and "PATH" not in env.activate:
-        out.append(
-            _f(
-                "env-activate-path",
-                "error",
-                m,
-                "bin/activate does not put the env's bin/ on PATH: the stub would find another python3",
-                "Fatal Python error: init_fs_encoding",
-                "use conda-pack's activate (envtool pack writes it)",
-                env.path,
-            )
-        )
-    out += _env_binaries(m, env)
-    numpy = env.packages.get("numpy")
-    if numpy is None:
-        out.append(
-            _f(
-                "env-numpy",
-                "error",
-                m,
-                "the env has no numpy; the stub imports it",
-                "ModuleNotFoundError: No module named 'numpy'",
-                "add numpy to the env",
-                env.path,
-            )
-        )
-    for name in env.editable:
-        out.append(
-            _f(
-                "env-editable",
-                "error",
-                m,
-                f"{name} is an editable install: its code is outside the env",
-                "ModuleNotFoundError at load time",
-                "install it normally (pip install .)",
-                env.path,
-            )
-        )
-    return out
-
-
-def _env_binaries(m: Model, env: EnvView) -> list[Finding]:
-    out = []
-    pythons = sorted(n for n in env.files if re.match(r"^bin/python3(\.\d+)?$", n))
-    py = next((env.elves[n] for n in pythons if n in env.elves), None)
-    want = ARCH.get(os.uname().machine)
-    if py is not None and want and py.machine != want:
-        out.append(
-            _f(
-                "env-arch",
-                "error",
-                m,
-                f"the env's python3 is built for {py.machine}, this machine is {os.uname().machine}",
-                "Failed to initialize Python stub for auto-complete",
-                "pack the env on Linux for this architecture",
-                env.path,
-            )
-        )
-    if py is None and pythons:
-        out.append(
-            _f(
-                "env-platform",
-                "error",
-                m,
-                "the env's python3 is not a Linux ELF binary (packed on macOS?)",
-                "Failed to initialize Python stub for auto-complete",
-                "pack the env on Linux",
-                env.path,
-            )
-        )
     return out
 
 

@@ -141,7 +141,7 @@ def _require_pair(stub: Path, env: Path, target: str) -> None:
     made_for = stub_release(stub)
     rel = normalize_release(made_for) if made_for else None
     where = compat.Target.host(rel) if target == "host" else compat.Target.of_release(rel) if rel else None
-    compat.require(compat.Stub.from_elf(stub, made_for), compat.Env.from_view(view_env(env)), where)
+    compat.require(compat.Stub.from_elf(stub, made_for), compat.Env.from_view(view_env(env)).pair(), where)
 
 
 def plan(opts: InjectOptions) -> InjectResult:

@@ -4,6 +4,7 @@ with diagnoses.toml, and the same verdict from every entry point on real artifac
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -33,6 +34,15 @@ BREAKERS = {
                            compat.Target.of_release(R2508)),
     "env-archive-refused": (None, compat.Env("3.9", refused="Cannot extract through symlink lib/x"),
                             compat.Target.of_release(R2606)),
+    "env-top-folder": (None, compat.Env("3.9", top_folder="myenv/", path="/e.tar.gz"), None),
+    "env-no-activate": (None, compat.Env("3.9", missing=("bin/activate",), path="/e.tar.gz"), None),
+    "env-no-python3": (None, compat.Env("3.9", missing=("bin/python3",)), None),
+    "env-libpython": (None, compat.Env("3.9", missing=("lib/libpython3.9.so.1.0",)), None),
+    "env-activate-path": (None, compat.Env("3.9", activate_path=False), compat.Target.of_release(R2410)),
+    "env-numpy": (None, compat.Env("3.9", listed=True), None),
+    "env-editable": (None, compat.Env("3.9", editable=("mypkg",)), None),
+    "env-arch": (None, compat.Env("3.9", machine="EM_ARM" if os.uname().machine != "armv7l" else "EM_X86_64"), None),
+    "env-platform": (None, compat.Env("3.9", machine=""), None),
 }
 
 
@@ -54,6 +64,11 @@ def test_fitting_facts_pass_and_missing_facts_say_nothing():
                             FIT_ENV, t) == []
     assert compat.check(None, None, None) == []
     assert compat.check(compat.Stub("3.10"), compat.Env("3.9"), None)[0].rule == "stub-python"  # no target needed
+
+
+def test_activate_path_matters_only_where_activate_is_sourced():
+    env = compat.Env("3.9", activate_path=False)
+    assert compat.check(None, env, compat.Target.of_release(R2508)) == []  # r25.08 sets PATH itself
 
 
 def test_launcher_rules_apply_from_the_release_that_changed_the_launcher():
