@@ -93,17 +93,23 @@ class Env:
     @classmethod
     def from_tree(cls, root: Path, python: str | None, numpy: str | None, path: Path | None = None) -> Env:
         """An extracted or unpacked env: every ELF file in it is read."""
-        from envtool.env.prefix import elf_files
-        need: str | None = None
-        for p in elf_files(root):
-            try:
-                v = read_elf(p).versions.get("GLIBC")
-            except BadInput:
-                continue
-            if v and (need is None or version_key(v) > version_key(need)):
-                need = v
         names = [str(p.relative_to(root)) for p in (root / HOOKS).glob("*")] if (root / HOOKS).is_dir() else []
-        return cls(python, numpy, need, libstdcxx_of(root), str(path or root), tuple(activate_hooks(names)))
+        return cls(python, numpy, max_glibc(root), libstdcxx_of(root), str(path or root),
+                   tuple(activate_hooks(names)))
+
+
+def max_glibc(root: Path) -> str | None:
+    """The newest GLIBC any ELF file under root needs."""
+    from envtool.env.prefix import elf_files
+    best: str | None = None
+    for path in elf_files(root):
+        try:
+            v = read_elf(path).versions.get("GLIBC")
+        except BadInput:
+            continue
+        if v and (best is None or version_key(v) > version_key(best)):
+            best = v
+    return best
 
 
 def libstdcxx_of(root: Path) -> str | None:

@@ -14,11 +14,9 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envtool.compat import libstdcxx_of
-from envtool.elf import read_elf, version_key
+from envtool.compat import libstdcxx_of, max_glibc
 from envtool.env.launch import ACTIVATE, start
-from envtool.env.prefix import elf_files
-from envtool.errors import BadInput, CheckFailed
+from envtool.errors import CheckFailed
 
 # Run inside the env: facts about the interpreter, its packages and the imports asked for.
 _PROBE = r"""
@@ -135,18 +133,6 @@ def run_probe(root: Path, dists: list[str], launcher: str = ACTIVATE) -> dict:
     tail = " | ".join((out.stderr or out.stdout).strip().splitlines()[-2:]) or f"exit {out.returncode}"
     raise CheckFailed(f"the packed env's python3 does not start after `source bin/activate`: {tail}",
                       "check that the env holds bin/python3 and lib/libpython3.X.so.1.0 for this platform")
-
-
-def max_glibc(root: Path) -> str | None:
-    best: str | None = None
-    for path in elf_files(root):
-        try:
-            v = read_elf(path).versions.get("GLIBC")
-        except BadInput:
-            continue
-        if v and (best is None or version_key(v) > version_key(best)):
-            best = v
-    return best
 
 
 def validate(root: Path, xy: str, dists: list[str], launcher: str = ACTIVATE) -> EnvFacts:
