@@ -92,10 +92,26 @@ class Env:
 
     @classmethod
     def from_tree(cls, root: Path, python: str | None, numpy: str | None, path: Path | None = None) -> Env:
-        """An extracted or unpacked env: every ELF file in it is read."""
+        """An extracted or unpacked env: every ELF file in it is read, and its layout."""
         names = [str(p.relative_to(root)) for p in (root / HOOKS).glob("*")] if (root / HOOKS).is_dir() else []
+        need = ["bin/activate", "bin/python3"] + ([f"lib/libpython{python}.so.1.0"] if python else [])
+        activate = root / "bin" / "activate"
+        editable = sorted(p.name for p in root.glob("lib/python3*/site-packages/*")
+                          if p.name.endswith(".egg-link") or (p.name.startswith("__editable__") and
+                                                              p.name.endswith(".pth")))
         return cls(python, numpy, max_glibc(root), libstdcxx_of(root), str(path or root),
-                   tuple(activate_hooks(names)))
+                   tuple(activate_hooks(names)), missing=tuple(n for n in need if not (root / n).exists()),
+                   activate_path=("PATH" in activate.read_text(errors="replace")) if activate.is_file() else None,
+                   editable=tuple(editable), machine=_machine(root / "bin" / "python3"))
+
+
+def _machine(python3: Path) -> str | None:
+    if not python3.is_file():
+        return None
+    try:
+        return read_elf(python3).machine
+    except BadInput:
+        return ""  # not an ELF binary
 
 
 def max_glibc(root: Path) -> str | None:

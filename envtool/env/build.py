@@ -285,8 +285,6 @@ def _build_python_prefix(plan: _Plan, prefix: Path, log) -> tuple[int, int]:
 
 def _fix_for(problems: list[str]) -> str:
     text = " ".join(problems)
-    if "numpy" in text and "needs numpy<2" in text:
-        return "pin numpy<2 in the env (or use --python with --triton, which pins it)"
     if "editable" in text:
         return "reinstall those packages without -e"
     if "not installed" in text:

@@ -14,7 +14,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envtool.compat import libstdcxx_of, max_glibc
+from envtool.compat import Env, check, libstdcxx_of, max_glibc
 from envtool.env.launch import ACTIVATE, start
 from envtool.errors import CheckFailed
 
@@ -107,9 +107,9 @@ def extract(archive: Path, dest: Path) -> Path:
 
 
 def check_tree(root: Path, xy: str) -> list[str]:
-    """Files Triton's activation needs, and links that escape (for an unpacked directory)."""
-    problems = [f"missing {rel}" for rel in ("bin/activate", "bin/python3", f"lib/libpython{xy}.so.1.0")
-                if not (root / rel).exists()]
+    """compat's rules on the env's layout (what Triton's launcher and the stub need), the stdlib of X.Y, and
+    links that escape (for an unpacked directory)."""
+    problems = [f.message for f in check(None, Env.from_tree(root, xy, None), None) if f.severity == "error"]
     if not (root / "lib" / f"python{xy}").is_dir():
         problems.append(f"missing lib/python{xy}/ (is the env Python {xy}?)")
     for dirpath, dirnames, filenames in os.walk(root):
@@ -119,8 +119,6 @@ def check_tree(root: Path, xy: str) -> list[str]:
                 link = os.readlink(p)
                 if os.path.isabs(link) or _escapes(str(p.relative_to(root)), link):
                     problems.append(f"symlink {p.relative_to(root)} -> {link} escapes the env")
-            elif n.endswith(".egg-link") or (n.startswith("__editable__") and n.endswith(".pth")):
-                problems.append(f"editable install {n}")
     return problems
 
 
