@@ -149,3 +149,37 @@ def test_an_env_built_on_a_newer_distro_gets_the_same_verdict_everywhere(entry, 
     assert ok.returncode == 0, ok.stderr[-2000:]
     if entry == "doctor":
         assert "env-glibc" not in {f["rule"] for f in json.loads(ok.stdout)["findings"]}
+
+
+@pytest.mark.slow
+def test_every_entry_point_reads_the_same_facts_from_the_same_artifacts(tmp_path, monkeypatch):
+    """The entry points differ only in how they gather facts: build reads the manifests, inject and verify
+    read the artifacts in place, pack and doctor the extracted env. The same artifacts give the same facts,
+    so every rule gives the same verdict wherever it runs."""
+    import tarfile
+
+    from envtool.env.view import view_env
+    from envtool.stub.store import stub_release
+    monkeypatch.setenv("ENVTOOL_STUBS_DIR", str(tmp_path / "stubs"))
+    stub = api.stub("r24.10", "3.9")
+    env = api.pack(api.PackSpec(python="3.9", triton="r24.10"), tmp_path / "custom_env.tar.gz")
+    root = tmp_path / "x"
+    with tarfile.open(env.output) as t:
+        t.extractall(root)
+    from_build = compat.Stub.from_manifest(stub.manifest)
+    from_elf = compat.Stub.from_elf(stub.path, stub_release(stub.path))
+    assert (from_build.python, from_build.glibc, from_build.glibcxx, from_build.release) == \
+        (from_elf.python, from_elf.glibc, from_elf.glibcxx, from_elf.release) == (
+            "3.9", from_elf.glibc, from_elf.glibcxx, "24.10")
+    view = compat.Env.from_view(view_env(env.output))
+    seen = {
+        "build (manifest)": compat.Env.from_manifest(env.manifest),
+        "doctor (view + extracted)": view.with_tree(root),
+        "pack (extracted)": compat.Env.from_tree(root, view.python, view.numpy),
+    }
+    facts = {k: (e.python, e.numpy, e.glibc, e.libstdcxx, e.hooks) for k, e in seen.items()}
+    assert len(set(facts.values())) == 1, facts
+    assert (view.python, view.numpy) == (env.manifest["python"][:3], env.manifest["numpy"])  # inject, verify
+    for target in (compat.Target.of_release(R2410), compat.Target.of_release(R2211), compat.Target.host()):
+        verdicts = {k: [f.rule for f in compat.check(from_build, e, target)] for k, e in seen.items()}
+        assert len({tuple(v) for v in verdicts.values()}) == 1, verdicts
