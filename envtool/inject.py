@@ -128,8 +128,11 @@ def check_env(env: Path) -> None:
             raise BadInput(f"env directory {env} has no bin/activate",
                            "pass a conda-pack'ed env (envtool pack) or its .tar.gz")
         return
-    if not env.is_file():
+    if not env.exists():
         raise BadInput(f"env {env} does not exist", "pass the env built by `envtool pack`")
+    if not env.is_file():
+        raise BadInput(f"env {env} is neither a file nor a folder (a FIFO, device or socket)",
+                       "pass the env's .tar.gz or its folder")
     if not is_gzip(env):
         raise BadInput(f"env {env} is neither a gzip tarball nor an env directory",
                        "Triton extracts only .tar.gz: repack with `envtool pack`")

@@ -1,5 +1,8 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -224,3 +227,17 @@ def test_a_savedmodel_folder_counts_as_the_model_file(tmp_path):
     repo = write_repo(tmp_path / "repo", {"m": _backend_model("m", 'platform: "tensorflow_savedmodel"')})
     (repo / "m" / "1" / "model.savedmodel").mkdir()
     assert not [f for f in api.lint(repo) if f.rule == "model-file"]
+
+
+def test_an_env_path_naming_a_fifo_is_refused_without_blocking(tmp_path):
+    """A FIFO would block whoever opens it: lint and inject refuse it in one line, without opening it."""
+    cfg = ADD + 'parameters { key: "EXECUTION_ENV_PATH" value: { string_value: "$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }\n'
+    repo = write_repo(tmp_path / "repo", {"add": cfg})
+    os.mkfifo(repo / "add" / "env.tar.gz")
+    p = subprocess.run([sys.executable, "-m", "envtool", "lint", str(repo), "--json"], capture_output=True,
+                       text=True, timeout=60)
+    found = {f["rule"]: f for f in json.loads(p.stdout)["findings"]}
+    assert p.returncode == 1 and "neither a file nor a folder" in found["env-special-file"]["message"]
+    p = subprocess.run([sys.executable, "-m", "envtool", "inject", str(repo), "--stub", sys.executable, "--env",
+                        str(repo / "add" / "env.tar.gz")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "neither a file nor a folder" in p.stderr and "Traceback" not in p.stderr

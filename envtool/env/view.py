@@ -79,6 +79,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 def is_gzip(path: Path) -> bool:
+    if not path.is_file():  # never open a FIFO or a device: reading could block forever
+        return False
     try:
         with path.open("rb") as f:
             return f.read(2) == GZIP_MAGIC

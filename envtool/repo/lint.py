@@ -124,6 +124,10 @@ def _lint_env_path(m: Model, value: str) -> list[Finding]:
         out.append(Finding("env-missing", "error", m.name, f"{ENV_KEY} points to {path}, which "
                            "does not exist", triton=f"Failed to get the canonical path for {path}.",
                            fix=f"envtool inject {m.path.parent} --env ENV --stub STUB", where=where))
+    elif not (path.is_file() or path.is_dir()):  # a FIFO, device or socket: never opened (it could block)
+        out.append(Finding("env-special-file", "error", m.name, f"{ENV_KEY} points to {path}, which is neither "
+                           "a file nor a folder (a FIFO, device or socket)", triton="archive_read_open_filename() "
+                           "failed.", fix="point it at the env's .tar.gz or its folder", where=where))
     elif path.is_dir():
         if not (path / "bin" / "activate").is_file():
             out.append(Finding(
