@@ -16,8 +16,9 @@ from envtool import api, formats
 from envtool.errors import EXIT_CHECK_FAILED, EXIT_CRASH, BadInput, EnvtoolError
 from envtool.findings import has_errors
 
-out = Console()
-err = Console(stderr=True)
+# Piped or captured output is for machines and logs: never wrapped at 80 columns (rich's default off a TTY).
+out = Console(width=None if sys.stdout.isatty() else 100_000)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 100_000)
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 FORMATS = ("text", "json", "sarif", "github")
@@ -210,7 +211,7 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, targ
         out.print(("would " if dry_run else "") + p.describe(), highlight=False)
     for c in result.configs:
         if c.changed and dry_run:
-            click.echo(c.diff(), nl=False)
+            click.echo(c.diff(result.repo), nl=False)
         elif c.changed:
             out.print(f"edited {c.path}", highlight=False)
     state = "would change" if dry_run else "changed"

@@ -73,6 +73,7 @@ class InjectResult:
     configs: list[FileChange] = field(default_factory=list)
     files: list[Placement] = field(default_factory=list)
     dry_run: bool = False
+    repo: Path | None = None  # diffs are relative to it
 
     @property
     def changed(self) -> bool:
@@ -82,7 +83,7 @@ class InjectResult:
         return {
             "models": self.models, "dry_run": self.dry_run, "changed": self.changed,
             "files": [p.describe() for p in self.files],
-            "configs": [{"path": str(c.path), "changed": c.changed, "diff": c.diff()}
+            "configs": [{"path": str(c.path), "changed": c.changed, "diff": c.diff(self.repo)}
                         for c in self.configs],
         }
 
@@ -158,7 +159,7 @@ def plan(opts: InjectOptions) -> InjectResult:
     if not opts.force:
         _require_pair(opts.stub, env, opts.target)
     models = select_models(repo, opts.models)
-    result = InjectResult([m.name for m in models], dry_run=opts.dry_run)
+    result = InjectResult([m.name for m in models], dry_run=opts.dry_run, repo=repo.path)
     env_name = env.name
     home = models[0].path / env_name
     edges = edge_models(repo)

@@ -42,3 +42,17 @@ def test_debug_shows_the_traceback(crashing_lint, tmp_path, how):
 def test_usage_errors_stay_clicks(tmp_path):
     assert _run("lint")[0] == 2  # missing argument: click's usage error, not a crash
     assert _run("lint", str(tmp_path / "nope"))[0] == 2  # BadInput
+
+
+def test_text_output_does_not_wrap_when_piped(tmp_path):
+    """Off a terminal (a pipe, a CI log) each finding stays on one line, however long."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import FIXTURES
+    shutil.copytree(FIXTURES / "article", tmp_path / "article")
+    p = subprocess.run([sys.executable, "-m", "envtool", "lint", "article"], capture_output=True, text=True,
+                       cwd=tmp_path)
+    line = next(x for x in p.stdout.splitlines() if "env-path" in x or "is relative" in x)
+    assert len(line) > 100 and "server's working directory, not the model folder" in line

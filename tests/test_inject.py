@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -73,6 +74,10 @@ def test_dry_run_prints_a_diff_and_touches_nothing(repo, host_stub, thin_env_tar
     assert "+++ b/" in p.stdout and '+  key: "EXECUTION_ENV_PATH"' in p.stdout
     assert "would copy" in p.stdout and "would link" in p.stdout
     assert tree_snapshot(repo) == snap
+    # the headers are relative to the repository: `patch -p1` from its root applies them there
+    assert "--- a/pre/config.pbtxt" in p.stdout and str(repo) not in p.stdout.split("--- a/", 1)[1].split("\n")[0]
+    applied = subprocess.run(["patch", "-p1", "--dry-run"], input=p.stdout, cwd=repo, capture_output=True, text=True)
+    assert applied.returncode == 0 and "checking file pre/config.pbtxt" in applied.stdout, applied.stdout
 
 
 def test_gpu_flag_and_models_option_and_json(repo, host_stub, thin_env_tarball):

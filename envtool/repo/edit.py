@@ -104,10 +104,12 @@ class FileChange:
     def changed(self) -> bool:
         return self.before != self.after
 
-    def diff(self) -> str:
+    def diff(self, root: Path | None = None) -> str:
+        """A unified diff; with root, its headers are relative to it (`patch -p1` from root applies it)."""
+        name = self.path.relative_to(root).as_posix() if root is not None else str(self.path).lstrip("/")
+        old = "/dev/null" if not self.before else f"a/{name}"
         return "".join(difflib.unified_diff(
-            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True),
-            f"a/{self.path}", f"b/{self.path}"))
+            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True), old, f"b/{name}"))
 
 
 def plan_config_edit(path: Path, params: dict[str, str], kind: str | None,
