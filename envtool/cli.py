@@ -207,6 +207,8 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, targ
                                           target=target))
     if json_out:
         return _emit_json(result.to_dict())
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     for p in result.files:
         out.print(("would " if dry_run else "") + p.describe(), highlight=False)
     for c in result.configs:

@@ -74,6 +74,7 @@ class InjectResult:
     files: list[Placement] = field(default_factory=list)
     dry_run: bool = False
     repo: Path | None = None  # diffs are relative to it
+    warnings: list[str] = field(default_factory=list)  # the user's explicit settings this run overrides
 
     @property
     def changed(self) -> bool:
@@ -81,7 +82,7 @@ class InjectResult:
 
     def to_dict(self) -> dict:
         return {
-            "models": self.models, "dry_run": self.dry_run, "changed": self.changed,
+            "models": self.models, "dry_run": self.dry_run, "changed": self.changed, "warnings": self.warnings,
             "files": [p.describe() for p in self.files],
             "configs": [{"path": str(c.path), "changed": c.changed, "diff": c.diff(self.repo)}
                         for c in self.configs],
@@ -176,8 +177,27 @@ def plan(opts: InjectOptions) -> InjectResult:
         for p in (*stub_files, env_place):
             if not _same(p) and not p.up_to_date():
                 result.files.append(p)
-        result.configs.append(plan_config_edit(m.config_path, params, kind, create=MINIMAL_CONFIG))
+        try:
+            result.configs.append(plan_config_edit(m.config_path, params, kind, create=MINIMAL_CONFIG))
+        except BadInput as e:  # name the model and its file
+            raise BadInput(f"model {m.name}: {e.message}", e.fix, where=e.where or str(m.config_path)) from None
+        result.warnings += overrides(m, kind, force_cpu)
     return result
+
+
+def overrides(m: Model, kind: str, force_cpu: str) -> list[str]:
+    """Explicit settings of the user's config that this injection changes: said, never silent."""
+    out = []
+    old = m.parameter(FORCE_CPU_KEY)
+    if old is not None and old != force_cpu:
+        out.append(f'model {m.name}: {FORCE_CPU_KEY} "{old}" becomes "{force_cpu}" (--gpu, or --deployment '
+                   "gpu-all, keeps GPU tensors)")
+    groups = m.config.instance_group if m.config is not None else []
+    kinds = {type(g).Kind.Name(g.kind) for g in groups if g.kind != type(g).Kind.KIND_AUTO}  # set by the user
+    if kinds - {kind}:
+        out.append(f"model {m.name}: instance_group kind {', '.join(sorted(kinds))} becomes {kind} "
+                   "(--gpu or --deployment to choose)")
+    return out
 
 
 DEPLOYMENTS = ("cpu", "gpu-models", "gpu-all")

@@ -187,3 +187,22 @@ def test_a_model_without_config_is_a_python_model_and_gets_the_minimal_config(tm
                                                                   "triton_python_backend_stub"]
     assert not (repo / "data" / "config.pbtxt").exists()
     assert not api.inject(opts(repo, host_stub, thin_env_tarball)).changed  # idempotent
+
+
+def test_overriding_an_explicit_setting_is_said(repo, host_stub, thin_env_tarball):
+    """--cpu (the default) on a model the user set to KIND_GPU with GPU tensors: both changes are warned about,
+    in the text and the JSON; and an instance_group with gpus names the model and its file."""
+    cfg = repo / "pre" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace("KIND_CPU", "KIND_GPU") +
+                   'parameters { key: "FORCE_CPU_ONLY_INPUT_TENSORS" value: { string_value: "no" } }\n')
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--dry-run", "--json")
+    warnings = json.loads(p.stdout)["warnings"]
+    assert p.returncode == 0 and any('FORCE_CPU_ONLY_INPUT_TENSORS "no" becomes "yes"' in w for w in warnings)
+    assert any("instance_group kind KIND_GPU becomes KIND_CPU" in w for w in warnings)
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--dry-run")
+    assert "warning: model pre: FORCE_CPU_ONLY_INPUT_TENSORS" in p.stderr
+    cfg.write_text(cfg.read_text().replace("kind: KIND_GPU", "kind: KIND_GPU gpus: [ 0 ]"))
+    snap = tree_snapshot(repo)
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball)
+    assert p.returncode == 2 and "model pre: an instance_group lists gpus" in p.stderr and "pre/config.pbtxt" in p.stderr
+    assert tree_snapshot(repo) == snap
