@@ -150,13 +150,26 @@ def test_version_policy_decides_which_versions_load(tmp_path):
 
 @pytest.mark.parametrize("value,rule", [
     ("path/to/custom_env.tar.gz", "env-path-relative"),
-    ("$$TRITON_MODEL_DIRECTORY/../shared/env.tar.gz", "env-path-escapes"),
+    ("s3:///no-bucket", "env-path-cloud-form"),
     ("$$TRITON_MODEL_DIRECTORY/missing.tar.gz", "env-missing"),
     ("/opt/$$TRITON_MODEL_DIRECTORY/env.tar.gz", "env-path-var-position"),
 ])
 def test_execution_env_path_forms(tmp_path, value, rule):
     cfg = ADD + f'parameters {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{value}" }} }}\n'
     assert rule in rules(lint_configs(tmp_path, {"add": cfg}))
+
+
+def test_env_outside_the_model_folder_is_a_cloud_only_warning_and_cloud_urls_are_not_errors(tmp_path):
+    """Core collapses '..' and loads an env beside the model folder from a local repository; it fetches
+    s3://, gs:// and as:// URLs. Neither is an error."""
+    up = ADD + 'parameters { key: "EXECUTION_ENV_PATH" value: { string_value: "$$TRITON_MODEL_DIRECTORY/../env.tar.gz" } }\n'
+    repo = write_repo(tmp_path / "repo", {"add": up})
+    (repo / "env.tar.gz").write_bytes(b"\x1f\x8b" + b"\0" * 20)
+    findings = api.lint(repo)
+    assert rules(findings) == [] and rules(findings, "warning") == ["env-path-escapes"]
+    assert "cloud repository" in next(f.message for f in findings if f.rule == "env-path-escapes")
+    s3 = ADD + 'parameters { key: "EXECUTION_ENV_PATH" value: { string_value: "s3://bucket/envs/env.tar.gz" } }\n'
+    assert rules(lint_configs(tmp_path / "s3", {"add": s3})) == []
 
 
 def test_env_must_be_gzip_or_activate_dir(tmp_path):

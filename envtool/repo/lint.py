@@ -99,9 +99,19 @@ def lint_python_model(m: Model) -> list[Finding]:
     return out
 
 
+CLOUD_URL = re.compile(r"^(s3|gs|as)://")
+CLOUD_FORM = re.compile(r"^(s3|gs|as)://[^/\s]+(/[^\s]*)?/[^/\s]+$")
+
+
 def _lint_env_path(m: Model, value: str) -> list[Finding]:
     where = str(m.config_path)
     fix_form = f'use "{MODEL_DIR_VAR}/<env>.tar.gz" with the env inside {m.name}/'
+    if CLOUD_URL.match(value):  # core fetches it: checked for form, not existence
+        if CLOUD_FORM.match(value):
+            return []
+        return [Finding("env-path-cloud-form", "error", m.name, f'{ENV_KEY} "{value}" is not a well-formed '
+                        "cloud URL", fix="write it as s3://bucket/path/env.tar.gz (gs://, as:// alike)",
+                        where=where)]
     path = m.env_path()
     if path is None:
         triton = f"Failed to get the canonical path for {value}."
@@ -115,11 +125,10 @@ def _lint_env_path(m: Model, value: str) -> list[Finding]:
                            f"{MODEL_DIR_VAR} must begin the value of {ENV_KEY}",
                            fix=fix_form, where=where))
     if value.startswith(MODEL_DIR_VAR) and ".." in Path(value[len(MODEL_DIR_VAR):]).parts:
-        out.append(Finding("env-path-escapes", "error", m.name,
-                           f'{ENV_KEY} "{value}" leaves the model folder; cloud repositories and '
-                           "Triton's canonical-path check reject it",
-                           triton=f"Failed to get the canonical path for {path}.",
-                           fix=fix_form, where=where))
+        out.append(Finding("env-path-escapes", "warning", m.name,
+                           f'{ENV_KEY} "{value}" leaves the model folder: fine for a local repository (core '
+                           "collapses the '..'), but a cloud repository (s3://, gs://, as://) is fetched folder "
+                           "by folder and the env is not there", fix=fix_form, where=where))
     if not path.exists():
         out.append(Finding("env-missing", "error", m.name, f"{ENV_KEY} points to {path}, which "
                            "does not exist", triton=f"Failed to get the canonical path for {path}.",
