@@ -410,7 +410,8 @@ def _render_report(report, json_out: bool) -> None:
     for sk in report.skipped:
         err.print(f"[yellow]not exercised:[/] {sk['model']}: {sk['reason']}", highlight=False, soft_wrap=True)
     if report.ok:
-        exercised = len({i.model for i in report.inferences})
+        exercised = sum(st.get("checked", "").startswith(("inference", "grpc", "via"))
+                        for st in report.models.values())
         what = f"verified ({exercised} exercised, {len(report.skipped)} not exercised)"
         out.print(f"[green]✓[/] {what}; lock: {report.lock}" if report.lock else f"[green]✓[/] {what}",
                   highlight=False)
