@@ -115,6 +115,20 @@ BREAKERS = {
                                 "value: { string_value: \"false\" } }\n"},
 }
 
+# core's ValidateModelConfig (the model keyed "add" is the broken one; test_lint_vs_triton loads each)
+CORE_BREAKERS = {
+    "max-batch-negative": lambda: {"add": ADD.replace("max_batch_size: 0", "max_batch_size: -1")},
+    "io-data-type": lambda: {"add": ADD.replace('name: "IN" data_type: TYPE_FP32', 'name: "IN"')},
+    "io-dims": lambda: {"add": ADD.replace('name: "IN" data_type: TYPE_FP32 dims: [ -1 ]',
+                                           'name: "IN" data_type: TYPE_FP32 dims: [ ]')},
+    "io-dim-zero": lambda: {"add": ADD.replace('name: "IN" data_type: TYPE_FP32 dims: [ -1 ]',
+                                               'name: "IN" data_type: TYPE_FP32 dims: [ 0 ]')},
+    "platform-unknown": lambda: {"add": ADD.replace('backend: "python"', 'platform: "tensorflo"')},
+    "ensemble-backend": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP,
+                                                             header='platform: "ensemble"\nbackend: "python"')},
+}
+BREAKERS.update(CORE_BREAKERS)
+
 
 @pytest.mark.parametrize("rule", sorted(BREAKERS))
 def test_each_rule_fires_on_a_config_that_breaks_it(tmp_path, rule):
@@ -189,6 +203,13 @@ def test_python_model_without_model_py(tmp_path):
     repo = write_repo(tmp_path / "repo", {"add": ADD})
     (repo / "add" / "1" / "model.py").unlink()
     assert "python-model-file" in rules(api.lint(repo))
+
+
+def test_a_version_folder_that_is_not_a_plain_integer_is_named(tmp_path):
+    repo = write_repo(tmp_path / "repo", {"add": ADD})
+    (repo / "add" / "1").rename(repo / "add" / "01")
+    findings = api.lint(repo)
+    assert "version-folder-name" in rules(findings, "warning") and "no-version" in rules(findings)
 
 
 def test_auto_complete_models_are_not_held_to_declared_tensors(tmp_path):

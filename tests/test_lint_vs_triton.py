@@ -5,7 +5,7 @@ import pytest
 from envtool import api
 from envtool.servers.embedded import EmbeddedServer
 from tests.conftest import python_model, write_repo
-from tests.test_lint import ADD, BREAKERS, GOOD_STEP, ensemble
+from tests.test_lint import ADD, BREAKERS, CORE_BREAKERS, GOOD_STEP, ensemble
 
 pytestmark = pytest.mark.server
 
@@ -29,6 +29,11 @@ def loaded(tmp_path_factory, r2410, server_tree_2410):
     configs["forcecpu"] = python_model("forcecpu", [("IN", "TYPE_FP32", [-1])], [("OUT", "TYPE_FP32", [-1])],
                                        'parameters { key: "FORCE_CPU_ONLY_INPUT_TENSORS" '
                                        'value: { string_value: "false" } }\n')
+    for rule in CORE_BREAKERS:  # one broken model per core rule, renamed c_<rule>
+        parts = BREAKERS[rule]()
+        key = "ens" if "ens" in parts else "add"
+        name = "c_" + rule.replace("-", "_")
+        configs[name] = parts[key].replace(f'name: "{key}"', f'name: "{name}"')
     repo = write_repo(tmp_path_factory.mktemp("lintvs") / "repo", configs)
     with EmbeddedServer(r2410, repo) as server:
         server.wait_live()
@@ -58,3 +63,14 @@ def test_name_mismatch_and_force_cpu_value(loaded):
     for model, rule in (("mismatch", "name-mismatch"), ("forcecpu", "force-cpu-value")):
         assert rule in {f.rule for f in findings if f.model == model}
         assert states.get(model, {}).get("state") != "READY", (model, states.get(model), log[-2000:])
+
+
+@pytest.mark.parametrize("rule", sorted(CORE_BREAKERS))
+def test_core_validation_is_rejected_by_triton_with_that_message(loaded, rule):
+    """Core's ValidateModelConfig, predicted with Triton's own text."""
+    findings, states, log = loaded
+    name = "c_" + rule.replace("-", "_")
+    mine = [f for f in findings if f.model == name and f.rule == rule]
+    assert mine and mine[0].severity == "error"
+    assert states.get(name, {}).get("state") != "READY", (name, states.get(name))
+    assert mine[0].triton in (states[name]["reason"] + log), (mine[0].triton, states.get(name))

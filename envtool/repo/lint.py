@@ -7,13 +7,13 @@ ensemble_scheduler/ensemble_utils.cc, model_repository_manager.cc; python_backen
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from envtool.env.view import is_gzip
 from envtool.findings import Finding
 from envtool.repo.config import dims_str, dtype_name
-from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, Step
+from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, Step, is_version_name
 
 
 def lint_repository(repo: Repository) -> list[Finding]:
@@ -65,7 +65,60 @@ def _lint_model(m: Model) -> list[Finding]:
             fix=f"create {m.name}/1/ holding the model file", where=str(m.path)))
     if not m.is_ensemble:
         out += _lint_model_file(m)
+    return out + _version_folders(m) + _core_validation(m)
+
+
+def _version_folders(m: Model) -> list[Finding]:
+    odd = sorted(d.name for d in m.path.iterdir()
+                 if d.is_dir() and d.name.isdigit() and not is_version_name(d.name))
+    return [Finding("version-folder-name", "warning", m.name, f"{n}/ is not a version folder for Triton: it reads "
+                    "plain integers only, and ignores it", fix=f"rename it {int(n)}/", where=str(m.path / n))
+            for n in odd]
+
+
+# Platforms core knows without a backend (it fills the backend from them); texts: core r24.10
+# src/model_config_utils.cc ValidateModelConfig / ValidateIOShape.
+KNOWN_PLATFORMS = {"ensemble", "tensorrt_plan", "onnxruntime_onnx", "pytorch_libtorch", "tensorflow_savedmodel",
+                   "tensorflow_graphdef"}
+
+
+def _core_validation(m: Model) -> list[Finding]:
+    """Core's ValidateModelConfig, on what lint can see before auto-complete."""
+    c, where, out = m.config, str(m.config_path), []
+
+    def add(rule: str, message: str, triton: str, fix: str) -> None:
+        out.append(Finding(rule, "error", m.name, message, triton=triton, fix=fix, where=where))
+    if c.platform == "ensemble" and c.backend:
+        add("ensemble-backend", f"an ensemble also sets backend {c.backend!r}",
+            f"Ensemble model '{m.name}' must have platform type 'ensemble' and empty backend type",
+            "remove its backend line")
+    elif c.platform and not c.backend and c.platform not in KNOWN_PLATFORMS:
+        add("platform-unknown", f"platform {c.platform!r} is not one Triton knows",
+            f"unexpected platform type '{c.platform}' for {m.name}",
+            f"use one of {', '.join(sorted(KNOWN_PLATFORMS))}, or set backend")
+    if c.max_batch_size < 0:
+        add("max-batch-negative", f"max_batch_size is {c.max_batch_size}",
+            f"'max_batch_size' must be non-negative value for {m.name}", "set 0 (no batching) or a positive size")
+    if m.is_ensemble or (m.is_python and not _autocompletes(m)):  # others may be completed by their backend
+        for kind, tensors in (("input", c.input), ("output", c.output)):
+            out += [replace(f, model=m.name, where=where) for t in tensors for f in _io_shape(kind, t, m.name)]
     return out
+
+
+def _io_shape(kind: str, t, model: str) -> list[Finding]:
+    """Core's ValidateIOShape, first failure only (as core reports it)."""
+    prefix = f"model {kind} '{t.name}' "
+    if not t.data_type:
+        return [Finding("io-data-type", "error", None, f"{kind} {t.name} has no data_type",
+                        f"{prefix}must specify 'data_type' for {model}", "add data_type: TYPE_...")]
+    if not len(t.dims):
+        return [Finding("io-dims", "error", None, f"{kind} {t.name} has no dims",
+                        f"{prefix}must specify 'dims' for {model}", "add dims: [ ... ] (-1 for a variable size)")]
+    if any(d < 1 and d != -1 for d in t.dims):
+        return [Finding("io-dim-zero", "error", None, f"{kind} {t.name} has a dimension < 1 that is not -1",
+                        f"{prefix}dimension must be integer >= 1, or -1 to indicate a variable-size dimension "
+                        f"for {model}", "use a positive size, or -1")]
+    return []
 
 
 def _lint_model_file(m: Model) -> list[Finding]:

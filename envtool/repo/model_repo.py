@@ -144,9 +144,14 @@ class Repository:
         return out
 
 
+def is_version_name(name: str) -> bool:
+    """A plain integer: Triton ignores `01/` or `+1/` (not the canonical form of a number)."""
+    return name.isdigit() and str(int(name)) == name
+
+
 def load_model(path: Path) -> Model:
     m = Model(path.name, path)
-    m.versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
+    m.versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and is_version_name(p.name))
     if m.config_path.is_file():
         try:
             m.config = load_config(m.config_path)
