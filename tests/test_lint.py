@@ -212,6 +212,19 @@ def test_a_version_folder_that_is_not_a_plain_integer_is_named(tmp_path):
     assert "version-folder-name" in rules(findings, "warning") and "no-version" in rules(findings)
 
 
+def test_a_step_mapping_a_tensor_auto_complete_adds_is_not_an_error(tmp_path):
+    """The model declares IN in config.pbtxt and adds B in auto_complete_config: core validates the ensemble
+    against the completed config, so lint cannot call B unknown."""
+    partial = python_model("auto", [("IN", FP32, [-1])], [("OUT", FP32, [-1])])
+    steps = step("auto", {"IN": "X", "B": "W"}, {"OUT": "Y"})
+    ens = ensemble(steps=steps, inputs=(("X", FP32, [-1]), ("W", FP32, [-1])))
+    py = "class TritonPythonModel:\n    @staticmethod\n    def auto_complete_config(c):\n        return c\n"
+    findings = api.lint(write_repo(tmp_path / "repo", {"auto": partial, "ens": ens}, model_py=py))
+    assert rules(findings) == [] and "ensemble-step-autocomplete" in rules(findings, "info")
+    plain = api.lint(write_repo(tmp_path / "plain", {"auto": partial, "ens": ens}))  # no auto_complete_config
+    assert "ensemble-input-map" in rules(plain)
+
+
 def test_auto_complete_models_are_not_held_to_declared_tensors(tmp_path):
     bare = 'backend: "python"\n'
     repo = write_repo(tmp_path / "repo", {"auto": bare, "ens": ensemble(steps=step("auto", {"IN": "X"}, {"OUT": "Y"}))},

@@ -289,10 +289,11 @@ class _EnsembleLinter:
             if model is None or model.config is None:
                 continue
             self.check_batch(s, model)
-            if _autocompletes(model) and not (len(model.config.input) or len(model.config.output)):
+            declared = {t.name for t in (*model.config.input, *model.config.output)}
+            if _autocompletes(model) and not set(s.input_map) | set(s.output_map) <= declared:
                 self.add("ensemble-step-autocomplete",
-                         f"{s.model_name} declares its tensors in model.py (auto_complete_config); "
-                         "its mapping is checked only when Triton loads it", severity="info")
+                         f"{s.model_name} declares tensors in model.py (auto_complete_config) that this "
+                         "step maps; its mapping is checked only when Triton loads it", severity="info")
                 continue
             self.check_mapping(s, model, tensors)
 
