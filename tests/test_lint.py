@@ -288,3 +288,13 @@ def test_an_env_path_naming_a_fifo_is_refused_without_blocking(tmp_path):
     p = subprocess.run([sys.executable, "-m", "envtool", "inject", str(repo), "--stub", sys.executable, "--env",
                         str(repo / "add" / "env.tar.gz")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "neither a file nor a folder" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_model_named_for_its_backend_needs_no_backend_line(tmp_path):
+    """Core's custom-backend autofill: model.identity gets backend identity; another name is refused with
+    Triton's own text."""
+    bare = ADD.replace('backend: "python"\n', "").replace('name: "add"', 'name: "model.identity"')
+    assert "no-backend" not in rules(lint_configs(tmp_path / "a", {"model.identity": bare}))
+    f = [x for x in lint_configs(tmp_path / "b", {"add": ADD.replace('backend: "python"\n', "")})
+         if x.rule == "no-backend"]
+    assert f and f[0].triton.startswith("Invalid model name: Could not determine backend for model 'add'")

@@ -53,10 +53,7 @@ def _lint_model(m: Model) -> list[Finding]:
                    "must equal model name",
             fix=f'set name: "{m.name}" or rename the folder', where=str(m.config_path)))
     if not c.backend and not c.platform and not m.is_python:  # core takes model.py as python
-        out.append(Finding("no-backend", "error", m.name, "neither backend nor platform is set",
-                           triton=f"must specify 'platform' or 'backend' for '{m.name}'",
-                           fix='add backend: "python" (or the model\'s backend)',
-                           where=str(m.config_path)))
+        out += _no_backend(m)
     if not m.is_ensemble and not m.loaded_versions():
         out.append(Finding(
             "no-version", "error", m.name, "no numeric version folder matches the version policy",
@@ -66,6 +63,19 @@ def _lint_model(m: Model) -> list[Finding]:
     if not m.is_ensemble:
         out += _lint_model_file(m)
     return out + _version_folders(m) + _core_validation(m)
+
+
+def _no_backend(m: Model) -> list[Finding]:
+    """Core's AutoCompleteBackendFields: with no default_model_filename either, a model named model.<backend>
+    gets that backend (a custom backend); any other name is refused before ValidateModelConfig runs."""
+    c = m.config
+    if not c.default_model_filename and "." in m.name:
+        return []
+    triton = (f"must specify 'platform' or 'backend' for '{m.name}'" if c.default_model_filename else
+              f"Invalid model name: Could not determine backend for model '{m.name}' with no backend in model "
+              "configuration. Expected model name of the form 'model.<backend_name>'.")
+    return [Finding("no-backend", "error", m.name, "neither backend nor platform is set", triton=triton,
+                    fix='add backend: "python" (or the model\'s backend)', where=str(m.config_path))]
 
 
 def _version_folders(m: Model) -> list[Finding]:
