@@ -298,3 +298,11 @@ def test_a_model_named_for_its_backend_needs_no_backend_line(tmp_path):
     f = [x for x in lint_configs(tmp_path / "b", {"add": ADD.replace('backend: "python"\n', "")})
          if x.rule == "no-backend"]
     assert f and f[0].triton.startswith("Invalid model name: Could not determine backend for model 'add'")
+
+
+def test_an_ensemble_needs_a_version_folder_too(tmp_path):
+    """Triton (r24.10) refuses an ensemble without <ensemble>/1/: 'at least one version must be available'."""
+    repo = write_repo(tmp_path / "repo", {"add": ADD, "ens": ensemble(steps=GOOD_STEP)})
+    shutil.rmtree(repo / "ens" / "1")
+    f = [x for x in api.lint(repo) if x.rule == "no-version"]
+    assert f and f[0].model == "ens" and "at least one version must be available" in f[0].triton

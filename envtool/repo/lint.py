@@ -54,7 +54,7 @@ def _lint_model(m: Model) -> list[Finding]:
             fix=f'set name: "{m.name}" or rename the folder', where=str(m.config_path)))
     if not c.backend and not c.platform and not m.is_python:  # core takes model.py as python
         out += _no_backend(m)
-    if not m.is_ensemble and not m.loaded_versions():
+    if not m.loaded_versions():  # ensembles too: an empty <ensemble>/1/ is required
         out.append(Finding(
             "no-version", "error", m.name, "no numeric version folder matches the version policy",
             triton="at least one version must be available under the version policy of model "
