@@ -384,12 +384,8 @@ def _env_platform(s: Stub | None, e: Env | None, t: Target | None) -> Finding | 
 
 def check(stub: Stub | None, env: Env | None, target: Target | None, model: str | None = None) -> list[Finding]:
     """Every rule on these facts (a rule whose facts are missing says nothing)."""
-    out = []
-    for r in RULES:
-        f = r.check(stub, env, target)
-        if f is not None:
-            out.append(Finding(f.rule, f.severity, model, f.message, f.triton, f.fix, f.where))
-    return out
+    found = (r.check(stub, env, target) for r in RULES)
+    return [replace(f, model=model) for f in found if f is not None]
 
 
 def require(stub: Stub | None, env: Env | None, target: Target | None) -> list[Finding]:

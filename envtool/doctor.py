@@ -113,21 +113,23 @@ class _Extractions:
     """Each tarball env extracted once per doctor run (models that share an env share it)."""
 
     def __init__(self, tmp: Path):
-        self.tmp, self.done = tmp, {}
+        self.tmp = tmp
+        self.roots: dict[Path, Path] = {}
+        self.refusals: dict[Path, str | None] = {}
 
     def refused(self, env: EnvView) -> str | None:
         """libarchive's refusal under r26.06+'s secure extraction flags (once per tarball)."""
-        key = ("refused", env.path)
-        if key not in self.done:
-            self.done[key] = secure_extract_error(env.path, self.tmp / f"secure{len(self.done)}")
-        return self.done[key]
+        if env.path not in self.refusals:
+            scratch = self.tmp / f"secure{len(self.refusals)}"
+            self.refusals[env.path] = secure_extract_error(env.path, scratch)
+        return self.refusals[env.path]
 
     def root(self, env: EnvView) -> Path:
         if env.kind == "directory":
             return env.path
-        if env.path not in self.done:
-            self.done[env.path] = extract(env.path, self.tmp / str(len(self.done)))
-        return self.done[env.path]
+        if env.path not in self.roots:
+            self.roots[env.path] = extract(env.path, self.tmp / str(len(self.roots)))
+        return self.roots[env.path]
 
 
 def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions,

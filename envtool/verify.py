@@ -230,8 +230,8 @@ def _plan(server, repo: Repository, report: VerifyReport, inputs, expect) -> lis
     ensembles = {n: repo.ensemble_members(repo.models[n]) for n in ready
                  if configs[n].HasField("ensemble_scheduling")}
     members = {m: e for e, ms in ensembles.items() for m in ms}
-    matched = match_inputs(inputs, {n: configs[n] for n in ready}, set(repo.models) | set(ready), True)
     names = set(repo.models) | set(ready)
+    matched = match_inputs(inputs, {n: configs[n] for n in ready}, names, True)
     plans = []
     for n in ready:
         st, cfg = report.models[n], configs[n]

@@ -215,8 +215,10 @@ class ProcessServer(Server):
                 self.proc.wait()
         if self.proc is not None:
             self._signal(signal.SIGKILL)  # stubs left in the group
-        for d in self._new_env_roots():  # Triton leaves them behind when killed
-            if d in ours or not _someone_else_may_own(d):
+        leftover = self._new_env_roots()  # Triton leaves them behind when killed
+        used_elsewhere, triton_elsewhere = _claimed_elsewhere() if leftover else (set(), False)
+        for d in leftover:
+            if d in ours or not (d in used_elsewhere or triton_elsewhere):
                 shutil.rmtree(d, ignore_errors=True)
 
     def _new_env_roots(self) -> list[str]:
@@ -261,12 +263,12 @@ def _env_roots_used_by(pids: list[int]) -> set[str]:
     return roots
 
 
-def _someone_else_may_own(root: str) -> bool:
+def _claimed_elsewhere() -> tuple[set[str], bool]:
+    """The env folders other processes use, and whether another tritonserver runs (it may be extracting
+    one right now): one pass over /proc for every folder to judge."""
     live = [pid for pid in _pids() if pid != os.getpid()]
-    if root in _env_roots_used_by(live):
-        return True
+    triton = False
     for pid in live:
         with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "tritonserver":
-                return True
-    return False
+            triton = triton or Path(f"/proc/{pid}/comm").read_text().strip() == "tritonserver"
+    return _env_roots_used_by(live), triton
