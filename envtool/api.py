@@ -12,7 +12,7 @@ from envtool.env.build import PackResult, PackSpec, pack
 from envtool.env.pack import DEFAULT_LEVEL
 from envtool.findings import Finding
 from envtool.inject import InjectOptions, InjectResult, inject
-from envtool.repo.lint import lint_repository
+from envtool.repo.lint import LintOptions, lint_repository
 from envtool.repo.model_repo import load_repository
 from envtool.serve import serve
 from envtool.stub.produce import produce as stub
@@ -26,8 +26,11 @@ __all__ = ["build", "BuildResult", "BuildSpec", "DEFAULT_LEVEL", "doctor", "Doct
            "StubArtifact", "stubs", "verify", "VerifyOptions", "VerifyReport"]
 
 
-def lint(repo: str | Path) -> list[Finding]:
-    return lint_repository(load_repository(repo))
+def lint(repo: str | Path, triton: str | None = None, autocomplete: bool = True) -> list[Finding]:
+    """lint's findings; triton: the release whose message texts to give (default: the newest);
+    autocomplete=False judges configs as a server started with --disable-auto-complete-config does."""
+    release = catalog.normalize_release(triton) if triton else None
+    return lint_repository(load_repository(repo), LintOptions(release, autocomplete))
 
 
 def releases() -> list[dict]:

@@ -162,10 +162,14 @@ def _print_finding(f) -> None:
 
 @main.command()
 @click.argument("repo", type=click.Path(path_type=Path))
+@click.option("--triton", "triton", metavar="RELEASE", help="Quote Triton's messages as this release prints "
+              "them (default: the newest in the catalog).")
+@click.option("--disable-auto-complete-config", "no_autocomplete", is_flag=True, help="Judge the configs as a "
+              "server started with this flag does: complete as written, none completed from model.py.")
 @_format_option
-def lint(repo: Path, json_out: bool, fmt: str) -> None:
+def lint(repo: Path, triton: str | None, no_autocomplete: bool, json_out: bool, fmt: str) -> None:
     """Check a model repository for what Triton would reject or warn about at load time."""
-    findings = api.lint(repo)
+    findings = api.lint(repo, triton, autocomplete=not no_autocomplete)
     code = EXIT_CHECK_FAILED if has_errors(findings) else 0
     as_json = {"repository": str(repo), "findings": [f.to_dict() for f in findings], "ok": code == 0}
     if _emit_findings("json" if json_out else fmt, findings, as_json):

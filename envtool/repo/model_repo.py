@@ -46,18 +46,44 @@ class Model:
             return ""
         return c.backend or c.platform
 
+    def autofilled(self) -> tuple[str, str]:
+        """(backend, platform) as core's AutoCompleteBackendFields fills them: from the platform, the
+        default_model_filename, or the file in the first version folder (model_files.toml [[autofill]]).
+        ("", "") where core would look no further than the model's name (a custom backend)."""
+        c = self.config
+        backend, platform, default = (c.backend, c.platform, c.default_model_filename) if c else ("", "", "")
+        rules = model_files()["autofill"]
+        first = self._first_folder() if not default else None
+
+        def found(r: dict) -> bool:
+            return default == r["file"] if default else first is not None and _is_kind(first / r["file"],
+                                                                                      r["kind"])
+        tf = [r for r in rules if r["backend"] == "tensorflow"]
+        if not platform and backend in ("", "tensorflow"):  # TF's platform comes from the file
+            platform = next((r["platform"] for r in tf if found(r)), "")
+        if platform in {r["platform"] for r in tf}:
+            return backend or "tensorflow", platform
+        if not backend:
+            for r in (r for r in rules if r not in tf):
+                if (platform and platform == r["platform"]) or (default and default == r["file"]) or (
+                        not platform and not default and found(r)):
+                    return r["backend"], platform or r["platform"]
+        elif not platform:
+            platform = next((r["platform"] for r in rules if r["backend"] == backend != "tensorflow"), "")
+        return backend, platform
+
+    def _first_folder(self) -> Path | None:
+        """The folder core reads (the first sub-folder by name, numeric or not)."""
+        try:
+            return min((p for p in self.path.iterdir() if p.is_dir()), default=None)
+        except OSError:
+            return None
+
     @property
     def is_python(self) -> bool:
-        """backend "python", or what Triton's core (AutoCompleteBackendFields) takes for python: no
-        backend and no platform, and model.py in a version folder. config.pbtxt may be absent."""
-        c = self.config
-        if c is not None and (c.backend or c.platform):
-            return c.backend == "python"
-        if self.error is not None:
-            return False
-        if c is not None and c.default_model_filename:
-            return c.default_model_filename == PYTHON_FILE
-        return any((self.path / str(v) / PYTHON_FILE).is_file() for v in self.versions)
+        """backend "python", or what Triton's core (AutoCompleteBackendFields) takes for python: no backend
+        and no platform, and model.py in the first version folder. config.pbtxt may be absent."""
+        return self.error is None and self.autofilled()[0] == "python"
 
     @property
     def is_ensemble(self) -> bool:
@@ -108,12 +134,13 @@ class Model:
         c = self.config
         if c is not None and c.default_model_filename:
             return c.default_model_filename
-        if c is None or self.is_python:
-            return PYTHON_FILE
+        backend, platform = self.autofilled()
+        if backend == "python" or (c is None and not backend):
+            return PYTHON_FILE if backend == "python" else None
         files = model_files()
-        if c.backend == "fil":
+        if backend == "fil":
             return files["fil_model_type"].get(self.parameter("model_type") or "xgboost")
-        return files["backend"].get(c.backend) or files["platform"].get(c.platform)
+        return files["platform"].get(platform) or files["backend"].get(backend)
 
 
 @lru_cache(maxsize=None)
@@ -142,6 +169,10 @@ class Repository:
             elif step.model_name not in out:
                 out.append(step.model_name)
         return out
+
+
+def _is_kind(path: Path, kind: str) -> bool:
+    return path.is_dir() if kind == "dir" else path.is_file() if kind == "file" else path.exists()
 
 
 def is_version_name(name: str) -> bool:

@@ -1,0 +1,38 @@
+"""Triton's own error texts (triton_messages.toml), as the release given to lint prints them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from envtool.catalog import Release, tomllib
+
+
+@lru_cache(maxsize=None)
+def _table() -> dict:
+    return tomllib.loads((Path(__file__).parent / "triton_messages.toml").read_text())
+
+
+def _key(release: str) -> tuple[int, int]:
+    yy, mm = release.split(".")
+    return int(yy), int(mm)
+
+
+@dataclass(frozen=True)
+class Messages:
+    """Texts for one release (None: the newest)."""
+    release: Release | None = None
+
+    def __call__(self, message_id: str, **fields) -> str:
+        entry = _table()[message_id]
+        text = entry["text"]
+        if self.release is not None:
+            for older in entry.get("until", []):
+                if _key(self.release.release) <= _key(older["release"]):
+                    text = older["text"]
+        return text.format(**fields)
+
+
+def message_ids() -> list[str]:
+    return list(_table())
