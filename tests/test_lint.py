@@ -111,6 +111,8 @@ BREAKERS = {
     "ensemble-no-steps": lambda: {"ens": ensemble(steps="")},
     "name-mismatch": lambda: {"add": ADD.replace('name: "add"', 'name: "other"')},
     "no-backend": lambda: {"add": ADD.replace('backend: "python"', "")},
+    # Triton reports this only where the library exists outside (else: "unable to find backend library")
+    "runtime-escapes": lambda: {"add": ADD + 'runtime: "../other/libtriton_python.so"\n'},
     "force-cpu-value": lambda: {"add": ADD + 'parameters { key: "FORCE_CPU_ONLY_INPUT_TENSORS" '
                                 "value: { string_value: \"false\" } }\n"},
 }
@@ -126,7 +128,50 @@ CORE_BREAKERS = {
     "platform-unknown": lambda: {"add": ADD.replace('backend: "python"', 'platform: "tensorflo"')},
     "ensemble-backend": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP,
                                                              header='platform: "ensemble"\nbackend: "python"')},
+    "platform-backend-pair": lambda: {"add": ADD.replace('backend: "python"',
+                                                         'backend: "onnxruntime"\nplatform: "pytorch_libtorch"')},
+    "io-reshape-size": lambda: {"add": ADD.replace('dims: [ -1 ]', 'dims: [ 2, 3 ] reshape: { shape: [ 5 ] }', 1)},
+    "io-reshape-variable": lambda: {"add": ADD.replace('dims: [ -1 ]', 'dims: [ -1, 2 ] reshape: { shape: [ -1, -1, 2 ] }',
+                                                       1)},
+    "io-reshape-zero": lambda: {"add": ADD.replace('dims: [ -1 ]', 'dims: [ 4 ] reshape: { shape: [ 0, 4 ] }', 1)},
+    "io-reshape-empty": lambda: {"add": ADD.replace('dims: [ -1 ]', 'dims: [ 1 ] reshape: { shape: [ ] }', 1)},
+    "dynamic-batch-size-max": lambda: {"add": ADD.replace("max_batch_size: 0", "max_batch_size: 4")
+                                       + "dynamic_batching { preferred_batch_size: [ 8 ] }\n"},
+    "priority-default-level": lambda: {"add": ADD.replace("max_batch_size: 0", "max_batch_size: 4")
+                                       + "dynamic_batching { priority_levels: 3 default_priority_level: 0 }\n"},
+    "priority-queue-level": lambda: {"add": ADD.replace("max_batch_size: 0", "max_batch_size: 4")
+                                     + "dynamic_batching { priority_levels: 2 default_priority_level: 1 "
+                                       "priority_queue_policy { key: 3 value: { max_queue_size: 1 } } }\n"},
+    "preserve-ordering-levels": lambda: {"add": ADD.replace("max_batch_size: 0", "max_batch_size: 4")
+                                         + "dynamic_batching { preserve_ordering: true priority_levels: 2 "
+                                           "default_priority_level: 1 }\n"},
+    "sequence-control-multiple": lambda: {"add": ADD + SEQUENCE.format(
+        'control_input [ { name: "S1" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] }, '
+        '{ name: "S2" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] } ]')},
+    "sequence-control-no-value": lambda: {"add": ADD + SEQUENCE.format(
+        'control_input [ { name: "R" control [ { kind: CONTROL_SEQUENCE_READY } ] } ]')},
+    "sequence-control-entries": lambda: {"add": ADD + SEQUENCE.format(
+        'control_input [ { name: "E" control [ { kind: CONTROL_SEQUENCE_END fp32_false_true: [ 0 ] } ] } ]')},
+    "sequence-corrid-type": lambda: {"add": ADD + SEQUENCE.format(
+        'control_input [ { name: "C" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_FP32 } ] } ]')},
+    "batch-input-sources": lambda: {"add": ADD + 'batch_input [ { kind: BATCH_ELEMENT_COUNT target_name: "N" '
+                                                 'data_type: TYPE_INT32 } ]\n'},
+    "batch-source-unknown": lambda: {"add": ADD + 'batch_input [ { kind: BATCH_ELEMENT_COUNT target_name: "N" '
+                                                  'data_type: TYPE_INT32 source_input: "NOPE" } ]\n'},
+    "instance-gpus-on-cpu": lambda: {"add": ADD.replace("kind: KIND_CPU count: 1", "kind: KIND_CPU gpus: [ 0 ]")},
+    "instance-gpu-invalid": lambda: {"add": ADD.replace("kind: KIND_CPU count: 1", "kind: KIND_GPU gpus: [ -1 ]")},
+    "ensemble-optimization": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP) + "optimization { priority: "
+                                                                                     "PRIORITY_MAX }\n"},
+    "ensemble-warmup": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP) + 'model_warmup [ { name: "w" '
+                                                                               "batch_size: 1 } ]\n"},
+    "ensemble-decoupled-branching": lambda: {
+        "add": ADD, "join": python_model("join", [("A", FP32, [-1]), ("B", FP32, [-1])], [("OUT", FP32, [-1])]),
+        "dec": python_model("dec", [("IN", FP32, [-1])], [("OUT", FP32, [-1])],
+                            "model_transaction_policy { decoupled: true }\n"),
+        "ens": ensemble(steps=", ".join([step("dec", {"IN": "X"}, {"OUT": "d"}), step("add", {"IN": "X"}, {"OUT": "a"}),
+                                         step("join", {"A": "d", "B": "a"}, {"OUT": "Y"})]))},
 }
+SEQUENCE = "sequence_batching {{ {} }}\n"
 BREAKERS.update(CORE_BREAKERS)
 
 
@@ -306,3 +351,61 @@ def test_an_ensemble_needs_a_version_folder_too(tmp_path):
     shutil.rmtree(repo / "ens" / "1")
     f = [x for x in api.lint(repo) if x.rule == "no-version"]
     assert f and f[0].model == "ens" and "at least one version must be available" in f[0].triton
+
+
+def test_messages_follow_the_release_given(tmp_path):
+    """core r24.07 added the tensor's name to ValidateIOShape's texts; r23.03 'or ambiguous'."""
+    repo = write_repo(tmp_path / "r", BREAKERS["io-dims"]())
+    new = [f.triton for f in api.lint(repo, "r24.10") if f.rule == "io-dims"]
+    old = [f.triton for f in api.lint(repo, "r22.11") if f.rule == "io-dims"]
+    assert new == ["model input 'IN' must specify 'dims' for add"]
+    assert old == ["model input must specify 'dims' for add"]
+    missing = write_repo(tmp_path / "m", BREAKERS["ensemble-missing-model"]())
+    texts = {r: [f.triton for f in api.lint(missing, r) if f.rule == "ensemble-missing-model"][0]
+             for r in ("r22.11", "r24.10")}
+    assert "not available: nope" in texts["r22.11"] and "not available or ambiguous: nope" in texts["r24.10"]
+    result = run_cli("lint", str(repo), "--triton", "r22.11", "--json")
+    assert result.returncode == 1, result.stderr
+    assert "model input must specify 'dims' for add" in result.stdout
+
+
+def test_without_auto_complete_every_config_is_final(tmp_path):
+    """--disable-auto-complete-config: no config is an error, and declared tensors are judged as written
+    even for a model.py that defines auto_complete_config."""
+    repo = write_repo(tmp_path / "r", {"add": ADD.replace('dims: [ -1 ]', 'dims: [ 0 ]', 1)},
+                      model_py="class TritonPythonModel:\n    @staticmethod\n    def auto_complete_config(c):\n"
+                               "        return c\n")
+    (repo / "bare" / "1").mkdir(parents=True)
+    (repo / "bare" / "1" / "model.py").write_text("class TritonPythonModel: pass\n")
+    assert "io-dim-zero" not in rules(api.lint(repo))
+    strict = api.lint(repo, autocomplete=False)
+    assert "io-dim-zero" in rules(strict)
+    bare = [f for f in strict if f.model == "bare"]
+    assert bare[0].severity == "error" and bare[0].triton == "model configuration is not provided"
+
+
+@pytest.mark.parametrize("folder, file, backend", [
+    ("1", "model.onnx", "onnxruntime"), ("1", "model.plan", "tensorrt"), ("1", "model.savedmodel/", "tensorflow"),
+    ("7", "model.py", "python")])
+def test_backend_is_filled_from_the_model_file_as_core_fills_it(tmp_path, folder, file, backend):
+    d = tmp_path / "repo" / "m"
+    (d / folder).mkdir(parents=True)
+    target = d / folder / file.rstrip("/")
+    target.mkdir() if file.endswith("/") else target.write_text("")
+    (d / "config.pbtxt").write_text('name: "m"\nmax_batch_size: 0\n')
+    model = api.load_repository(tmp_path / "repo").models["m"]
+    assert model.autofilled()[0] == backend
+    assert "no-backend" not in rules(api.lint(tmp_path / "repo"))
+    (d / "0").mkdir()  # core reads the FIRST folder by name: an empty 0/ hides the file
+    assert "no-backend" in rules(api.lint(tmp_path / "repo"))
+
+
+def test_ensembles_that_run_each_other_are_a_circular_dependency(tmp_path):
+    configs = {"add": ADD, "outer": ensemble("outer", steps=step("inner", {"X": "X"}, {"Y": "Y"})),
+               "inner": ensemble("inner", steps=step("outer", {"X": "X"}, {"Y": "Y"}))}
+    findings = [f for f in lint_configs(tmp_path, configs) if f.rule == "ensemble-circular"]
+    assert {f.triton for f in findings} == {
+        "circular dependency between ensembles: outer -> ... -> inner -> outer",
+        "circular dependency between ensembles: inner -> ... -> outer -> inner"}
+    assert rules(lint_configs(tmp_path / "ok", {"add": ADD, "outer": ensemble(
+        "outer", steps=step("inner", {"X": "X"}, {"Y": "Y"})), "inner": ensemble("inner", steps=GOOD_STEP)})) == []

@@ -34,6 +34,7 @@ def loaded(tmp_path_factory, r2410, server_tree_2410):
         key = "ens" if "ens" in parts else "add"
         name = "c_" + rule.replace("-", "_")
         configs[name] = parts[key].replace(f'name: "{key}"', f'name: "{name}"')
+        configs.update({k: v for k, v in parts.items() if k != key and k not in configs})
     repo = write_repo(tmp_path_factory.mktemp("lintvs") / "repo", configs)
     with EmbeddedServer(r2410, repo) as server:
         server.wait_live()
