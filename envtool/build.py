@@ -94,7 +94,7 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
     with step("inject"):
         result.inject = inject(InjectOptions(repo=spec.repo, stub=stub.path, env=env.output,
                                              models=tuple(spec.models), gpu=spec.gpu,
-                                             deployment=spec.deployment, target=spec.target))
+                                             deployment=spec.deployment, target=spec.target, strict=True))
     if spec.verify:
         with step("verify"):
             result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **spec.verify_options), log)

@@ -201,16 +201,24 @@ def lint(repo: Path, triton: str | None, no_autocomplete: bool, json_out: bool, 
               "the other models (one extraction), or copy it into each model.")
 @click.option("--dry-run", is_flag=True, help="Print the diff and the file operations; change nothing.")
 @click.option("--force", is_flag=True, help="Inject a stub and env that do not match (to reproduce a failure).")
+@click.option("--strict", is_flag=True, help="A model that cannot be injected stops the whole run, before any "
+              "change (default: the other models are injected, and the exit status is 1).")
 @_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, target, json_out) -> None:
+def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, strict, target, json_out) -> None:
     """Put STUB and ENV into python models and set EXECUTION_ENV_PATH in their configs."""
     names = tuple(n.strip() for n in models.split(",") if n.strip())
     result = api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=names, gpu=gpu,
                                           deployment=deployment, share=share, dry_run=dry_run, force=force,
-                                          target=target))
+                                          target=target, strict=strict))
+    code = EXIT_CHECK_FAILED if result.errors else 0
     if json_out:
-        return _emit_json(result.to_dict())
+        _emit_json(result.to_dict())
+        sys.exit(code)
+    for e in result.errors:
+        where = f" (at {e.where})" if e.where else ""
+        err.print(f"[red]error:[/] {e.message}{where}" + (f"; fix: {e.fix}" if e.fix else ""), highlight=False,
+                  soft_wrap=True)
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     for p in result.files:
@@ -223,7 +231,9 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, targ
     state = "would change" if dry_run else "changed"
     out.print(f"[green]✓[/] {', '.join(result.models)}: "
               + (state if result.changed else "already up to date"))
-    return None
+    if result.errors:
+        out.print(f"[red]✗[/] left out: {', '.join(e.model for e in result.errors)}")
+    sys.exit(code)
 
 
 # --- pack --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from envtool.catalog import normalize_release
 from envtool.elf import require_executable
 from envtool.env.view import is_gzip, view_env
 from envtool.errors import BadInput
+from envtool.findings import Finding
 from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, load_repository
 from envtool.stub.store import stub_release
@@ -41,6 +42,7 @@ class InjectOptions:
     dry_run: bool = False
     force: bool = False  # skip the stub/env pair check (to reproduce a failure on purpose)
     target: str = "release"  # where they will run: the stub's release's image (where known) | host
+    strict: bool = False  # a model that cannot be injected stops the whole run (else: the others go ahead)
 
 
 @dataclass
@@ -75,6 +77,7 @@ class InjectResult:
     dry_run: bool = False
     repo: Path | None = None  # diffs are relative to it
     warnings: list[str] = field(default_factory=list)  # the user's explicit settings this run overrides
+    errors: list[Finding] = field(default_factory=list)  # models left out, each with its file and fix
 
     @property
     def changed(self) -> bool:
@@ -83,45 +86,52 @@ class InjectResult:
     def to_dict(self) -> dict:
         return {
             "models": self.models, "dry_run": self.dry_run, "changed": self.changed, "warnings": self.warnings,
+            "errors": [e.to_dict() for e in self.errors],
             "files": [p.describe() for p in self.files],
             "configs": [{"path": str(c.path), "changed": c.changed, "diff": c.diff(self.repo)}
                         for c in self.configs],
         }
 
 
-def default_models(repo: Repository) -> list[Model]:
+def model_error(m: Model, message: str, fix: str | None, where: str | None = None) -> Finding:
+    return Finding("inject-model", "error", m.name, f"model {m.name}: {message}", fix=fix,
+                   where=where or str(m.config_path))
+
+
+def default_models(repo: Repository) -> tuple[list[Model], list[Finding]]:
     """The python models an ensemble uses, else every python model. A config.pbtxt that does not parse
-    is refused, not skipped: nobody can tell whether it was meant to be a target."""
-    for m in sorted(repo.models.values(), key=lambda m: m.name):
-        if m.error is not None:
-            raise BadInput(m.error.message, m.error.fix, where=m.error.where)
+    is an error, never skipped in silence: nobody can tell whether it was meant to be a target."""
+    errors = [model_error(m, m.error.message, m.error.fix, m.error.where)
+              for m in sorted(repo.models.values(), key=lambda m: m.name) if m.error is not None]
     ensembles = repo.ensembles()
     if not ensembles:
-        return repo.python_models()
+        return repo.python_models(), errors
     used = {n for e in ensembles for n in repo.ensemble_members(e)}
-    return [m for m in repo.python_models() if m.name in used]
+    return [m for m in repo.python_models() if m.name in used], errors
 
 
-def select_models(repo: Repository, names: tuple[str, ...]) -> list[Model]:
+def select_models(repo: Repository, names: tuple[str, ...]) -> tuple[list[Model], list[Finding]]:
+    """The target models, and the per-model errors of those that cannot be targets."""
     if not names:
-        chosen = default_models(repo)
-        if not chosen:
+        chosen, errors = default_models(repo)
+        if not chosen and not errors:
             raise BadInput(f"{repo.path} has no python model to inject into",
                            'a python model has backend: "python" in config.pbtxt, or <model>/1/model.py')
-        return chosen
-    out = []
+        return chosen, errors
+    out, errors = [], []
     for n in names:
         m = repo.models.get(n)
         if m is None:
             raise BadInput(f"no model {n!r} in {repo.path}",
                            f"choose from {', '.join(repo.models) or '(none)'}")
         if m.error is not None:
-            raise BadInput(m.error.message, m.error.fix, where=m.error.where)
-        if not m.is_python:
-            raise BadInput(f"model {n!r} is not a python model (backend {m.backend!r})",
-                           "only python-backend models take a stub and an env")
-        out.append(m)
-    return out
+            errors.append(model_error(m, m.error.message, m.error.fix, m.error.where))
+        elif not m.is_python:
+            errors.append(model_error(m, f"is not a python model (backend {m.autofilled()[0]!r})",
+                                      "only python-backend models take a stub and an env"))
+        else:
+            out.append(m)
+    return out, errors
 
 
 def check_env(env: Path) -> None:
@@ -159,16 +169,24 @@ def plan(opts: InjectOptions) -> InjectResult:
     check_env(env)
     if not opts.force:
         _require_pair(opts.stub, env, opts.target)
-    models = select_models(repo, opts.models)
-    result = InjectResult([m.name for m in models], dry_run=opts.dry_run, repo=repo.path)
+    models, errors = select_models(repo, opts.models)
+    result = InjectResult([], dry_run=opts.dry_run, repo=repo.path, errors=errors)
     env_name = env.name
-    home = models[0].path / env_name
+    home: Path | None = None
     edges = edge_models(repo)
     for m in models:
         kind, force_cpu = placement(opts, m.name in edges)
         params = {ENV_KEY: f"{MODEL_DIR_VAR}/{env_name}", FORCE_CPU_KEY: force_cpu}
+        try:
+            change = plan_config_edit(m.config_path, params, kind, create=MINIMAL_CONFIG)
+        except BadInput as e:  # this model only: named with its file
+            result.errors.append(model_error(m, e.message, e.fix, e.where))
+            continue
+        result.models.append(m.name)
+        result.configs.append(change)
         dest = m.path / env_name
-        if m is models[0] or not opts.share:
+        if home is None or not opts.share:
+            home = home or dest
             env_place = Placement(dest, source=env)
         else:
             env_place = Placement(dest, link_to=os.path.relpath(home, m.path))
@@ -177,12 +195,20 @@ def plan(opts: InjectOptions) -> InjectResult:
         for p in (*stub_files, env_place):
             if not _same(p) and not p.up_to_date():
                 result.files.append(p)
-        try:
-            result.configs.append(plan_config_edit(m.config_path, params, kind, create=MINIMAL_CONFIG))
-        except BadInput as e:  # name the model and its file
-            raise BadInput(f"model {m.name}: {e.message}", e.fix, where=e.where or str(m.config_path)) from None
         result.warnings += overrides(m, kind, force_cpu)
+    _refuse_on_errors(result, opts.strict)
     return result
+
+
+def _refuse_on_errors(result: InjectResult, strict: bool) -> None:
+    """With --strict, or with no model left to inject, a per-model error stops the run before any change."""
+    if result.errors and (strict or not result.models):
+        e = result.errors[0]
+        more = f" (and {len(result.errors) - 1} more model(s))" if len(result.errors) > 1 else ""
+        fix = e.fix or ""
+        if strict and result.models:
+            fix += ("; " if fix else "") + "without --strict the other models are injected"
+        raise BadInput(e.message + more, fix or None, where=e.where)
 
 
 def overrides(m: Model, kind: str, force_cpu: str) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 
 from envtool import api
 from envtool.errors import BadInput
+from envtool.inject import STUB_NAME
 from envtool.repo.config import load_config
 from envtool.repo.model_repo import load_repository
 from tests.conftest import make_thin_env, python_model, run_cli, tree_snapshot, write_repo
@@ -156,14 +157,21 @@ def test_a_stub_and_env_of_different_pythons_are_refused(repo, server_tree_2410,
     assert tree_snapshot(repo) == snap
 
 
-def test_a_broken_config_is_refused_not_skipped_when_no_models_are_named(repo, host_stub, thin_env_tarball):
-    """No ensemble: every python model is a target, and one whose config does not parse is not dropped."""
+def test_a_broken_config_is_reported_not_skipped_and_strict_refuses_it(repo, host_stub, thin_env_tarball):
+    """No ensemble: every python model is a target. One whose config does not parse is an error naming its
+    file; the others are injected (exit 1), or, with --strict, nothing changes (exit 2)."""
     shutil.rmtree(repo / "ens")
     (repo / "lonely" / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: oops\n')
     snap = tree_snapshot(repo)
-    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball)
-    assert p.returncode == 2 and "lonely/config.pbtxt:2:" in p.stderr and "no python model" not in p.stderr
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--strict")
+    assert p.returncode == 2 and "lonely/config.pbtxt:2:" in p.stderr and "without --strict" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and tree_snapshot(repo) == snap
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--json")
+    report = json.loads(p.stdout)
+    assert p.returncode == 1 and [e["model"] for e in report["errors"]] == ["lonely"]
+    assert "lonely/config.pbtxt:2:" in report["errors"][0]["where"] and "lonely" not in report["models"]
+    assert report["models"] and all((repo / m / STUB_NAME).exists() for m in report["models"])
+    assert (repo / "lonely" / "config.pbtxt").read_text() == 'backend: "python"\nmax_batch_size: oops\n'
 
 
 def test_a_model_without_config_is_a_python_model_and_gets_the_minimal_config(tmp_path, host_stub,
@@ -202,7 +210,11 @@ def test_overriding_an_explicit_setting_is_said(repo, host_stub, thin_env_tarbal
     p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--dry-run")
     assert "warning: model pre: FORCE_CPU_ONLY_INPUT_TENSORS" in p.stderr
     cfg.write_text(cfg.read_text().replace("kind: KIND_GPU", "kind: KIND_GPU gpus: [ 0 ]"))
-    snap = tree_snapshot(repo)
-    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball)
+    snap, before = tree_snapshot(repo), cfg.read_text()
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--strict")
     assert p.returncode == 2 and "model pre: an instance_group lists gpus" in p.stderr and "pre/config.pbtxt" in p.stderr
     assert tree_snapshot(repo) == snap
+    p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball)  # the other models go ahead
+    assert p.returncode == 1 and "error: model pre: an instance_group lists gpus" in p.stderr, p.stderr
+    assert (repo / "post" / STUB_NAME).exists() and not (repo / "pre" / STUB_NAME).exists()
+    assert cfg.read_text() == before
