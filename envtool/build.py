@@ -15,6 +15,7 @@ from pathlib import Path
 
 from envtool import catalog, compat
 from envtool.env.build import PackResult, PackSpec, pack
+from envtool.errors import BadInput
 from envtool.inject import InjectOptions, InjectResult, inject, select_models
 from envtool.repo.model_repo import load_repository
 from envtool.stub.produce import produce
@@ -63,7 +64,9 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
     rel = catalog.normalize_release(spec.triton)
     python = catalog.normalize_python(spec.python)
     if spec.repo is not None:  # bad --repo/--models/--inputs fail before anything is built or written
-        select_models(load_repository(spec.repo), tuple(spec.models))
+        _, errors = select_models(load_repository(spec.repo), tuple(spec.models))
+        if errors:  # build injects strictly: say so now, not after the stub and the env are made
+            raise BadInput(errors[0].message, errors[0].fix, where=errors[0].where)
         if spec.verify:
             check_inputs(spec.repo, spec.verify_options.get("inputs"))
     timings: dict[str, float] = {}

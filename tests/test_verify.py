@@ -238,6 +238,10 @@ def test_verify_bad_inputs_are_one_line(tmp_path):
     out = run_cli("build", "--python", "3.9", "--triton", "r24.10", "--repo", repo, "--models", "nosuch", cwd=work)
     assert out.returncode == 2 and "no model 'nosuch'" in out.stderr
     assert not list(work.iterdir())  # refused before any stub or env was written
+    (repo / "pre" / "config.pbtxt").write_text('backend: "python"\nmax_batch_size: oops\n')
+    out = run_cli("build", "--python", "3.9", "--triton", "r24.10", "--repo", repo, cwd=work)
+    assert out.returncode == 2 and "pre/config.pbtxt:2:" in out.stderr and not list(work.iterdir())
+    (repo / "pre" / "config.pbtxt").write_text(pipeline(tmp_path / "again").joinpath("pre/config.pbtxt").read_text())
     out = run_cli("verify", repo, "--triton", "r24.10", "--server", "local", "--server-bin", tmp_path / "nope")
     assert out.returncode == 2 and "--server-bin" in out.stderr
     assert not (tmp_path / "envtool.lock").exists()
