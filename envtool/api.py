@@ -49,3 +49,9 @@ def release(name: str) -> catalog.Release:
 def explain_log(path: str | Path) -> DoctorReport:
     """doctor --log: the causes and fixes in a Triton server log."""
     return _explain(read_log(Path(path)))
+
+
+def matrix(releases: list[str], pythons: list[str], **kw):
+    """(release x Python) cells: see envtool.matrix.run."""
+    from envtool.matrix import run
+    return run(releases, pythons, **kw)

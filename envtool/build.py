@@ -40,6 +40,7 @@ class BuildSpec:
     verify: bool = False
     verify_options: dict = field(default_factory=dict)  # server, server_bin, inputs, expect, timeout
     target: str = "release"  # where stub and env will run: release (its image) | host (this machine only)
+    pybind11: str | None = None  # a pybind11 tag in place of the release's pin (a source build)
 
 
 @dataclass
@@ -82,11 +83,12 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
     with step("stub"):
         gpu = spec.gpu or spec.deployment in ("gpu-models", "gpu-all")
         stub = produce(rel.release, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
-                       sources=spec.sources, log=log, base_image=spec.base_image)
+                       sources=spec.sources, log=log, base_image=spec.base_image, pybind11=spec.pybind11)
     with step("env"):
         env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release, "target": spec.target,
                                "python": spec.env.python or (None if spec.env.kind != "python" else python),
-                               **_same_image(stub, spec.env)})
+                               # numpy follows the stub's pybind11, not the release alone
+                               "numpy2": compat.reads_numpy2(stub.manifest), **_same_image(stub, spec.env)})
         env = pack(env_spec, spec.env_output, log)
     with step("preflight"):
         for w in preflight(rel, stub, env, spec.target):

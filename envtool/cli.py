@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from envtool import api, formats
+from envtool import api, catalog, formats
 from envtool.errors import EXIT_CHECK_FAILED, EXIT_CRASH, BadInput, EnvtoolError
 from envtool.findings import has_errors
 
@@ -264,16 +264,18 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, stri
               help="docker: pack inside the release's image with Dockerfile.build (needs --triton).")
 @click.option("--base-image", help="Image for --builder docker (default: the release's tritonserver image).")
 @click.option("--rebuild", is_flag=True, help="Ignore the cache and build again.")
+@click.option("--numpy2", is_flag=True, help="The stub reads numpy 2 although its release's pybind11 does not "
+              "(a stub built with --pybind11 >= v2.12): no numpy<2 pin.")
 @_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def pack(python, requirements, pip, interpreter, prefix, env_file, solver, triton, output, unpacked, trim,
-         level, pack_builder, base_image, rebuild, target, json_out) -> None:
+         level, pack_builder, base_image, rebuild, numpy2, target, json_out) -> None:
     """Build a relocatable Python execution environment (conda-pack) and prove it starts as Triton
     starts it."""
     spec = api.PackSpec(python=python, requirements=tuple(requirements), pip=tuple(pip), interpreter=interpreter,
                         prefix=prefix, env_file=env_file, solver=solver, triton=triton, trim=trim,
                         unpacked=unpacked, level=level, builder=pack_builder, base_image=base_image,
-                        target=target)
+                        target=target, numpy2=numpy2)
     result = _with_progress("packing", lambda log: api.pack(spec, output, log, rebuild=rebuild))
     if json_out:
         return _emit_json(result.to_dict())
@@ -312,8 +314,11 @@ def _with_progress(title: str, work):
 @click.option("--cache", "root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
 @click.option("--sources", type=click.Path(path_type=Path), help="Local python_backend sources (--builder local).")
 @click.option("--rebuild", is_flag=True, help="Ignore the store.")
+@click.option("--pybind11", "pybind11", metavar="TAG", help="Build with this pybind11 tag instead of the "
+              "release's pin (e.g. v3.0.1 for Python 3.14; >= v2.12 lets the env have numpy 2). A source build.")
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources, rebuild, json_out) -> None:
+def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources, rebuild, pybind11,
+         json_out) -> None:
     """Produce triton_python_backend_stub for a release and Python, checked against the release."""
     if fetch_sources:
         done = _with_progress("fetching sources", lambda log: api.fetch_sources(fetch_sources, release, log))
@@ -323,7 +328,7 @@ def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources
     pythons = list(dict.fromkeys(p.strip() for p in python.split(",") if p.strip()))
     arts = _with_progress("stub", lambda log: api.stubs(release, pythons, gpu=gpu, builder=builder, root=root,
                                                         sources=sources, rebuild=rebuild, log=log,
-                                                        base_image=base_image))
+                                                        base_image=base_image, pybind11=pybind11))
     if json_out:
         return _emit_json(arts[0].to_dict() if len(arts) == 1 else [a.to_dict() for a in arts])
     for art in arts:
@@ -334,6 +339,66 @@ def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources
                   f"GLIBC {m['requires'].get('GLIBC')}, GLIBCXX {m['requires'].get('GLIBCXX')}", highlight=False)
         out.print(f"  chosen: {m['chosen']}{_phase_times(art)}", highlight=False)
     return None
+
+
+# --- matrix ------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--triton", "releases_", required=True, help="Releases, comma-separated: r22.11,r24.10 (all: "
+              "every release with a server here).")
+@click.option("--python", "pythons", default=",".join(catalog.python_facts()["matrix"]), show_default=True,
+              help="Pythons, comma-separated.")
+@click.option("--repo", type=click.Path(path_type=Path), help="Model set to serve (default: one add_sub model).")
+@click.option("--verify", is_flag=True, help="Serve the model set on each cell's release (embedded server).")
+@click.option("--builder", type=click.Choice(["auto", "prebuilt", "local", "docker"]), default="auto",
+              show_default=True, help="How stubs are made, as for `envtool stub`.")
+@click.option("--sources", type=click.Path(path_type=Path), help="Local python_backend sources (local builds).")
+@click.option("--cache", "root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
+@click.option("--bake", "bake_file", type=click.Path(path_type=Path), help="Write a docker-bake.hcl that "
+              "builds every possible cell's stub and env with Dockerfile.build (docker buildx bake -f FILE); "
+              "build nothing here.")
+@click.option("--pybind11", "pybind11", metavar="TAG", help="Build every cell with this pybind11 tag instead of "
+              "the release's pin (source builds; e.g. v3.0.1 for Python 3.14).")
+@click.option("--base-image", help="With --bake: the build image of every release (default: each release's "
+              "tritonserver image; BASE_<yy>_<mm> in the environment overrides one).")
+@click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
+def matrix(releases_, pythons, repo, verify, builder, sources, root, bake_file, pybind11, base_image,
+           json_out) -> None:
+    """Make and check every (release, Python) cell; say why a cell cannot exist."""
+    from envtool import matrix as mx
+    rels = ([r.release for r in catalog.releases() if r.embedded_available] if releases_.strip() == "all"
+            else [catalog.normalize_release(r).release for r in releases_.split(",") if r.strip()])
+    pys = mx.normalize_pythons(pythons)
+    if repo is not None and not Path(repo).is_dir():
+        raise BadInput(f"--repo {repo} is not a directory", "pass a model repository")
+    if bake_file is not None:
+        from envtool.bake import write_bake
+        cells = mx.plan(rels, pys, pybind11)
+        written = _with_progress("bake file", lambda log: write_bake(bake_file, cells, base_image=base_image,
+                                                                      sources=sources, pybind11=pybind11, log=log))
+        as_json = {"bake": str(bake_file), "targets": written, "cells": [c.to_dict() for c in cells]}
+        return _emit_json(as_json) if json_out else out.print(
+            f"[green]✓[/] {bake_file}: {len(written)} target(s); run `docker buildx bake -f {bake_file} "
+            "--allow network.host`", highlight=False)
+    cells = _with_progress("matrix", lambda log: api.matrix(rels, pys, repo=repo, verify=verify, builder=builder,
+                                                            sources=sources, stubs_root=root, pybind11=pybind11,
+                                                            log=log))
+    if json_out:
+        _emit_json({"cells": [c.to_dict() for c in cells], "summary": mx.summary(cells)})
+    else:
+        _render_matrix(cells)
+        out.print(mx.summary(cells), highlight=False)
+    sys.exit(EXIT_CHECK_FAILED if any(c.status in ("failed", "serve failed", "ELF misfit") for c in cells) else 0)
+
+
+def _render_matrix(cells) -> None:
+    t = Table(title="Triton release x Python")
+    for col in ("cell", "status", "stub", "ELF fit", "served", "time", "why"):
+        t.add_column(col, overflow="fold")
+    for c in cells:
+        t.add_row(f"r{c.release} x {c.python}", c.status, c.made or "-", c.elf, c.served,
+                  f"{c.seconds:.1f} s" if c.seconds else "-", c.why or c.error or "")
+    out.print(t)
 
 
 def _phase_times(art) -> str:
@@ -488,6 +553,8 @@ def _print_endpoints(server) -> None:
 @click.option("--base-image", help="Image for --builder docker (default: the release's tritonserver image).")
 @click.option("--sources", type=click.Path(path_type=Path), help="python_backend sources (--builder local).")
 @click.option("--cache", "stubs_root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
+@click.option("--pybind11", "pybind11", metavar="TAG", help="Build with this pybind11 tag instead of the "
+              "release's pin (e.g. v3.0.1 for Python 3.14; >= v2.12 lets the env have numpy 2). A source build.")
 @click.option("--gpu", is_flag=True, help="GPU stub and KIND_GPU instances.")
 @click.option("--deployment", type=click.Choice(["cpu", "gpu-models", "gpu-all"]),
               help="As for inject: the article's three deployments.")
@@ -500,7 +567,7 @@ def _print_endpoints(server) -> None:
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def build(python, release, repo, models, requirements, pip, interpreter, prefix, env_file, solver, env_output,
           unpacked, builder, base_image, sources, stubs_root, gpu, deployment, do_verify, server, server_bin,
-          image, inputs, expect, timeout, target, json_out) -> None:
+          image, inputs, expect, timeout, target, pybind11, json_out) -> None:
     """Stub + env + preflight + inject (+ verify) in one command; every artifact is cached."""
     env = api.PackSpec(python=None if prefix or env_file else python, requirements=tuple(requirements),
                        pip=tuple(pip), interpreter=interpreter, prefix=prefix, env_file=env_file, solver=solver,
@@ -509,7 +576,7 @@ def build(python, release, repo, models, requirements, pip, interpreter, prefix,
     names = tuple(n for m in models for n in m.split(",") if n)
     spec = api.BuildSpec(python=python, triton=release, env=env, repo=repo, models=names, env_output=env_output,
                          builder=builder, base_image=base_image, sources=sources, stubs_root=stubs_root, gpu=gpu,
-                         deployment=deployment, verify=do_verify, target=target,
+                         deployment=deployment, verify=do_verify, target=target, pybind11=pybind11,
                          verify_options={"server": server, "server_bin": server_bin, "image": image, "gpu": gpu,
                                          "inputs": inputs, "expect": expect, "timeout": timeout})
     result = _with_progress("build", lambda log: api.build(spec, log))

@@ -22,6 +22,14 @@ from envtool.env.launch import ACTIVATE, HOOKS, PARSED, activate_hooks
 from envtool.errors import BadInput, CheckFailed
 from envtool.findings import Finding
 
+NUMPY2_PYBIND11 = (2, 12)  # pybind11 reads numpy 2 arrays from 2.12 on (python_backend PR #384)
+
+
+def reads_numpy2(manifest: dict) -> bool:
+    """A stub store manifest whose stub was built with an overriding pybind11 >= 2.12."""
+    p = manifest.get("pybind11") or {}
+    return bool(p.get("override")) and version_key(str(p.get("tag", "")).lstrip("v")) >= NUMPY2_PYBIND11
+
 
 @dataclass(frozen=True)
 class Stub:
@@ -30,6 +38,7 @@ class Stub:
     glibcxx: str | None = None
     release: str | None = None  # the release it was built for, where known (stub store, envtool.lock)
     path: str | None = None
+    numpy2: bool = False  # reads numpy 2 arrays although its release's pybind11 does not (--pybind11 >= 2.12)
 
     @classmethod
     def from_elf(cls, path: Path, release: str | None = None) -> Stub:
@@ -40,7 +49,7 @@ class Stub:
     def from_manifest(cls, m: dict, path: Path | None = None) -> Stub:
         need = m.get("requires", {})
         return cls(m.get("python"), need.get("GLIBC"), need.get("GLIBCXX"), m.get("release"),
-                   str(path) if path else None)
+                   str(path) if path else None, numpy2=reads_numpy2(m))
 
 
 @dataclass(frozen=True)
@@ -230,6 +239,8 @@ def _stub_release(s: Stub | None, e: Env | None, t: Target | None) -> Finding | 
 @rule("env-numpy2", "error", "numpy2-output")
 def _env_numpy2(s: Stub | None, e: Env | None, t: Target | None) -> Finding | None:
     rel = t.release if t else None
+    if s is not None and s.numpy2:
+        return None
     if not (e and e.numpy and rel is not None and not rel.numpy2 and version_key(e.numpy) >= (2,)):
         return None
     return _finding("env-numpy2", f"the env has numpy {e.numpy}; r{rel.release}'s stub (pybind11 < 2.12) "

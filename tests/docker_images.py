@@ -135,3 +135,40 @@ def start_daemon(root: Path) -> subprocess.Popen | None:
     proc.wait()
     del os.environ["DOCKER_HOST"]
     return None
+
+
+SID_PACKAGES = "http://deb.debian.org/debian/dists/sid/main/binary-amd64/Packages.xz"
+
+
+def buildx() -> Path | None:
+    """The docker-buildx CLI plugin (BuildKit's bake), from Debian's newest suite: the only Debian package of
+    it (KNOWLEDGE.md section 1). Installed once into ~/.docker/cli-plugins; None where it cannot be had."""
+    import hashlib
+    import lzma
+    import os
+    import urllib.request
+    plugin = Path.home() / ".docker" / "cli-plugins" / "docker-buildx"
+    if plugin.is_file():
+        return plugin
+    if not shutil.which("dpkg-deb"):
+        return None
+    cache = cache_root() / "tools"
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        index = lzma.decompress(urllib.request.urlopen(SID_PACKAGES, timeout=60).read()).decode()
+        entry = next(e for e in index.split("\n\n") if e.startswith("Package: docker-buildx\n"))
+        fields = dict(line.split(": ", 1) for line in entry.splitlines() if ": " in line)
+        deb = cache / Path(fields["Filename"]).name
+        if not deb.is_file():
+            data = urllib.request.urlopen(f"http://deb.debian.org/debian/{fields['Filename']}", timeout=300).read()
+            if hashlib.sha256(data).hexdigest() != fields["SHA256"]:
+                return None
+            deb.write_bytes(data)
+    except (OSError, StopIteration, KeyError):
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["dpkg-deb", "-x", str(deb), d], check=True)
+        plugin.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(d) / "usr/libexec/docker/cli-plugins/docker-buildx", plugin)
+    os.chmod(plugin, 0o755)
+    return plugin

@@ -323,3 +323,29 @@ def test_the_headline_command_serves_the_article_and_add_sub_in_r22_11(build_ima
     assert doctor.returncode == 0 and json.loads(doctor.stdout)["findings"] == [], doctor.stdout[-3000:]
     again = build("model_repository", "--inputs", "model_repository/inputs.json")
     assert again["stub"]["reused"] and again["env"]["reused"]
+
+
+def test_a_two_cell_bake_makes_the_stubs_the_docker_builder_makes(build_image, fixture_sources, docker_client,
+                                                                   tmp_path):
+    """`envtool matrix --bake` run by BuildKit (docker buildx bake, docker driver): r22.11 and r23.04 x 3.9 in
+    the bullseye stand-in give the stubs `envtool stub --builder docker` gives, by ELF facts and manifest."""
+    if images.buildx() is None:
+        pytest.skip("no docker-buildx plugin (Debian sid's package) could be installed")
+    bake = tmp_path / "docker-bake.hcl"
+    p = run_cli("matrix", "--triton", "r22.11,r23.04", "--python", "3.9", "--bake", bake, "--sources",
+                fixture_sources, "--base-image", build_image)
+    assert p.returncode == 0, p.stderr
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "ONLY": "stub"}
+    run = subprocess.run(["docker", "buildx", "bake", "-f", str(bake), "--allow", "network.host", "--progress",
+                          "plain"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for release in ("22.11", "23.04"):
+        made = json.loads((tmp_path / "out" / f"r{release}-py3.9" / "stub.json").read_text())
+        baked = tmp_path / "out" / f"r{release}-py3.9" / "stubs" / Path(made["stub"]).parent.name
+        ours = api.stub(f"r{release}", "3.9", builder="docker", base_image=build_image, sources=fixture_sources,
+                        root=tmp_path / "stubs")
+        a, b = read_elf(baked / "triton_python_backend_stub"), read_elf(ours.path)
+        assert (a.libpython, a.needed, a.versions, a.runpath) == (b.libpython, b.needed, b.versions, b.runpath)
+        manifest = json.loads((baked / "manifest.json").read_text())
+        for key in ("release", "python", "python_used", "build_flags", "needed_libpython", "requires"):
+            assert manifest[key] == ours.manifest[key], key

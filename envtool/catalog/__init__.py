@@ -16,7 +16,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SUPPORTED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,12 @@ def _data() -> dict:
 
 
 @lru_cache(maxsize=None)
+def python_facts() -> dict:
+    """pythons.toml: the matrix's Pythons, pre-releases, and numpy 1.x's Pythons."""
+    return tomllib.loads((Path(__file__).parent / "pythons.toml").read_text())
+
+
+@lru_cache(maxsize=None)
 def releases() -> tuple[Release, ...]:
     data = _data()
     out = []
@@ -143,9 +148,10 @@ def normalize_python(text: str) -> str:
     """Accept 3.9 or 3.9.18 (a full version pins nothing more than X.Y here)."""
     m = re.fullmatch(r"\s*(?:python)?(3)\.(\d+)(?:\.\d+)?\s*", str(text))
     version = f"{m.group(1)}.{m.group(2)}" if m else None
-    if version not in SUPPORTED_PYTHONS:
+    supported = python_facts()["matrix"]  # the Pythons envtool makes stubs and envs for
+    if version not in supported:
         raise BadInput(f"unsupported Python version {text!r}",
-                       f"use one of {', '.join(SUPPORTED_PYTHONS)} (X.Y or X.Y.Z)")
+                       f"use one of {', '.join(supported)} (X.Y or X.Y.Z)")
     return version
 
 

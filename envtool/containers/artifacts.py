@@ -57,7 +57,8 @@ def stage_context(dest: Path, sources: Path | None = None, requirements: tuple[P
 
 def build_artifacts(release: Release, python: str, only: str, *, base: str | None = None, gpu: bool = False,
                     sources: Path | None = None, requirements: tuple[Path, ...] = (), pip: tuple[str, ...] = (),
-                    env_file: Path | None = None, log=lambda _m: None) -> tuple[Path, dict]:
+                    env_file: Path | None = None, pybind11: str = "", numpy2: bool = False,
+                    log=lambda _m: None) -> tuple[Path, dict]:
     """Runs Dockerfile.build's builder stage; returns (a temp folder holding /out, docker facts).
     The caller removes the folder."""
     cl = engine.client()
@@ -71,12 +72,17 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
     try:
         (work / "context").mkdir()
         ctx = stage_context(work / "context", sources, requirements, env_file)
+        if pybind11:  # the override's checkout travels in the context: the build needs no git access for it
+            from envtool.stub.local import pybind11_sources
+            shutil.copytree(pybind11_sources(pybind11, log), ctx / ".envtool-inputs" / "sources" /
+                            f"pybind11-{pybind11}", symlinks=True, ignore=shutil.ignore_patterns(".git"))
         tag = f"envtool/{only}:r{release.release}-py{python}"
         log(f"docker build {DOCKERFILE} on {image} (classic builder)")
         built = engine.build(cl, ctx, dockerfile=DOCKERFILE, tag=tag, target="builder", log=log,
                              logname=f"docker-{only}-r{release.release}-py{python}",
                              buildargs={"TRITON": release.release, "PYTHON": python, "BASE_IMAGE": image,
-                                        "ONLY": only, "GPU": "1" if gpu else "0", "REQUIREMENTS": " ".join(pip)})
+                                        "ONLY": only, "GPU": "1" if gpu else "0", "REQUIREMENTS": " ".join(pip),
+                                        "PYBIND11": pybind11, "NUMPY2": "1" if numpy2 else "0"})
         log("copying the artifacts out of a container")
         out = engine.copy_out(cl, built.id, "/out", work / "out")
         facts = {"builder": "docker", "base_image": image, "base_image_id": base_img.id,
@@ -103,7 +109,7 @@ def stub_from_docker(release: Release, target, tmp: Path, sources: Path | None, 
     """For the stub store's publish(): the stub built in the container, moved into tmp. The sources are
     fetched on the host (into the cache, once per release), so the image needs no git access."""
     out, facts = build_artifacts(release, target.python, "stub", base=base, gpu=target.gpu, sources=sources,
-                                 log=log)
+                                 pybind11=target.pybind11, log=log)
     try:
         made = json.loads((out / "stub.json").read_text())
         folder = out / "stubs" / Path(made["stub"]).parent.name
@@ -123,6 +129,7 @@ def env_key(spec, release: Release) -> str:
     """The env cache key of a docker pack: its inputs and the base image's id."""
     image = engine.require_image(engine.client(), engine.release_image(release, spec.base_image), "base image")
     inputs = {"builder": "docker", "image_id": image.id, "python": spec.python, "pip": list(spec.pip),
+              "numpy2": spec.numpy2,
               "requirements": [file_sha256(r) for r in spec.requirements], "release": release.release,
               "env_file": file_sha256(spec.env_file) if spec.env_file else None, "envtool": _envtool_hash()}
     return "docker-" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
@@ -140,7 +147,8 @@ def _envtool_hash() -> str:
 def env_from_docker(spec, release: Release, tmp: Path, log) -> None:
     """For the env cache's publish_dir(): the env packed in the container, its manifest + docker facts."""
     out, facts = build_artifacts(release, spec.python or "conda", "env", base=spec.base_image,
-                                 requirements=spec.requirements, pip=spec.pip, env_file=spec.env_file, log=log)
+                                 requirements=spec.requirements, pip=spec.pip, env_file=spec.env_file,
+                                 numpy2=spec.numpy2, log=log)
     try:
         shutil.move(str(out / "envs" / "custom_env.tar.gz"), tmp / "custom_env.tar.gz")
         manifest = json.loads((out / "envs" / "custom_env.manifest.json").read_text())

@@ -136,6 +136,7 @@ build)
         else SRC=/tmp/sources; "$E" stub --triton "$TRITON" --fetch-sources "$SRC"; fi
         set --
         [ "${GPU:-0}" = 1 ] && set -- --gpu
+        [ -n "${PYBIND11:-}" ] && set -- "$@" --pybind11 "$PYBIND11"
         "$E" stub --triton "$TRITON" --python "$PYTHON" --builder local --sources "$SRC" --cache /out/stubs \
             "$@" --json > /out/stub.json
     fi
@@ -149,6 +150,8 @@ build)
             set --
             [ -f /in/requirements.txt ] && set -- -r /in/requirements.txt
             for r in ${REQUIREMENTS:-}; do set -- "$@" --pip "$r"; done
+            # numpy follows the stub's pybind11: a --pybind11 >= v2.12 stub reads numpy 2 (NUMPY2=1)
+            [ "${NUMPY2:-0}" = 1 ] && set -- "$@" --numpy2
             "$E" pack --python "$PYTHON" --triton "$TRITON" "$@" -o /out/envs/custom_env.tar.gz --json > /out/pack.json
         fi
     fi

@@ -56,6 +56,7 @@ class PackSpec:
     builder: str = "host"  # host | docker (Dockerfile.build in the release's image)
     base_image: str | None = None
     target: str = "release"  # where it will run: release (the release's image) | host (this machine only)
+    numpy2: bool = False  # the stub reads numpy 2 although its release's pin does not (a newer --pybind11)
 
     @property
     def kind(self) -> str:
@@ -185,7 +186,7 @@ def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
         log(f"Python {it.version} ({it.source}: {it.executable})")
         dists = _requirement_names(spec)
         pip_args = [a for r in spec.requirements for a in ("-r", str(r.absolute()))] + list(spec.pip)
-        pin = release is not None and not release.numpy2
+        pin = release is not None and not release.numpy2 and not spec.numpy2
         if pin:  # binary only: a numpy<2 source build for a too-new Python runs for minutes, then fails
             pip_args += ["numpy<2", "--only-binary", "numpy"]
         elif "numpy" not in dists:

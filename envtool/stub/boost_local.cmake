@@ -12,3 +12,17 @@ macro(ExternalProject_Add name)
     _ExternalProject_Add(${name} ${ARGN})
   endif()
 endmacro()
+
+# envtool --pybind11 / a compiler newer than the release's: python_backend builds with -Werror, and a newer
+# pybind11 (deprecations) or GCC (new warnings) stops it on warnings alone. With ENVTOOL_RELAX_WERROR the
+# targets' own -Werror becomes -Wno-error (CMAKE_CXX_FLAGS cannot: the target's flag comes later). This file
+# is included at every project(): define the override once, or the second definition calls itself.
+get_property(_envtool_relaxed GLOBAL PROPERTY ENVTOOL_RELAXED_WERROR)
+if(ENVTOOL_RELAX_WERROR AND NOT _envtool_relaxed)
+  set_property(GLOBAL PROPERTY ENVTOOL_RELAXED_WERROR TRUE)
+  function(target_compile_options)
+    set(_envtool_args ${ARGV})
+    list(TRANSFORM _envtool_args REPLACE "-Werror" "-Wno-error")
+    _target_compile_options(${_envtool_args})
+  endfunction()
+endif()

@@ -43,16 +43,20 @@ def build(release: Release, target: Target, tmp: Path, sources: Path | None, log
     for this Python so that what does not depend on Python (triton-backend-utils, the fetched
     dependencies, the configure checks) is built once."""
     recipe = release.recipe
-    if target.python not in recipe.pybind11_pythons:
+    if target.python not in recipe.pybind11_pythons and not target.pybind11:
         raise BadInput(f"r{release.release}'s pybind11 {recipe.pybind11_version} cannot build Python "
                        f"{target.python} (`invalid use of incomplete type 'PyFrameObject'`)",
-                       f"use Python {' / '.join(recipe.pybind11_pythons)} with this release")
+                       f"use Python {' / '.join(recipe.pybind11_pythons)} with this release, or a newer "
+                       "pybind11 (--pybind11 v3.0.1)")
     src = _check_sources(sources, release, log)
     it = find_interpreter(target.python)
     cmake = _cmake(recipe.cmake_min_effective)
     _preflight(src)
     build_dir, logfile = tree or tmp / "build", tmp / "build.log"
-    flags = cmake_args(release, target, src, it.executable, _boost_include(log), cmake_version(cmake))
+    pybind11 = pybind11_sources(target.pybind11, log, src) if target.pybind11 else None
+    relax = relax_werror(release, target)
+    flags = cmake_args(release, target, src, it.executable, _boost_include(log), cmake_version(cmake),
+                       pybind11=pybind11, relax=bool(relax))
     # A tree configured for another Python keeps that Python's cached paths: forget them first.
     forget = FORGET_PYTHON if (build_dir / "CMakeCache.txt").is_file() else []
     times = {}
@@ -79,12 +83,15 @@ def build(release: Release, target: Target, tmp: Path, sources: Path | None, log
             "builder": "local", "sha256": sha256(stub), "libs": [], **facts, "python_used": str(it.executable),
             "build_flags": flags, "sources": {n: _commit(src / n) for n in (*REPOS, "googletest")
                                               if (src / n).is_dir()},
-            "timings": times, "reused_tree": bool(forget)}
+            "pybind11": {"tag": target.pybind11 or recipe.pybind11, "override": bool(target.pybind11),
+                         **({"commit": _commit(pybind11)} if pybind11 else {})},
+            "werror_relaxed": relax, "timings": times, "reused_tree": bool(forget)}
 
 
 def cmake_args(release: Release, target: Target, src: Path, python: Path, boost: Path,
-               cmake_ver: str) -> list[str]:
-    """The recipe as -D flags: release branch tags, offline FetchContent, local Boost, the Python."""
+               cmake_ver: str, pybind11: Path | None = None, relax: bool = False) -> list[str]:
+    """The recipe as -D flags: release branch tags, offline FetchContent, local Boost, the Python, and
+    where asked, another pybind11 and -Werror relaxed."""
     r = release.recipe
     args = ["-DCMAKE_BUILD_TYPE=Release", f"-DTRITON_ENABLE_GPU={'ON' if target.gpu else 'OFF'}",
             "-DFETCHCONTENT_FULLY_DISCONNECTED=ON", f"-DPYTHON_EXECUTABLE={python}",
@@ -96,13 +103,48 @@ def cmake_args(release: Release, target: Target, src: Path, python: Path, boost:
         path = src / name if (src / name).is_dir() else None
         if name == "googletest" and path is None and r.googletest:
             path = Path("/usr/src/googletest")
+        if name == "pybind11" and pybind11 is not None:
+            path = pybind11
         if path is not None:
             args.append(f"-DFETCHCONTENT_SOURCE_DIR_{var}={path}")
+    if relax:
+        args.append("-DENVTOOL_RELAX_WERROR=ON")
     if r.cxx_flags_new_gcc:
         args.append(f"-DCMAKE_CXX_FLAGS={' '.join(r.cxx_flags_new_gcc)}")
     if int(cmake_ver.split(".")[0]) >= 4:  # CMake 4 refuses cmake_minimum_required < 3.5 in dependencies
         args.append("-DCMAKE_POLICY_VERSION_MINIMUM=3.5")
     return args
+
+
+# The GCC major of each Ubuntu the releases build on (Ubuntu's default gcc package: focal 9, jammy 11,
+# noble 13): a newer compiler adds warnings that python_backend's -Werror turns into errors.
+UBUNTU_GCC = {"20.04": 9, "22.04": 11, "24.04": 13}
+
+
+def relax_werror(release: Release, target: Target) -> str | None:
+    """Why -Werror is relaxed for this build (recorded in the manifest), or None to keep it."""
+    if target.pybind11:
+        return f"pybind11 {target.pybind11} replaces the release's {release.recipe.pybind11_version}"
+    gcc = compiler_major()
+    own = UBUNTU_GCC.get(release.ubuntu)
+    if gcc and own and gcc > own:
+        return f"GCC {gcc} is newer than Ubuntu {release.ubuntu}'s GCC {own}, which the release builds with"
+    return None
+
+
+def compiler_major() -> int | None:
+    out = run([os.environ.get("CXX", "c++"), "-dumpversion"], why="to build the stub", timeout=60)
+    m = re.match(r"(\d+)", out.stdout.strip()) if out.returncode == 0 else None
+    return int(m.group(1)) if m and "clang" not in out.stdout else None
+
+
+def pybind11_sources(tag: str, log, src: Path | None = None) -> Path:
+    """pybind11 at `tag`: pybind11-<tag>/ beside the sources (as the docker builder stages it), else cloned
+    once into the cache dir (from GitHub or $ENVTOOL_GIT_URL)."""
+    if src is not None and (src / f"pybind11-{tag}" / "CMakeLists.txt").is_file():
+        return src / f"pybind11-{tag}"
+    from envtool.stub.sources import clone_once
+    return clone_once("pybind/pybind11", tag, cache_root() / "sources" / f"pybind11-{tag}", log)
 
 
 def _check_sources(sources: Path | None, release: Release, log) -> Path:

@@ -16,12 +16,16 @@ BUILDERS = ("auto", "prebuilt", "local", "docker")
 
 def produce(release: str, python: str, *, gpu: bool = False, builder: str = "auto", root: Path | None = None,
             sources: Path | None = None, rebuild: bool = False, log=lambda _m: None,
-            tree: Path | None = None, base_image: str | None = None) -> StubArtifact:
+            tree: Path | None = None, base_image: str | None = None, pybind11: str | None = None) -> StubArtifact:
     if builder not in BUILDERS:
         raise BadInput(f"--builder {builder} is not one of {', '.join(BUILDERS)}",
                        "use auto, prebuilt, local or docker")
+    if pybind11 and builder == "prebuilt":
+        raise BadInput(f"--pybind11 {pybind11} needs a source build: NVIDIA's prebuilt stubs carry the "
+                       "release's own pybind11", "use --builder local or docker (or auto)")
     rel = catalog.normalize_release(release)
-    target = Target(rel.release, catalog.normalize_python(python), gpu)
+    target = Target(rel.release, catalog.normalize_python(python), gpu,
+                    pybind11=pybind11 or "")
     root = Path(root or default_root())
     root.mkdir(parents=True, exist_ok=True)
     with target_lock(root, target):  # a concurrent identical request waits here, then reuses
@@ -31,6 +35,8 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
             log(hit.manifest["chosen"])
             return hit
         ways = WAYS if builder == "auto" else (builder,)
+        if target.pybind11:
+            ways = tuple(w for w in ways if w != "prebuilt")
         why_not: list[str] = []
         for way in ways:
             try:

@@ -86,3 +86,20 @@ def cached_sources(release: Release, log=lambda _m: None) -> Path:
         raise BadInput(f"no python_backend sources for r{release.release}: {e.message}",
                        f"pass --sources DIR, or fetch them where GitHub (or $ENVTOOL_GIT_URL) is reachable: "
                        f"envtool stub --triton r{release.release} --fetch-sources DIR") from None
+
+
+def clone_once(repo: str, ref: str, target: Path, log=lambda _m: None) -> Path:
+    """One checkout of repo at ref in the cache dir, fetched once (published atomically)."""
+    if target.exists():
+        return target
+    owner, name = repo.split("/")
+    url = _template().format(owner=owner, name=name)
+    log(f"{name}: {url} @ {ref}")
+
+    def fetch(tmp: Path) -> None:
+        _git(["clone", "-q", "--no-checkout", url, str(tmp / "checkout")], url)
+        _git(["-C", str(tmp / "checkout"), "checkout", "-q", ref], url)
+        for item in (tmp / "checkout").iterdir():
+            item.rename(tmp / item.name)
+        (tmp / "checkout").rmdir()
+    return publish_dir(target, fetch)

@@ -32,10 +32,12 @@ class Target:
     python: str  # "3.9"
     gpu: bool = False
     arch: str = platform.machine()
+    pybind11: str = ""  # a tag that replaces the release's pybind11 pin (--pybind11); "" keeps the pin
 
     @property
     def key(self) -> str:
-        return f"r{self.release}-py{self.python}-{'gpu' if self.gpu else 'cpu'}-{self.arch}"
+        own = f"-pybind11-{self.pybind11}" if self.pybind11 else ""
+        return f"r{self.release}-py{self.python}-{'gpu' if self.gpu else 'cpu'}-{self.arch}{own}"
 
 
 @dataclass
