@@ -284,3 +284,61 @@ def test_shared_tree_compiles_python_independent_code_once(sources, tmp_path):
     first, second = build("3.9"), build("3.8")
     assert first["backend_utils.cc.o"] == second["backend_utils.cc.o"]  # Python-independent: compiled once
     assert first["pb_stub_mini.cc.o"] != second["pb_stub_mini.cc.o"]  # the stub: compiled per Python
+
+
+WERROR_PROJECT = """cmake_minimum_required(VERSION 3.17)
+project(outer LANGUAGES CXX)
+add_subdirectory(inner)
+"""
+WERROR_INNER = """project(inner LANGUAGES CXX)
+add_executable(stub stub.cc)
+target_compile_options(stub PRIVATE
+  $<$<OR:$<CXX_COMPILER_ID:Clang>,$<CXX_COMPILER_ID:GNU>>:
+    -Wall -Wextra -Werror>)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("relax", [False, True])
+def test_werror_relaxation_replaces_the_targets_own_werror(tmp_path, relax):
+    """The CMAKE_PROJECT_INCLUDE file: python_backend's `-Werror>` inside a generator expression becomes
+    -Wno-error with ENVTOOL_RELAX_WERROR, and two project() calls do not define the override twice."""
+    from envtool.stub.local import BOOST_CMAKE
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "CMakeLists.txt").write_text(WERROR_PROJECT)
+    (tmp_path / "inner" / "CMakeLists.txt").write_text(WERROR_INNER)
+    (tmp_path / "inner" / "stub.cc").write_text("int main() { int unused = 0; return 0; }\n")
+    cfg = subprocess.run(["cmake", "-S", str(tmp_path), "-B", str(tmp_path / "b"),
+                          f"-DCMAKE_PROJECT_INCLUDE={BOOST_CMAKE}", f"-DENVTOOL_RELAX_WERROR={'ON' if relax else 'OFF'}"],
+                         capture_output=True, text=True)
+    assert cfg.returncode == 0, cfg.stderr
+    made = subprocess.run(["cmake", "--build", str(tmp_path / "b")], capture_output=True, text=True)
+    if relax:
+        assert made.returncode == 0, made.stdout[-2000:]
+        assert "-Wno-error" in (tmp_path / "b" / "inner" / "CMakeFiles" / "stub.dir" / "flags.make").read_text()
+    else:
+        assert made.returncode != 0 and "unused" in made.stdout + made.stderr
+
+
+def test_a_pybind11_override_is_built_recorded_and_keyed(sources, tmp_path, monkeypatch):
+    """--pybind11 TAG: pybind11 comes from a checkout of that tag (a git repository of our own, through
+    $ENVTOOL_GIT_URL), and the manifest, the relaxed -Werror and the store key say so; numpy 2 is then allowed
+    in the env (compat.reads_numpy2)."""
+    mirror = tmp_path / "mirror" / "pybind+pybind11"
+    shutil.copytree(sources / "pybind11", mirror)
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
+                 ["tag", "v3.0.1"]):
+        subprocess.run(["git", "-C", str(mirror), *args], check=True, capture_output=True)
+    monkeypatch.setenv("ENVTOOL_GIT_URL", f"file://{tmp_path / 'mirror'}/{{owner}}+{{name}}")
+    monkeypatch.setenv("ENVTOOL_CACHE_DIR", str(tmp_path / "cache"))
+    py = "3.9"
+    art = api.stub("r24.10", py, builder="local", sources=sources, root=tmp_path / "stubs", pybind11="v3.0.1")
+    m = art.manifest
+    assert m["pybind11"]["tag"] == "v3.0.1" and m["pybind11"]["override"] is True
+    assert "pybind11 v3.0.1 replaces" in m["werror_relaxed"]
+    assert f"-DFETCHCONTENT_SOURCE_DIR_PYBIND11={tmp_path / 'cache' / 'sources' / 'pybind11-v3.0.1'}" in \
+        m["build_flags"] and "-DENVTOOL_RELAX_WERROR=ON" in m["build_flags"]
+    assert (tmp_path / "stubs" / "targets" / f"r24.10-py{py}-cpu-{m['arch']}-pybind11-v3.0.1.json").is_file()
+    from envtool.compat import reads_numpy2
+    assert reads_numpy2(m) and not reads_numpy2({**m, "pybind11": {"tag": "v2.10.0", "override": True}})
+    assert not reads_numpy2({"release": "24.10"})  # the release's own pin: the release decides
