@@ -49,6 +49,7 @@ def build(release: Release, target: Target, tmp: Path, sources: Path | None, log
                        f"use Python {' / '.join(recipe.pybind11_pythons)} with this release, or a newer "
                        "pybind11 (--pybind11 v3.0.1)")
     src = _check_sources(sources, release, log)
+    _host_glibc_fits(release)
     it = find_interpreter(target.python)
     cmake = _cmake(recipe.cmake_min_effective)
     _preflight(src)
@@ -119,6 +120,18 @@ def cmake_args(release: Release, target: Target, src: Path, python: Path, boost:
 # The GCC major of each Ubuntu the releases build on (Ubuntu's default gcc package: focal 9, jammy 11,
 # noble 13): a newer compiler adds warnings that python_backend's -Werror turns into errors.
 UBUNTU_GCC = {"20.04": 9, "22.04": 11, "24.04": 13}
+
+
+def _host_glibc_fits(release: Release) -> None:
+    """Refuse before building what the ELF check would refuse after it: an executable linked on glibc >= 2.34
+    references __libc_start_main@GLIBC_2.34, which a release image with an older glibc lacks."""
+    host = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else ""
+    have = host.split()[-1] if host and host.startswith("glibc") else ""
+    if have and version_key(have) >= (2, 34) > version_key(release.glibc):
+        raise CheckFailed(f"the stub would not run in r{release.release}: a build on this host (glibc {have}) "
+                          f"needs GLIBC_2.34 (__libc_start_main); r{release.release}'s image has {release.glibc} "
+                          f"(Ubuntu {release.ubuntu})",
+                          "build it inside the release's container (--builder docker, or Dockerfile.build)")
 
 
 def relax_werror(release: Release, target: Target) -> str | None:
