@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,14 @@ MARK = {"served": "served", "ELF-checked": "ELF ok", "ELF misfit": "ELF misfit",
         "failed": "failed ({n})", "serve failed": "serve failed ({n})"}
 
 
+def _general(note: str, c: Cell) -> str:
+    """One note for the cells that fail the same way: the cell's release, Python and wheel named generally."""
+    note = re.sub(r"nvidia_pytriton-[\w.+-]+\.whl", "the release's nvidia-pytriton wheel", note)
+    note = re.sub(r"has stubs for Python [\d., ]+, not [\d.]+ \(fix: use --python [\d. or]+",
+                  "has no stub for this Python (fix: use a Python it has a stub for", note)
+    return note.replace(f"r{c.release}", "the release").replace(f"Python {c.python}", "this Python")
+
+
 def table(cells: list[Cell], pythons: list[str], notes: dict[str, int]) -> list[str]:
     rows = ["| release | " + " | ".join(pythons) + " |", "|---|" + "---|" * len(pythons)]
     for rel in dict.fromkeys(c.release for c in cells):
@@ -36,7 +45,7 @@ def table(cells: list[Cell], pythons: list[str], notes: dict[str, int]) -> list[
         for py in pythons:
             c = next(x for x in cells if x.release == rel and x.python == py)
             note = c.why or c.error or (c.served if c.served.startswith("no") else None)
-            n = notes.setdefault(note, len(notes) + 1) if note else 0
+            n = notes.setdefault(_general(note, c), len(notes) + 1) if note else 0
             marks.append(MARK[c.status].format(n=n))
         rows.append(f"| r{rel} | " + " | ".join(marks) + " |")
     return rows
