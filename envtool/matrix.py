@@ -3,6 +3,7 @@ release's facts, and with `verify` served on that release's server. A cell that 
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -48,7 +49,7 @@ def normalize_pythons(text: str) -> list[str]:
     known = facts["matrix"] + facts["prerelease"]
     out = []
     for p in (t.strip() for t in text.split(",") if t.strip()):
-        xy = ".".join(p.removeprefix("python").split(".")[:2])
+        xy = ".".join(re.sub(r"^python", "", p).split(".")[:2])
         if xy not in known:
             raise BadInput(f"--python {p}: not a Python the matrix covers", f"use some of {', '.join(known)}")
         out.append(xy)

@@ -2,6 +2,8 @@
 `expected` texts). A tree of our own with the QA's shapes runs always; a real checkout of
 triton-inference-server/server runs where $ENVTOOL_TRITON_SERVER_SRC names one."""
 
+from __future__ import annotations
+
 import os
 import re
 import subprocess

@@ -1,6 +1,8 @@
 """envtool matrix: every (release, Python) cell made as build makes it, checked, served where asked; a cell
 that cannot exist says why; --bake writes the matrix for BuildKit."""
 
+from __future__ import annotations
+
 import json
 import shutil
 import subprocess
