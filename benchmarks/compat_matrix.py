@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -52,6 +53,8 @@ def table(cells: list[Cell], pythons: list[str], notes: dict[str, int]) -> list[
 
 
 def main() -> None:
+    # a kill must still stop the servers and remove the work folders (the context managers run on SystemExit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--builder", default="prebuilt", choices=["auto", "prebuilt", "local"])
     ap.add_argument("--newer", default="", help="releases without a server here, built and ELF-checked only")
