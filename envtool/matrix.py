@@ -95,12 +95,12 @@ def plan(releases: list[str], pythons: list[str], pybind11: str | None = None) -
 
 
 def make_stub(cell: Cell, *, builder: str, root: Path, tree: Path, sources: Path | None, log,
-              pybind11: str | None = None) -> StubArtifact | None:
+              pybind11: str | None = None, base_image: str | None = None) -> StubArtifact | None:
     """The cell's stub as `build` makes it (store first), and its ELF facts against the release's image."""
     rel = catalog.normalize_release(cell.release)
     try:
         art = produce(rel.release, cell.python, builder=builder, root=root, tree=tree, sources=sources, log=log,
-                      pybind11=pybind11)
+                      pybind11=pybind11, base_image=base_image)
     except EnvtoolError as e:
         cell.error = f"no stub: {e.message}" + (f" (fix: {e.fix})" if e.fix else "")
         return None
@@ -113,8 +113,10 @@ def make_stub(cell: Cell, *, builder: str, root: Path, tree: Path, sources: Path
 
 def run(releases: list[str], pythons: list[str], *, repo: Path | None = None, verify: bool = False,
         builder: str = "auto", sources: Path | None = None, stubs_root: Path | None = None,
-        pybind11: str | None = None, log=lambda _m: None) -> list[Cell]:
-    """Every cell: planned, its stub made and ELF-checked, and served where asked and possible here."""
+        pybind11: str | None = None, base_images: dict[str, str] | None = None,
+        log=lambda _m: None) -> list[Cell]:
+    """Every cell: planned, its stub made and ELF-checked, and served where asked and possible here.
+    base_images: release ("22.11") -> the image the docker builder uses for it (a stand-in, a mirror)."""
     cells = plan(releases, pythons, pybind11)
     root = Path(stubs_root or default_root())
     root.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,7 @@ def run(releases: list[str], pythons: list[str], *, repo: Path | None = None, ve
                 t0 = time.monotonic()
                 log(f"r{cell.release} x {cell.python}: stub…")
                 art = make_stub(cell, builder=builder, root=root, tree=tree, sources=sources, log=log,
-                                pybind11=pybind11)
+                                pybind11=pybind11, base_image=(base_images or {}).get(cell.release))
                 if art is not None and verify:
                     cell.served = serve(cell, art, repo, envs, work, log)
                 cell.seconds = round(time.monotonic() - t0, 1)

@@ -53,7 +53,8 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
         raise BadInput(f"no way to make the r{rel.release} stub for Python {target.python}: " + "; ".join(why_not),
                        f"pass --sources DIR (fetch it where GitHub is reachable: envtool stub --triton "
                        f"r{rel.release} --fetch-sources DIR), load the release's image into Docker (or pass "
-                       f"--base-image), or use Python {' / '.join(rel.pytriton_stub_pythons) or 'with a stub'}")
+                       "--base-image)" + (f", or use Python {' / '.join(rel.pytriton_stub_pythons)}"
+                                          if rel.pytriton_stub_pythons else ""))
 
 
 # --builder auto tries these in order (after the store); --builder X runs X alone.
