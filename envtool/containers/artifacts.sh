@@ -106,8 +106,9 @@ install-deps)
         PYPKGS=
         python_ready "$PYTHON" || PYPKGS=$(python_pkgs "$PYTHON" dev)
         # shellcheck disable=SC2086
+        # googletest: common fetches it from r23.04 on; the build uses Debian/Ubuntu's /usr/src/googletest offline
         apt_install "the stub build for Python $PYTHON" g++ make git ca-certificates rapidjson-dev libarchive-dev \
-            zlib1g-dev libboost-dev $PYPKGS
+            zlib1g-dev libboost-dev googletest $PYPKGS
     fi
     if ! PY=$(pick_python); then
         command -v apt-get >/dev/null 2>&1 && apt_install "envtool" python3 python3-venv
