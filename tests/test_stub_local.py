@@ -345,3 +345,25 @@ def test_a_pybind11_override_is_built_recorded_and_keyed(sources, tmp_path, monk
     from envtool.compat import reads_numpy2
     assert reads_numpy2(m) and not reads_numpy2({**m, "pybind11": {"tag": "v2.10.0", "override": True}})
     assert not reads_numpy2({"release": "24.10"})  # the release's own pin: the release decides
+
+
+@pytest.mark.slow
+def test_old_googletest_gets_the_gtest_aliases_common_links(tmp_path):
+    """common r23.04+ links GTest::gtest; the googletest of Ubuntu 20.04 / Debian 11 (1.10), used offline, has
+    only `gtest`. The CMAKE_PROJECT_INCLUDE file adds the aliases: configure fails without it, passes with it."""
+    from envtool.stub.local import BOOST_CMAKE
+    (tmp_path / "old").mkdir()
+    (tmp_path / "use").mkdir()
+    (tmp_path / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.18)\nproject(top LANGUAGES CXX)\n"
+                                             "add_subdirectory(old)\nadd_subdirectory(use)\n")
+    (tmp_path / "old" / "CMakeLists.txt").write_text("add_library(gtest STATIC g.cc)\n")
+    (tmp_path / "old" / "g.cc").write_text("int g() { return 1; }\n")
+    (tmp_path / "use" / "CMakeLists.txt").write_text("add_executable(t t.cc)\ntarget_link_libraries(t GTest::gtest)\n")
+    (tmp_path / "use" / "t.cc").write_text("int main() { return 0; }\n")
+
+    def configure(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["cmake", "-S", str(tmp_path), "-B", str(tmp_path / f"b{len(extra)}"), *extra],
+                              capture_output=True, text=True)
+    without = configure()
+    assert without.returncode != 0 and "GTest::gtest" in without.stderr
+    assert configure(f"-DCMAKE_PROJECT_INCLUDE={BOOST_CMAKE}").returncode == 0

@@ -26,3 +26,17 @@ if(ENVTOOL_RELAX_WERROR AND NOT _envtool_relaxed)
     _target_compile_options(${_envtool_args})
   endfunction()
 endif()
+
+# googletest < 1.11 (Ubuntu 20.04's and Debian 11's /usr/src/googletest, used offline) defines gtest and
+# gtest_main but not the GTest::gtest aliases that common's tests link from r23.04 on (its own pin has them).
+# Add them where missing, at the end of the top-level configure (before targets are resolved).
+if(NOT COMMAND _envtool_gtest_aliases AND CMAKE_VERSION VERSION_GREATER_EQUAL 3.19)
+  function(_envtool_gtest_aliases)
+    foreach(_envtool_t gtest gtest_main gmock gmock_main)
+      if(TARGET ${_envtool_t} AND NOT TARGET GTest::${_envtool_t})
+        add_library(GTest::${_envtool_t} ALIAS ${_envtool_t})
+      endif()
+    endforeach()
+  endfunction()
+  cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL _envtool_gtest_aliases)
+endif()
