@@ -34,8 +34,8 @@ def _hcl(value) -> str:
 
 
 def bake_text(file_name: str, cells, contexts: dict[str, str], images: dict[str, str], pybind11: str = "") -> str:
-    from envtool.compat import reads_numpy2
-    numpy2 = "1" if reads_numpy2({"pybind11": {"tag": pybind11, "override": bool(pybind11)}}) else "0"
+    from envtool.compat import pybind11_reads_numpy2
+    numpy2 = "1" if pybind11_reads_numpy2(pybind11) else "0"
     lines = [HEADER.format(file=file_name)]
     defaults = {"OUT": "matrix-out", "ONLY": "", "REQUIREMENTS": "", "PYBIND11": pybind11, "NUMPY2": numpy2,
                 **{_var(rel): image for rel, image in images.items()}}
@@ -88,11 +88,7 @@ def write_bake(path: Path, cells, *, base_image: str | None = None, sources: Pat
                 log(f"r{rel.release}: sources not staged ({e.message}); the build fetches them")
         ctx = ctx_root / f"r{rel.release}"
         ctx.mkdir(parents=True)
-        stage_context(ctx, src)
-        if pybind11:  # the override travels in the context too
-            from envtool.stub.local import pybind11_sources
-            shutil.copytree(pybind11_sources(pybind11, log), ctx / ".envtool-inputs" / "sources" /
-                            f"pybind11-{pybind11}", symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        stage_context(ctx, src, pybind11=pybind11, log=log)
         contexts[rel.release] = str(ctx.resolve())  # the client uploads it: local to whoever runs bake
         images[rel.release] = base_image or rel.images["py3"]
     path.write_text(bake_text(path.name, possible, contexts, images, pybind11 or ""))

@@ -25,10 +25,15 @@ from envtool.findings import Finding
 NUMPY2_PYBIND11 = (2, 12)  # pybind11 reads numpy 2 arrays from 2.12 on (python_backend PR #384)
 
 
+def pybind11_reads_numpy2(tag: str | None) -> bool:
+    """A pybind11 tag (v3.0.1) at or after the first that reads numpy 2 arrays."""
+    return bool(tag) and version_key(str(tag).lstrip("v")) >= NUMPY2_PYBIND11
+
+
 def reads_numpy2(manifest: dict) -> bool:
     """A stub store manifest whose stub was built with an overriding pybind11 >= 2.12."""
     p = manifest.get("pybind11") or {}
-    return bool(p.get("override")) and version_key(str(p.get("tag", "")).lstrip("v")) >= NUMPY2_PYBIND11
+    return bool(p.get("override")) and pybind11_reads_numpy2(p.get("tag"))
 
 
 @dataclass(frozen=True)

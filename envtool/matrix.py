@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envtool import catalog, compat
+from envtool.elf import version_key
 from envtool.errors import BadInput, EnvtoolError
 from envtool.stub.produce import produce
 from envtool.stub.store import StubArtifact, default_root
@@ -60,18 +61,18 @@ def impossible(rel: catalog.Release, python: str, pybind11: str | None = None) -
     """Why no working (stub, env) pair exists for this cell, from the release's and Python's facts; with a
     pybind11 override, only what that cannot change."""
     facts = catalog.python_facts()
-    key = tuple(map(int, python.split(".")))
     if python in facts["prerelease"]:
         return f"Python {python} is a pre-release: no release's python_backend is built or tested for it"
     if pybind11:
-        return None if compat.reads_numpy2({"pybind11": {"tag": pybind11, "override": True}}) or \
+        return None if compat.pybind11_reads_numpy2(pybind11) or \
             python in facts["numpy1_pythons"] else (f"pybind11 {pybind11} misreads numpy 2 arrays, and numpy 1.x "
                                                     f"has no build for Python {python}: use pybind11 >= v2.12")
     if not rel.numpy2 and python not in facts["numpy1_pythons"]:
         return (f"r{rel.release}'s stub (pybind11 {rel.recipe.pybind11_version}) misreads numpy 2 arrays, and "
                 f"numpy 1.x has no build for Python {python}: use Python {facts['numpy1_pythons'][-1]} or older, "
                 "or r24.11+ (pybind11 2.12, numpy 2)")
-    if python not in rel.recipe.pybind11_pythons and key > max(_key(p) for p in rel.recipe.pybind11_pythons):
+    if python not in rel.recipe.pybind11_pythons and \
+            version_key(python) > max(version_key(p) for p in rel.recipe.pybind11_pythons):
         known = f"{rel.recipe.pybind11_pythons[0]}-{rel.recipe.pybind11_pythons[-1]}"
         verdict = ("does not build for Python {py} (the compiler stops at \"invalid use of incomplete type "
                    "'PyFrameObject'\")" if rel.recipe.pybind11_version.startswith("2.6") else
@@ -80,9 +81,6 @@ def impossible(rel: catalog.Release, python: str, pybind11: str | None = None) -
                 f"use Python {rel.recipe.pybind11_pythons[-1]} or older, or a release with a newer pybind11")
     return None
 
-
-def _key(python: str) -> tuple[int, ...]:
-    return tuple(map(int, python.split(".")))
 
 
 def plan(releases: list[str], pythons: list[str], pybind11: str | None = None) -> list[Cell]:

@@ -35,7 +35,7 @@ def ca_bundle() -> Path | None:
 
 
 def stage_context(dest: Path, sources: Path | None = None, requirements: tuple[Path, ...] = (),
-                  env_file: Path | None = None) -> Path:
+                  env_file: Path | None = None, pybind11: str | None = None, log=lambda _m: None) -> Path:
     if not (PROJECT / DOCKERFILE).is_file():
         raise BadInput(f"{DOCKERFILE} not found beside envtool ({PROJECT})",
                        "install envtool from its source tree (pip install -e .) to use --builder docker")
@@ -52,6 +52,10 @@ def stage_context(dest: Path, sources: Path | None = None, requirements: tuple[P
         shutil.copy2(env_file, inputs / "environment.yml")
     if requirements:
         (inputs / "requirements.txt").write_text("".join(Path(r).read_text() + "\n" for r in requirements))
+    if pybind11:  # a --pybind11 checkout travels in the context: the build needs no git access for it
+        from envtool.stub.local import pybind11_sources
+        shutil.copytree(pybind11_sources(pybind11, log), inputs / "sources" / f"pybind11-{pybind11}",
+                        symlinks=True, ignore=shutil.ignore_patterns(".git"))
     return dest
 
 
@@ -71,11 +75,7 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
     work = Path(tempfile.mkdtemp(prefix="envtool-docker-"))
     try:
         (work / "context").mkdir()
-        ctx = stage_context(work / "context", sources, requirements, env_file)
-        if pybind11:  # the override's checkout travels in the context: the build needs no git access for it
-            from envtool.stub.local import pybind11_sources
-            shutil.copytree(pybind11_sources(pybind11, log), ctx / ".envtool-inputs" / "sources" /
-                            f"pybind11-{pybind11}", symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        ctx = stage_context(work / "context", sources, requirements, env_file, pybind11=pybind11, log=log)
         tag = f"envtool/{only}:r{release.release}-py{python}"
         log(f"docker build {DOCKERFILE} on {image} (classic builder)")
         built = engine.build(cl, ctx, dockerfile=DOCKERFILE, tag=tag, target="builder", log=log,

@@ -28,6 +28,7 @@ GPU_IDS_PLAUSIBLE = 16  # no DGX/HGX machine has more GPUs: an id past them fail
 class CoreRules:
     def __init__(self, m: Model, t: Messages, io_final: bool):
         self.m, self.c, self.t, self.io_final = m, m.config, t, io_final
+        self.backend, self.platform = m.autofilled()  # core's autofill: read the model folder once
         self.out: list[Finding] = []
 
     def add(self, msg_id: str, message: str, fix: str, rule: str | None = None, severity: str = "error",
@@ -56,7 +57,7 @@ class CoreRules:
 
     def header(self) -> None:
         c = self.c
-        backend, platform = self.m.autofilled()
+        backend, platform = self.backend, self.platform
         if c.platform == "ensemble" and c.backend:
             self.add("ensemble-backend", f"an ensemble also sets backend {c.backend!r}", "remove its backend line")
         elif c.platform and not backend and c.platform != "ensemble":
@@ -204,7 +205,7 @@ class CoreRules:
                 return add(why, "dims and reshape hold different element counts", "make their products agree")
         if kind == "input" and io.format in (1, 2) and len(io.dims) != 3:  # FORMAT_NHWC, FORMAT_NCHW
             return self.add("io-format-dims", f"input {io.name}: NHWC/NCHW need 3 dims", "give 3 dims")
-        trt = self.m.autofilled()[1] == "tensorrt_plan"
+        trt = self.platform == "tensorrt_plan"
         if not trt and io.is_shape_tensor:
             return self.add("io-shape-tensor", f"{kind} {io.name} is a shape tensor, a TensorRT-only feature",
                             "drop is_shape_tensor")
@@ -269,9 +270,9 @@ class CoreRules:
                                 f"{GPU_IDS_PLAUSIBLE} GPUs: ids 0..{GPU_IDS_PLAUSIBLE - 1})"),
                              "list the ids of GPUs the server has (nvidia-smi -L)", group=group, gpu=gpu,
                              capability=MIN_COMPUTE_CAPABILITY)
-            if len(g.profile) and self.m.autofilled()[1] != "tensorrt_plan":
+            if len(g.profile) and self.platform != "tensorrt_plan":
                 self.add("instance-profile", f"instance group {group} sets profile, a TensorRT-only field",
-                         "drop profile", group=group, platform=self.m.autofilled()[1])
+                         "drop profile", group=group, platform=self.platform)
 
 
 def _reshape_mismatch(dims: list[int], reshape: list[int]) -> str | None:

@@ -7,16 +7,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from envtool.catalog import Release, tomllib
+from envtool.elf import version_key
 
 
 @lru_cache(maxsize=None)
 def _table() -> dict:
     return tomllib.loads((Path(__file__).parent / "triton_messages.toml").read_text())
 
-
-def _key(release: str) -> tuple[int, int]:
-    yy, mm = release.split(".")
-    return int(yy), int(mm)
 
 
 @dataclass(frozen=True)
@@ -29,7 +26,7 @@ class Messages:
         text = entry["text"]
         if self.release is not None:
             for older in entry.get("until", []):
-                if _key(self.release.release) <= _key(older["release"]):
+                if version_key(self.release.release) <= version_key(older["release"]):
                     text = older["text"]
         return text.format(**fields)
 
