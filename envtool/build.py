@@ -83,7 +83,8 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
     with step("stub"):
         gpu = spec.gpu or spec.deployment in ("gpu-models", "gpu-all")
         stub = produce(rel.release, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
-                       sources=spec.sources, log=log, base_image=spec.base_image, pybind11=spec.pybind11)
+                       sources=spec.sources, log=log, base_image=spec.base_image, pybind11=spec.pybind11,
+                       target=spec.target)
     with step("env"):
         env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release, "target": spec.target,
                                "python": spec.env.python or (None if spec.env.kind != "python" else python),
@@ -102,7 +103,10 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
                                              deployment=spec.deployment, target=spec.target, strict=True))
     if spec.verify:
         with step("verify"):
-            result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **spec.verify_options), log)
+            opts = dict(spec.verify_options)
+            if opts.get("server") == "docker" and not opts.get("image"):  # served from the image it was made for
+                opts["image"] = compat.image_of(spec.target)
+            result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **opts), log)
     return result
 
 
@@ -117,7 +121,7 @@ def _same_image(stub: StubArtifact, env: PackSpec) -> dict:
 def preflight(rel: catalog.Release, stub: StubArtifact, env: PackResult, target: str = "release") -> list[str]:
     """The mismatches that make Triton hang or fail, refused before the repository changes: every compat
     rule, against the release's image (or this host with target="host"). Returns the warnings."""
-    where = compat.Target.host(rel) if target == "host" else compat.Target.of_release(rel)
+    where = compat.Target.named(target, rel)
     found = compat.require(compat.Stub.from_manifest(stub.manifest, stub.path),
                            compat.Env.from_manifest(env.manifest, env.output), where)
     return [f.message for f in found]

@@ -28,10 +28,18 @@ def _emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _target(_ctx, _param, value: str) -> str:
+    if value in ("release", "host") or (value.startswith("image:") and len(value) > len("image:")):
+        return value
+    raise click.BadParameter(f"{value!r} is not release, host or image:NAME", param_hint="--target")
+
+
 def _target_option(f):
-    return click.option("--target", type=click.Choice(["release", "host"]), default="release", show_default=True,
-                        help="Where stub and env will run, for the GLIBC/GLIBCXX rules: the release's image, or "
-                        "this host only (a server on this machine).")(f)
+    return click.option("--target", default="release", show_default=True, callback=_target,
+                        metavar="release|host|image:NAME",
+                        help="Where stub and env will run, for the GLIBC/GLIBCXX rules: the release's image, "
+                        "this host only (a server on this machine), or your own server image (say a newer "
+                        "distro for a newer Python; read with docker, and --builder docker builds in it).")(f)
 
 
 class _Group(click.Group):
@@ -316,8 +324,9 @@ def _with_progress(title: str, work):
 @click.option("--rebuild", is_flag=True, help="Ignore the store.")
 @click.option("--pybind11", "pybind11", metavar="TAG", help="Build with this pybind11 tag instead of the "
               "release's pin (e.g. v3.0.1 for Python 3.14; >= v2.12 lets the env have numpy 2). A source build.")
+@_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources, rebuild, pybind11,
+def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources, rebuild, pybind11, target,
          json_out) -> None:
     """Produce triton_python_backend_stub for a release and Python, checked against the release."""
     if fetch_sources:
@@ -328,7 +337,8 @@ def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources
     pythons = list(dict.fromkeys(p.strip() for p in python.split(",") if p.strip()))
     arts = _with_progress("stub", lambda log: api.stubs(release, pythons, gpu=gpu, builder=builder, root=root,
                                                         sources=sources, rebuild=rebuild, log=log,
-                                                        base_image=base_image, pybind11=pybind11))
+                                                        base_image=base_image, pybind11=pybind11,
+                                                        target=target))
     if json_out:
         return _emit_json(arts[0].to_dict() if len(arts) == 1 else [a.to_dict() for a in arts])
     for art in arts:
@@ -361,8 +371,9 @@ def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources
               "the release's pin (source builds; e.g. v3.0.1 for Python 3.14).")
 @click.option("--base-image", help="With --bake: the build image of every release (default: each release's "
               "tritonserver image; BASE_<yy>_<mm> in the environment overrides one).")
+@_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def matrix(releases_, pythons, repo, verify, builder, sources, root, bake_file, pybind11, base_image,
+def matrix(releases_, pythons, repo, verify, builder, sources, root, bake_file, pybind11, base_image, target,
            json_out) -> None:
     """Make and check every (release, Python) cell; say why a cell cannot exist."""
     from envtool import matrix as mx
@@ -375,14 +386,15 @@ def matrix(releases_, pythons, repo, verify, builder, sources, root, bake_file, 
         from envtool.bake import write_bake
         cells = mx.plan(rels, pys, pybind11)
         written = _with_progress("bake file", lambda log: write_bake(bake_file, cells, base_image=base_image,
-                                                                      sources=sources, pybind11=pybind11, log=log))
+                                                                      sources=sources, pybind11=pybind11,
+                                                                      target=target, log=log))
         as_json = {"bake": str(bake_file), "targets": written, "cells": [c.to_dict() for c in cells]}
         return _emit_json(as_json) if json_out else out.print(
             f"[green]✓[/] {bake_file}: {len(written)} target(s); run `docker buildx bake -f {bake_file} "
             "--allow network.host`", highlight=False)
     cells = _with_progress("matrix", lambda log: api.matrix(rels, pys, repo=repo, verify=verify, builder=builder,
                                                             sources=sources, stubs_root=root, pybind11=pybind11,
-                                                            log=log))
+                                                            target=target, log=log))
     if json_out:
         _emit_json({"cells": [c.to_dict() for c in cells], "summary": mx.summary(cells)})
     else:

@@ -183,6 +183,29 @@ class Target:
         found = next((Path(d, lib) for d in dirs if lib and Path(d, lib).is_file()), None)
         return cls("this host", glibc, read_elf(found).defines.get("GLIBCXX") if found else None, rel)
 
+    @classmethod
+    def of_image(cls, image: str, rel: Release | None = None) -> Target:
+        """A server image of the user's own (say, the release's server rebuilt on a newer distro for a newer
+        Python): its glibc and libstdc++ read with docker."""
+        from envtool.containers.engine import runtime_versions
+        glibc, glibcxx = runtime_versions(image)
+        return cls(f"image {image}", glibc, glibcxx, rel)
+
+    @classmethod
+    def named(cls, where: str, rel: Release | None) -> Target | None:
+        """--target: release (its image, from the catalog) | host (this machine) | image:NAME (read from it).
+        None where there is nothing to judge against (no release, target release)."""
+        if where == "host":
+            return cls.host(rel)
+        if image := image_of(where):
+            return cls.of_image(image, rel)
+        return cls.of_release(rel) if rel is not None else None
+
+
+def image_of(where: str) -> str | None:
+    """The NAME of an image:NAME target, else None."""
+    return where[len("image:"):] if where.startswith("image:") else None
+
 
 Check = Callable[[Optional[Stub], Optional[Env], Optional[Target]], Optional[Finding]]
 

@@ -37,19 +37,6 @@ print(f"{time.monotonic() - t0:.3f}")
 """
 
 
-def target_of(rel, image: str | None, host: bool = False) -> compat.Target | None:
-    """--image: read from the image itself (docker); --target host: this machine; else the release's image
-    from the catalog."""
-    if image:
-        from envtool.containers.engine import runtime_versions
-
-        glibc, glibcxx = runtime_versions(image)
-        return compat.Target(image, glibc, glibcxx, rel)
-    if host:
-        return compat.Target.host(rel)
-    return compat.Target.of_release(rel) if rel else None
-
-
 @dataclass
 class DoctorOptions:
     repo: Path
@@ -86,7 +73,7 @@ def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
     repo = load_repository(opts.repo)
     rel = catalog.normalize_release(opts.release) if opts.release else None
     report = DoctorReport(lint_repository(repo))
-    img = target_of(rel, opts.image, opts.target == "host")
+    img = compat.Target.named(f"image:{opts.image}" if opts.image else opts.target, rel)
     with tempfile.TemporaryDirectory(prefix="envtool-doctor-") as tmp:
         roots = _Extractions(Path(tmp))
         for m in sorted(repo.python_models(), key=lambda m: m.name):

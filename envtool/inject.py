@@ -12,7 +12,7 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from envtool import compat
@@ -24,7 +24,7 @@ from envtool.errors import BadInput
 from envtool.findings import Finding
 from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, load_repository
-from envtool.stub.store import stub_release
+from envtool.stub.store import stub_manifest, stub_release
 
 STUB_NAME = "triton_python_backend_stub"
 MINIMAL_CONFIG = 'backend: "python"\n'  # what a model Triton auto-completes gets, plus the parameters
@@ -155,8 +155,11 @@ def _require_pair(stub: Path, env: Path, target: str) -> None:
     release's image, is known when the stub came from the stub store or envtool.lock."""
     made_for = stub_release(stub)
     rel = normalize_release(made_for) if made_for else None
-    where = compat.Target.host(rel) if target == "host" else compat.Target.of_release(rel) if rel else None
-    compat.require(compat.Stub.from_elf(stub, made_for), compat.Env.from_view(view_env(env)).pair(), where)
+    where = compat.Target.named(target, rel)
+    side = compat.Stub.from_elf(stub, made_for)
+    if (m := stub_manifest(stub)) and compat.reads_numpy2(m):  # a --pybind11 >= v2.12 stub reads numpy 2
+        side = replace(side, numpy2=True)
+    compat.require(side, compat.Env.from_view(view_env(env)).pair(), where)
 
 
 def plan(opts: InjectOptions) -> InjectResult:

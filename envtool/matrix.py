@@ -70,7 +70,8 @@ def impossible(rel: catalog.Release, python: str, pybind11: str | None = None) -
     if not rel.numpy2 and python not in facts["numpy1_pythons"]:
         return (f"r{rel.release}'s stub (pybind11 {rel.recipe.pybind11_version}) misreads numpy 2 arrays, and "
                 f"numpy 1.x has no build for Python {python}: use Python {facts['numpy1_pythons'][-1]} or older, "
-                "or r24.11+ (pybind11 2.12, numpy 2)")
+                f"or r24.11+ (pybind11 2.12, numpy 2), or --pybind11 v3.0.1 with a server image of your own that "
+                f"has Python {python} (--target image:NAME)")
     if python not in rel.recipe.pybind11_pythons and \
             version_key(python) > max(version_key(p) for p in rel.recipe.pybind11_pythons):
         known = f"{rel.recipe.pybind11_pythons[0]}-{rel.recipe.pybind11_pythons[-1]}"
@@ -78,7 +79,8 @@ def impossible(rel: catalog.Release, python: str, pybind11: str | None = None) -
                    "'PyFrameObject'\")" if rel.recipe.pybind11_version.startswith("2.6") else
                    "is not known to build for Python {py} (stubs of it exist for " + known + ")")
         return (f"r{rel.release} pins pybind11 {rel.recipe.pybind11_version}, which {verdict.format(py=python)}: "
-                f"use Python {rel.recipe.pybind11_pythons[-1]} or older, or a release with a newer pybind11")
+                f"use Python {rel.recipe.pybind11_pythons[-1]} or older, a release with a newer pybind11, or "
+                "--pybind11 v3.0.1")
     return None
 
 
@@ -93,17 +95,19 @@ def plan(releases: list[str], pythons: list[str], pybind11: str | None = None) -
 
 
 def make_stub(cell: Cell, *, builder: str, root: Path, tree: Path, sources: Path | None, log,
-              pybind11: str | None = None, base_image: str | None = None) -> StubArtifact | None:
-    """The cell's stub as `build` makes it (store first), and its ELF facts against the release's image."""
+              pybind11: str | None = None, base_image: str | None = None,
+              target: str = "release") -> StubArtifact | None:
+    """The cell's stub as `build` makes it (store first), and its ELF facts against where it will run (the
+    release's image, or --target's)."""
     rel = catalog.normalize_release(cell.release)
     try:
         art = produce(rel.release, cell.python, builder=builder, root=root, tree=tree, sources=sources, log=log,
-                      pybind11=pybind11, base_image=base_image)
+                      pybind11=pybind11, base_image=base_image, target=target)
     except EnvtoolError as e:
         cell.error = f"no stub: {e.message}" + (f" (fix: {e.fix})" if e.fix else "")
         return None
     cell.made = art.manifest.get("chosen") or art.manifest.get("builder")
-    found = compat.check(compat.Stub.from_manifest(art.manifest, art.path), None, compat.Target.of_release(rel))
+    found = compat.check(compat.Stub.from_manifest(art.manifest, art.path), None, compat.Target.named(target, rel))
     errors = [f for f in found if f.severity == "error"]
     cell.elf = "fits" if not errors else f"no: {errors[0].message}"
     return art
@@ -111,10 +115,11 @@ def make_stub(cell: Cell, *, builder: str, root: Path, tree: Path, sources: Path
 
 def run(releases: list[str], pythons: list[str], *, repo: Path | None = None, verify: bool = False,
         builder: str = "auto", sources: Path | None = None, stubs_root: Path | None = None,
-        pybind11: str | None = None, base_images: dict[str, str] | None = None,
+        pybind11: str | None = None, base_images: dict[str, str] | None = None, target: str = "release",
         log=lambda _m: None) -> list[Cell]:
     """Every cell: planned, its stub made and ELF-checked, and served where asked and possible here.
-    base_images: release ("22.11") -> the image the docker builder uses for it (a stand-in, a mirror)."""
+    base_images: release ("22.11") -> the image the docker builder uses for it (a stand-in, a mirror).
+    target image:NAME: cells for the user's own server image, made in it and served there (docker)."""
     cells = plan(releases, pythons, pybind11)
     root = Path(stubs_root or default_root())
     root.mkdir(parents=True, exist_ok=True)
@@ -127,9 +132,9 @@ def run(releases: list[str], pythons: list[str], *, repo: Path | None = None, ve
                 t0 = time.monotonic()
                 log(f"r{cell.release} x {cell.python}: stub…")
                 art = make_stub(cell, builder=builder, root=root, tree=tree, sources=sources, log=log,
-                                pybind11=pybind11, base_image=(base_images or {}).get(cell.release))
+                                pybind11=pybind11, base_image=(base_images or {}).get(cell.release), target=target)
                 if art is not None and verify:
-                    cell.served = serve(cell, art, repo, envs, work, log)
+                    cell.served = serve(cell, art, repo, envs, work, log, target)
                 cell.seconds = round(time.monotonic() - t0, 1)
             shutil.rmtree(tree, ignore_errors=True)
     finally:
@@ -137,18 +142,23 @@ def run(releases: list[str], pythons: list[str], *, repo: Path | None = None, ve
     return cells
 
 
-def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Path, log) -> str:
+def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Path, log,
+          target: str = "release") -> str:
     """Inject the cell's stub and an env of its Python into a copy of the model set; verify on the release's
-    embedded server. The env (numpy < 2 where the release needs it) is made once per Python and flavour."""
+    embedded server (or, for --target image:NAME, in that image with docker). The env (numpy < 2 where the
+    release needs it) is made once per Python and flavour."""
     from envtool.env.build import PackSpec, pack
     from envtool.env.interpreters import find_interpreter
     from envtool.inject import InjectOptions, inject
     from envtool.verify import VerifyOptions, verify
     rel = catalog.normalize_release(cell.release)
-    if not rel.embedded_available:
+    image = compat.image_of(target)
+    where = {"target": target, "builder": "docker"} if image else {"target": "host"}
+    if not image and not rel.embedded_available:
         return "not available here: no nvidia-pytriton wheel bundles this release's server"
     try:
-        find_interpreter(cell.python)
+        if not image:  # in an image, the env's Python is the image's
+            find_interpreter(cell.python)
     except EnvtoolError as e:
         return f"not available here: {e.message}"
     numpy2 = rel.numpy2 or compat.reads_numpy2(art.manifest)  # numpy follows the stub's pybind11
@@ -156,12 +166,13 @@ def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Pa
     try:
         if key not in envs:
             log(f"env for Python {cell.python} (numpy {'2' if numpy2 else '< 2'})…")
-            envs[key] = pack(PackSpec(python=cell.python, triton=rel.release, target="host", numpy2=numpy2),
+            envs[key] = pack(PackSpec(python=cell.python, triton=rel.release, numpy2=numpy2, **where),
                              work / f"env-{cell.python}-{int(numpy2)}.tar.gz", log)
         copy = work / f"repo-{cell.release}-{cell.python}"
         shutil.copytree(repo or default_models(work), copy, symlinks=True)
-        inject(InjectOptions(repo=copy, stub=art.path, env=envs[key].output, target="host", strict=True))
-        report = verify(VerifyOptions(repo=copy, release=rel.release, lock=False, timeout=300), log)
+        inject(InjectOptions(repo=copy, stub=art.path, env=envs[key].output, target=where["target"], strict=True))
+        server = {"server": "docker", "image": image} if image else {}
+        report = verify(VerifyOptions(repo=copy, release=rel.release, lock=False, timeout=300, **server), log)
     except EnvtoolError as e:
         return f"no: {e.message}"
     finally:

@@ -52,7 +52,27 @@ def rootfs(suite: str) -> Path:
             tar.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(["tar", "-C", d, "-cf", f"{tar}.tmp", "."], check=True)
             Path(f"{tar}.tmp").rename(tar)
+    if suite == "sid":
+        _accept_expired_release(tar)
     return tar
+
+
+APT_VALID_UNTIL = "etc/apt/apt.conf.d/99envtool-valid-until"
+
+
+def _accept_expired_release(tar: Path) -> None:
+    """sid's Release file is signed for about a week; the mirror seen here may serve an older one, which
+    apt refuses ("Release file ... is expired"). The stand-in accepts it (still signature-checked)."""
+    import io
+    import tarfile
+    with tarfile.open(tar) as t:
+        if f"./{APT_VALID_UNTIL}" in t.getnames():
+            return
+    data = b'Acquire::Check-Valid-Until "false";\n'
+    info = tarfile.TarInfo(f"./{APT_VALID_UNTIL}")
+    info.size, info.mode = len(data), 0o644
+    with tarfile.open(tar, "a") as t:
+        t.addfile(info, io.BytesIO(data))
 
 
 def base_image(cl, suite: str = "bookworm") -> str:
@@ -87,12 +107,14 @@ def server_image(cl, tree: Path, release: str, suite: str = "bookworm") -> str:
         prebuilt = root / "python_backend_stubs" / python / "triton_python_backend_stub"
         if prebuilt.is_file():
             shutil.copy2(prebuilt, root / "backends" / "python" / "triton_python_backend_stub")
-    return _build(cl, SERVER.format(release=release), SERVER_DOCKERFILE.replace("3.11", python), fill, suite)
+    name = SERVER.format(release=release) if suite in ("bookworm", "bullseye") else \
+        SERVER.format(release=f"{release}-{suite}")
+    return _build(cl, name, SERVER_DOCKERFILE.replace("3.11", python), fill, suite)
 
 
 # Debian suites that stand in for the release images: bullseye has Ubuntu 20.04's glibc 2.31 and GLIBCXX 3.4.28
-# (r20.12-r23.04), bookworm fits r23.05-r24.10.
-SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11"}
+# (r20.12-r23.04), bookworm fits r23.05-r24.10; sid (Debian's newest) has Python 3.14 and 3.15.
+SUITE_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "sid": "3.14"}
 RELEASE_IMAGE = "envtool-test/{suite}-py3:1"
 RELEASE_DOCKERFILE = """\
 FROM {base}

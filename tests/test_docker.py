@@ -349,3 +349,54 @@ def test_a_two_cell_bake_makes_the_stubs_the_docker_builder_makes(build_image, f
         manifest = json.loads((baked / "manifest.json").read_text())
         for key in ("release", "python", "python_used", "build_flags", "needed_libpython", "requires"):
             assert manifest[key] == ours.manifest[key], key
+
+
+@pytest.fixture(scope="session")
+def sid_server_image(docker_client, server_tree_2410):
+    """r24.10's server (the nvidia-pytriton 0.7.0 tree) in Debian's newest suite, which has Python 3.14: the
+    stand-in for a user's own server image on a newer distro than the release's."""
+    return images.server_image(docker_client, server_tree_2410, "24.10", "sid")
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not GIT_URL, reason="set ENVTOOL_TEST_GIT_URL to mirrors of the upstream repositories")
+def test_python_3_14_is_built_for_and_served_in_its_own_image(sid_server_image, tmp_path, monkeypatch):
+    """r24.10 x Python 3.14, which no release image has: pybind11 v3.0.1 in place of the release's pin, the
+    warnings its newer compiler adds not fatal, numpy 2 (no numpy 1 exists for 3.14), the stub and env
+    made in and judged against the image they run in (--target image:NAME), served there."""
+    from envtool.catalog import normalize_release
+    from envtool.stub.sources import cached_sources
+    from tests.test_example import prepare_example
+    monkeypatch.setenv("ENVTOOL_GIT_URL", GIT_URL)
+    prepare_example(tmp_path)
+    add_sub = cached_sources(normalize_release("r24.10")) / "python_backend" / "examples" / "add_sub"
+    (tmp_path / "add_sub_repo" / "add_sub" / "1").mkdir(parents=True)
+    shutil.copy2(add_sub / "config.pbtxt", tmp_path / "add_sub_repo" / "add_sub" / "config.pbtxt")
+    shutil.copy2(add_sub / "model.py", tmp_path / "add_sub_repo" / "add_sub" / "1" / "model.py")
+    target = f"image:{sid_server_image}"
+
+    def build(repo: str, *extra: str) -> dict:
+        out = run_cli("build", "--python", "3.14", "--triton", "r24.10", "--builder", "docker", "--pybind11",
+                      "v3.0.1", "--target", target, "--repo", repo, "--verify", "--server", "docker", "--json",
+                      *extra, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)
+    add = build("add_sub_repo")
+    assert add["verify"]["models"]["add_sub"]["state"] == "READY"
+    assert {i["protocol"] for i in add["verify"]["inferences"] if i["model"] == "add_sub" and i["ok"]} == \
+        {"http", "grpc"}
+    stub = add["stub"]
+    assert read_elf(tmp_path / stub["stub"]).libpython == "3.14"
+    assert stub["pybind11"]["tag"] == "v3.0.1" and stub["werror_relaxed"], stub
+    assert stub["base_image"] == sid_server_image
+    assert add["env"]["numpy"].startswith("2.") and add["env"]["python"].startswith("3.14"), add["env"]
+    # The article's pipeline, with the same stub (its env has the example's packages).
+    res = build("model_repository", "-r", "envs/example.txt", "--inputs", "model_repository/inputs.json")
+    assert all(m["state"] == "READY" for m in res["verify"]["models"].values()), res["verify"]["models"]
+    assert res["stub"]["reused"]
+    easy, _, hard = next(i for i in res["verify"]["inferences"] if i["model"] == "ensemble_all")[
+        "outputs"]["SCORE"]["sample"][:3]
+    assert easy > hard
+    # Judged against the release's own image instead, the same stub is refused, naming what it needs.
+    doctor = run_cli("doctor", tmp_path / "add_sub_repo", "--triton", "r24.10", "--no-import-check", "--json")
+    assert doctor.returncode != 0 and "GLIBC" in doctor.stdout, doctor.stdout[-2000:]

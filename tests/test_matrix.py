@@ -68,7 +68,20 @@ def test_bake_file_has_one_target_per_possible_cell(tmp_path):
         targets = json.loads(printed.stdout)["target"]
         assert targets["r24_10-py3_11"]["args"] == {"BASE_IMAGE": "stand-in:1", "ONLY": "", "PYTHON": "3.11",
                                                     "REQUIREMENTS": "", "TRITON": "24.10", "PYBIND11": "",
-                                                    "NUMPY2": "0"}
+                                                    "NUMPY2": "0", "TARGET": "release"}
+    # For a server image of the user's own, every cell is built in it and for it (TARGET=host inside).
+    own = tmp_path / "own" / "docker-bake.hcl"
+    own.parent.mkdir()
+    p = run_cli("matrix", "--triton", "r24.10", "--python", "3.12", "--bake", own,
+                "--sources", src, "--target", "image:my/triton-sid:1", "--json")
+    assert p.returncode == 0, p.stderr
+    text = own.read_text()
+    assert '"my/triton-sid:1"' in text and 'default = "host"' in text and "TARGET = TARGET" in text
+    assert json.loads(p.stdout)["targets"] == ["r24_10-py3_12"]
+    refused = run_cli("matrix", "--triton", "r24.10", "--bake", own, "--target", "host")
+    assert refused.returncode == 2 and "--target release" in refused.stderr and "Traceback" not in refused.stderr
+    bad = run_cli("matrix", "--triton", "r24.10", "--target", "imag:x")
+    assert bad.returncode == 2 and "release, host or image:NAME" in bad.stderr
 
 
 @pytest.mark.server

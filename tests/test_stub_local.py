@@ -345,6 +345,10 @@ def test_a_pybind11_override_is_built_recorded_and_keyed(sources, tmp_path, monk
     from envtool.compat import reads_numpy2
     assert reads_numpy2(m) and not reads_numpy2({**m, "pybind11": {"tag": "v2.10.0", "override": True}})
     assert not reads_numpy2({"release": "24.10"})  # the release's own pin: the release decides
+    # The env that goes with it: numpy 2 not pinned away, and not refused (pack --numpy2).
+    from envtool.env.build import PackSpec, pack
+    env = pack(PackSpec(python=py, triton="24.10", numpy2=True, target="host"), tmp_path / "e.tar.gz")
+    assert env.manifest["numpy"].startswith("2."), env.manifest["numpy"]
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,6 +54,17 @@ class Release:
     pytriton_stub_pythons: tuple[str, ...]  # Pythons of the prebuilt stubs in those wheels
     recipe: Recipe
     images: dict[str, str] = field(default_factory=dict, compare=False)
+    runs_in: str = ""  # "image NAME" or "this host": the catalog's glibc/GLIBCXX replaced by its (running_in)
+
+    @property
+    def system(self) -> str:
+        """What the server's container runs on, for messages."""
+        return self.runs_in or f"Ubuntu {self.ubuntu}"
+
+    def running_in(self, where: str, glibc: str | None, glibcxx: str | None) -> Release:
+        """The release served from the user's own image (--target image:NAME, say a newer distro for a Python
+        the release's image lacks) or this host: what a stub may need is then that glibc and libstdc++."""
+        return replace(self, runs_in=where, glibc=glibc or self.glibc, max_glibcxx=glibcxx or self.max_glibcxx)
 
     @property
     def branch(self) -> str:

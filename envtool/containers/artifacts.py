@@ -17,6 +17,7 @@ from pathlib import Path
 import envtool
 from envtool.cache import file_sha256
 from envtool.catalog import Release
+from envtool.compat import image_of
 from envtool.containers import engine
 from envtool.elf import version_key
 from envtool.errors import BadInput, CheckFailed
@@ -68,7 +69,8 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
     cl = engine.client()
     image = engine.release_image(release, base)
     base_img = engine.require_image(cl, image, "base image")
-    require_release_glibc(image, release)
+    if not release.runs_in:  # built for its own image: the container is the target (TARGET=host inside)
+        require_release_glibc(image, release)
     if only == "stub" and sources is None:  # after the cheap checks: a fetch takes a while
         from envtool.stub.sources import cached_sources
         sources = cached_sources(release, log)
@@ -82,7 +84,8 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
                              logname=f"docker-{only}-r{release.release}-py{python}",
                              buildargs={"TRITON": release.release, "PYTHON": python, "BASE_IMAGE": image,
                                         "ONLY": only, "GPU": "1" if gpu else "0", "REQUIREMENTS": " ".join(pip),
-                                        "PYBIND11": pybind11, "NUMPY2": "1" if numpy2 else "0"})
+                                        "PYBIND11": pybind11, "NUMPY2": "1" if numpy2 else "0",
+                                        "TARGET": "host" if release.runs_in else "release"})
         log("copying the artifacts out of a container")
         out = engine.copy_out(cl, built.id, "/out", work / "out")
         facts = {"builder": "docker", "base_image": image, "base_image_id": base_img.id,
@@ -100,9 +103,10 @@ def require_release_glibc(image: str, release: Release) -> None:
     glibc, _ = engine.runtime_versions(image)
     if glibc and version_key(glibc) > version_key(release.glibc):
         raise BadInput(f"base image {image} has glibc {glibc}, newer than r{release.release}'s {release.glibc} "
-                       f"(Ubuntu {release.ubuntu}): what it builds would not run in the release's container",
+                       f"({release.system}): what it builds would not run in the release's container",
                        f"use the release's own image, or any with glibc <= {release.glibc} (Ubuntu "
-                       f"{release.ubuntu}, or a Debian suite as old)")
+                       f"{release.ubuntu}, or a Debian suite as old); or, to serve from this image itself, "
+                       f"--target image:{image}")
 
 
 def stub_from_docker(release: Release, target, tmp: Path, sources: Path | None, base: str | None, log) -> dict:
@@ -127,8 +131,10 @@ def stub_from_docker(release: Release, target, tmp: Path, sources: Path | None, 
 
 def env_key(spec, release: Release) -> str:
     """The env cache key of a docker pack: its inputs and the base image's id."""
-    image = engine.require_image(engine.client(), engine.release_image(release, spec.base_image), "base image")
-    inputs = {"builder": "docker", "image_id": image.id, "python": spec.python, "pip": list(spec.pip),
+    base = spec.base_image or image_of(spec.target)
+    image = engine.require_image(engine.client(), engine.release_image(release, base), "base image")
+    inputs = {**({"target": spec.target} if spec.target != "release" else {}),
+              "builder": "docker", "image_id": image.id, "python": spec.python, "pip": list(spec.pip),
               "numpy2": spec.numpy2,
               "requirements": [file_sha256(r) for r in spec.requirements], "release": release.release,
               "env_file": file_sha256(spec.env_file) if spec.env_file else None, "envtool": _envtool_hash()}
@@ -146,7 +152,10 @@ def _envtool_hash() -> str:
 
 def env_from_docker(spec, release: Release, tmp: Path, log) -> None:
     """For the env cache's publish_dir(): the env packed in the container, its manifest + docker facts."""
-    out, facts = build_artifacts(release, spec.python or "conda", "env", base=spec.base_image,
+    base = spec.base_image
+    if image := image_of(spec.target):  # for the user's own image: packed and judged in it
+        release, base = release.running_in(f"image {image}", None, None), base or image
+    out, facts = build_artifacts(release, spec.python or "conda", "env", base=base,
                                  requirements=spec.requirements, pip=spec.pip, env_file=spec.env_file,
                                  numpy2=spec.numpy2, log=log)
     try:

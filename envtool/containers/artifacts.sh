@@ -124,7 +124,16 @@ install-deps)
     "$VENV/bin/python" -m pip install -q --upgrade "pip>=21" || fail "pip could not be upgraded (no network to PyPI?)"
     # pyproject.toml without the package: pip installs only the dependencies.
     # --prefer-binary: an older wheel over compiling (gevent, under tritonclient[http]) without Python.h
-    "$VENV/bin/pip" install -q --prefer-binary /opt/envtool-src
+    if ! "$VENV/bin/pip" install -q --prefer-binary --only-binary grpcio /opt/envtool-src 2>/tmp/pip-envtool.log
+    then
+        # tritonclient pins grpcio < 1.68, which has no wheel for Python >= 3.14 (compiling it takes ~20 min on
+        # 2 cores). envtool in the build image never opens a gRPC connection: uv lets a newer grpcio in.
+        echo "envtool: no grpcio < 1.68 wheel for Python $XY; installing envtool's deps with uv and grpcio >= 1.68" >&2
+        "$VENV/bin/pip" install -q uv || fail "pip could not install uv: $(tail -n 2 /tmp/pip-envtool.log)"
+        echo "grpcio>=1.68" > /tmp/envtool-overrides.txt
+        "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --override /tmp/envtool-overrides.txt \
+            /opt/envtool-src || fail "envtool's dependencies could not be installed: see the docker build log"
+    fi
     ;;
 install-envtool)
     "$VENV/bin/pip" install -q --no-deps --force-reinstall /opt/envtool-src
@@ -135,8 +144,8 @@ build)
         ensure_python "$PYTHON"
         if [ -d /in/sources/python_backend ]; then SRC=/in/sources
         else SRC=/tmp/sources; "$E" stub --triton "$TRITON" --fetch-sources "$SRC"; fi
-        set --
-        [ "${GPU:-0}" = 1 ] && set -- --gpu
+        set -- --target "${TARGET:-release}"
+        [ "${GPU:-0}" = 1 ] && set -- "$@" --gpu
         [ -n "${PYBIND11:-}" ] && set -- "$@" --pybind11 "$PYBIND11"
         "$E" stub --triton "$TRITON" --python "$PYTHON" --builder local --sources "$SRC" --cache /out/stubs \
             "$@" --json > /out/stub.json
@@ -144,12 +153,12 @@ build)
     if [ "${ONLY:-}" != stub ]; then
         if [ -f /in/environment.yml ]; then
             ensure_conda
-            "$E" pack --env-file /in/environment.yml --triton "$TRITON" -o /out/envs/custom_env.tar.gz \
+            "$E" pack --env-file /in/environment.yml --triton "$TRITON" --target "${TARGET:-release}" -o /out/envs/custom_env.tar.gz \
                 --json > /out/pack.json
         else
             ensure_python "$PYTHON"
-            set --
-            [ -f /in/requirements.txt ] && set -- -r /in/requirements.txt
+            set -- --target "${TARGET:-release}"
+            [ -f /in/requirements.txt ] && set -- "$@" -r /in/requirements.txt
             for r in ${REQUIREMENTS:-}; do set -- "$@" --pip "$r"; done
             # numpy follows the stub's pybind11: a --pybind11 >= v2.12 stub reads numpy 2 (NUMPY2=1)
             [ "${NUMPY2:-0}" = 1 ] && set -- "$@" --numpy2

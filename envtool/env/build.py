@@ -118,7 +118,9 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
         target = target_of(spec, release)
         refused = _refused(entry / _artifact_name(spec.unpacked), target)
         env = replace(compat.Env.from_manifest(manifest, output), refused=refused)
-        manifest["warnings"] = [f.message for f in compat.require(None, env, target)]
+        # --numpy2: it goes with a stub whose pybind11 (>= 2.12, not the release's pin) reads numpy 2 arrays
+        stub = compat.Stub(None, numpy2=True) if spec.numpy2 else None
+        manifest["warnings"] = [f.message for f in compat.require(stub, env, target)]
         copy_into_place(entry / _artifact_name(spec.unpacked), output)
         mpath = manifest_path_for(output)
         copy_into_place(entry / "manifest.json", mpath)
@@ -138,10 +140,8 @@ def _refused(artifact: Path, target: compat.Target | None) -> str | None:
 
 
 def target_of(spec: PackSpec, release: catalog.Release | None) -> compat.Target | None:
-    """The release's image (--triton), or this host (--target host); None: no release, nothing to judge."""
-    if spec.target == "host":
-        return compat.Target.host(release)
-    return compat.Target.of_release(release) if release is not None else None
+    """The release's image (--triton), this host or an image (--target); None: nothing to judge."""
+    return compat.Target.named(spec.target, release)
 
 
 def _artifact_name(unpacked: bool) -> str:

@@ -22,7 +22,7 @@ def problems(facts: ElfFacts, release: Release, python: str, libs: list[ElfFacts
     target = compat.Target.of_release(release)
     for f in (facts, *libs):  # the stub and the libraries it carries: compat's stub-glibc/stub-glibcxx rules
         side = compat.Stub(f.libpython, f.versions.get("GLIBC"), f.versions.get("GLIBCXX"))
-        out += [f"{f.path.name}: {x.message} (Ubuntu {release.ubuntu})".replace("the stub needs", "needs")
+        out += [f"{f.path.name}: {x.message} ({release.system})".replace("the stub needs", "needs")
                 for x in compat.check(side, None, target)]
     return out
 

@@ -130,7 +130,7 @@ def _host_glibc_fits(release: Release) -> None:
     if have and version_key(have) >= (2, 34) > version_key(release.glibc):
         raise CheckFailed(f"the stub would not run in r{release.release}: a build on this host (glibc {have}) "
                           f"needs GLIBC_2.34 (__libc_start_main); r{release.release}'s image has {release.glibc} "
-                          f"(Ubuntu {release.ubuntu})",
+                          f"({release.system})",
                           "build it inside the release's container (--builder docker, or Dockerfile.build)")
 
 

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from envtool import catalog
+from envtool import catalog, compat
 from envtool.errors import BadInput, EnvtoolError
 from envtool.stub import local, prebuilt
 from envtool.stub.store import StubArtifact, Target, default_root, lookup, publish, target_lock
@@ -16,7 +16,10 @@ BUILDERS = ("auto", "prebuilt", "local", "docker")
 
 def produce(release: str, python: str, *, gpu: bool = False, builder: str = "auto", root: Path | None = None,
             sources: Path | None = None, rebuild: bool = False, log=lambda _m: None,
-            tree: Path | None = None, base_image: str | None = None, pybind11: str | None = None) -> StubArtifact:
+            tree: Path | None = None, base_image: str | None = None, pybind11: str | None = None,
+            target: str = "release") -> StubArtifact:
+    """target: where the stub will run (--target); image:NAME builds in that image (docker, unless
+    --base-image) and checks against its glibc/GLIBCXX instead of the release's."""
     if builder not in BUILDERS:
         raise BadInput(f"--builder {builder} is not one of {', '.join(BUILDERS)}",
                        "use auto, prebuilt, local or docker")
@@ -24,8 +27,11 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
         raise BadInput(f"--pybind11 {pybind11} needs a source build: NVIDIA's prebuilt stubs carry the "
                        "release's own pybind11", "use --builder local or docker (or auto)")
     rel = catalog.normalize_release(release)
-    target = Target(rel.release, catalog.normalize_python(python), gpu,
-                    pybind11=pybind11 or "")
+    if target != "release":  # the stub must fit that image (or this host), not the release's own image
+        where = compat.Target.named(target, rel)
+        rel = rel.running_in(where.name, where.glibc, where.glibcxx)
+        base_image = base_image or compat.image_of(target)
+    target = Target(rel.release, catalog.normalize_python(python), gpu, pybind11=pybind11 or "", image=rel.runs_in)
     root = Path(root or default_root())
     root.mkdir(parents=True, exist_ok=True)
     with target_lock(root, target):  # a concurrent identical request waits here, then reuses

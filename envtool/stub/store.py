@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -33,10 +34,13 @@ class Target:
     gpu: bool = False
     arch: str = platform.machine()
     pybind11: str = ""  # a tag that replaces the release's pybind11 pin (--pybind11); "" keeps the pin
+    image: str = ""  # --target image:NAME: made for (and in) the user's own server image, not the release's
 
     @property
     def key(self) -> str:
         own = f"-pybind11-{self.pybind11}" if self.pybind11 else ""
+        if self.image:  # an image name holds / and :, which a folder name cannot
+            own += "-in-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.image)
         return f"r{self.release}-py{self.python}-{'gpu' if self.gpu else 'cpu'}-{self.arch}{own}"
 
 
@@ -96,16 +100,29 @@ def publish(root: Path, target: Target, build: Callable[[Path], dict]) -> StubAr
     return StubArtifact(folder / STUB, manifest)
 
 
+def stub_manifest(stub: Path, digest: str | None = None) -> dict | None:
+    """The store manifest of this very stub (same sha256): beside it in its store folder, or in the default
+    store; None for a stub the store never made."""
+    from envtool.cache import file_sha256
+    digest = digest or file_sha256(stub)
+    for folder in (stub.parent, default_root() / digest[:16]):
+        try:
+            m = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if m.get("sha256") == digest:
+            return m
+    return None
+
+
 def stub_release(stub: Path) -> str | None:
     """The release a stub was made for: a stub store manifest with the same sha256, or envtool.lock."""
     from envtool.cache import file_sha256
     from envtool.lockfile import lock_path
 
     digest = file_sha256(stub)
-    try:
-        return json.loads((default_root() / digest[:16] / "manifest.json").read_text())["release"]
-    except (OSError, ValueError, KeyError):
-        pass
+    if (m := stub_manifest(stub, digest)) and m.get("release"):
+        return m["release"]
     try:  # stub = <repo>/<model>/triton_python_backend_stub
         lock = json.loads(lock_path(stub.parent.parent).read_text())
         if lock["models"].get(stub.parent.name, {}).get("stub", {}).get("sha256") == digest:
