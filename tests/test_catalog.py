@@ -46,7 +46,7 @@ def test_recipe_facts_that_builds_depend_on():
 def test_every_fact_has_a_source():
     src = catalog.sources()
     r = catalog.releases()[0]
-    fields = [f for f in r.__dataclass_fields__ if f not in ("release", "recipe")]
+    fields = [f for f in r.__dataclass_fields__ if f not in ("release", "recipe", "runs_in")]  # runs_in: not a fact
     missing = [f for f in fields if f not in src]
     missing += [f"recipe.{f}" for f in r.recipe.__dataclass_fields__
                 if f"recipe.{f}" not in src and f"recipe.{f.split('_')[0]}" not in src]

@@ -249,7 +249,8 @@ def test_doctor_reads_glibc_and_libstdcxx_from_an_image(bookworm_image, tmp_path
     env = api.pack(api.PackSpec(python="3.8"), tmp_path / "custom_env.tar.gz").output
     repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
                                                             [("OUT", "TYPE_FP32", [-1])])})
-    api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=("m",)))
+    # put there as for a server on this host (inject knows the stub's release from its store, and would refuse)
+    api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=("m",), target="host"))
 
     def rules(*args):
         out = run_cli("doctor", repo, "--triton", "r22.11", "--no-import-check", "--json", *args)

@@ -75,7 +75,7 @@ class Release:
         return bool(self.pytriton)
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "recipe"}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("recipe", "runs_in")}
         d["branch"] = self.branch
         d["recipe"] = dict(self.recipe.__dict__)
         return _jsonable(d)
