@@ -409,3 +409,26 @@ def test_ensembles_that_run_each_other_are_a_circular_dependency(tmp_path):
         "circular dependency between ensembles: inner -> ... -> outer -> inner"}
     assert rules(lint_configs(tmp_path / "ok", {"add": ADD, "outer": ensemble(
         "outer", steps=step("inner", {"X": "X"}, {"Y": "Y"})), "inner": ensemble("inner", steps=GOOD_STEP)})) == []
+
+
+def test_auto_complete_is_needed_only_where_a_model_asks_for_it(tmp_path):
+    """verify's --disable-auto-complete-config decision, read from the files alone (ast, nothing run)."""
+    from envtool.repo.model_repo import load_repository
+    from tests.conftest import ADD_ONE_PY
+    configs = {"m": python_model("m", [("IN", "TYPE_FP32", [-1])], [("OUT", "TYPE_FP32", [-1])]),
+               "chain": ensemble("chain", steps=step("m", {"IN": "a"}, {"OUT": "b"}),
+                                 inputs=[("a", "TYPE_FP32", [-1])], outputs=[("b", "TYPE_FP32", [-1])])}
+    repo = write_repo(tmp_path / "repo", configs)
+    assert load_repository(repo).auto_complete_needed() is None
+    (repo / "m" / "2").mkdir()
+    (repo / "m" / "2" / "model.py").write_text(ADD_ONE_PY.replace(
+        "    def execute(", "    def auto_complete_config(cfg):\n        return cfg\n\n    def execute("))
+    assert load_repository(repo).auto_complete_needed() == "model m's 2/model.py defines auto_complete_config"
+    (repo / "m" / "2" / "model.py").write_text("def broken(:\n")  # cannot tell: keep it on
+    assert "defines auto_complete_config" in load_repository(repo).auto_complete_needed()
+    shutil.rmtree(repo / "m" / "2")
+    (repo / "onnx" / "1").mkdir(parents=True)
+    (repo / "onnx" / "1" / "model.onnx").write_bytes(b"")
+    assert load_repository(repo).auto_complete_needed() == "model onnx has no readable config.pbtxt"
+    (repo / "onnx" / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\n')
+    assert "may be completed by its backend" in load_repository(repo).auto_complete_needed()

@@ -20,7 +20,7 @@ import pytest
 
 from envtool import api
 from envtool.env.interpreters import candidates
-from tests.conftest import SLOW_INIT_PY, python_model, run_cli, serve_cli, write_repo
+from tests.conftest import ADD_ONE_PY, SLOW_INIT_PY, python_model, run_cli, serve_cli, write_repo
 from tests.test_inject import pipeline
 from tests.test_lint import ensemble, step
 
@@ -157,6 +157,27 @@ def test_several_tarball_envs_from_a_relative_repo_path_load(tmp_path, stubs, en
     report = json.loads(out.stdout)
     assert all(report["models"][n]["state"] == "READY" for n in names)
     assert report["inferences"][0]["outputs"]["t4"]["sample"] == [4.5, 4.5]  # 0.5 + 4
+    assert report["server"]["auto_complete_config"] == "off: no model needs it"
+
+
+def test_a_model_that_completes_its_own_config_keeps_auto_complete_on(tmp_path, stubs, env39):
+    """verify starts Triton with --disable-auto-complete-config only where no model needs auto-complete: a
+    model.py whose auto_complete_config declares the output the config.pbtxt lacks loads only with it on."""
+    config = python_model("m", [("IN", "TYPE_FP32", [-1])], [("OUT", "TYPE_FP32", [-1])])
+    config = config[:config.index("output [")] + config[config.index("instance_group"):]
+    completes = ADD_ONE_PY.replace("class TritonPythonModel:\n", """class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        auto_complete_model_config.add_output({"name": "OUT", "data_type": "TYPE_FP32", "dims": [-1]})
+        return auto_complete_model_config
+
+""")
+    assert completes != ADD_ONE_PY
+    repo = write_repo(tmp_path / "repo", {"m": config}, completes)
+    api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=stubs).path, env=env39))
+    report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", timeout=DEADLINE))
+    assert report.ok and report.models["m"]["state"] == "READY", report.problems
+    assert report.server["auto_complete_config"] == "on: model m's 1/model.py defines auto_complete_config"
 
 
 

@@ -159,6 +159,23 @@ class Repository:
     def python_models(self) -> list[Model]:
         return [m for m in self.models.values() if m.is_python]
 
+    def auto_complete_needed(self) -> str | None:
+        """Why a server of this repository needs auto-complete (the first reason), or None where
+        --disable-auto-complete-config changes nothing: every model has its config.pbtxt and is an ensemble
+        or a python model whose model.py defines no auto_complete_config (read with ast, never run). With
+        auto-complete on, the python backend starts a stub per model just to ask (KNOWLEDGE.md section 3)."""
+        for m in self.models.values():
+            if m.config is None:
+                return f"model {m.name} has no readable config.pbtxt"
+            if m.is_ensemble:
+                continue
+            if not m.is_python:
+                return f"model {m.name} ({m.backend or 'its backend'}) may be completed by its backend"
+            for v in m.versions:
+                if defines_auto_complete(m.path / str(v) / (m.model_file() or PYTHON_FILE)):
+                    return f"model {m.name}'s {v}/model.py defines auto_complete_config"
+        return None
+
     def ensemble_members(self, ensemble: Model, _seen: frozenset = frozenset()) -> list[str]:
         """Models an ensemble runs, nested ensembles expanded, in step order."""
         out: list[str] = []
@@ -169,6 +186,19 @@ class Repository:
             elif step.model_name not in out:
                 out.append(step.model_name)
         return out
+
+
+def defines_auto_complete(model_py: Path) -> bool:
+    """model.py has a class with an auto_complete_config method; unreadable or unparsable counts as yes."""
+    import ast
+    try:
+        tree = ast.parse(model_py.read_bytes(), str(model_py))
+    except FileNotFoundError:
+        return False
+    except (OSError, SyntaxError, ValueError):
+        return True
+    return any(isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.name == "auto_complete_config"
+               for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body)
 
 
 def _is_kind(path: Path, kind: str) -> bool:
