@@ -266,6 +266,8 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, stri
               "r23.07 and later).")
 @click.option("--trim/--no-trim", default=True, help="Leave out tests, static libs, include/, idlelib, "
               "tkinter, ensurepip and __pycache__ (default) or keep everything.")
+@click.option("--bytecode/--no-bytecode", default=True, help="With --python: ship unchecked-hash .pyc files, so "
+              "each model load imports warm from a freshly extracted env (default), or none (smaller).")
 @click.option("--level", type=int, default=api.DEFAULT_LEVEL, show_default=True, help="gzip level.")
 @click.option("--builder", "pack_builder", type=click.Choice(["host", "docker"]), default="host",
               show_default=True,
@@ -277,11 +279,12 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, stri
 @_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def pack(python, requirements, pip, interpreter, prefix, env_file, solver, triton, output, unpacked, trim,
-         level, pack_builder, base_image, rebuild, numpy2, target, json_out) -> None:
+         bytecode, level, pack_builder, base_image, rebuild, numpy2, target, json_out) -> None:
     """Build a relocatable Python execution environment (conda-pack) and prove it starts as Triton
     starts it."""
     spec = api.PackSpec(python=python, requirements=tuple(requirements), pip=tuple(pip), interpreter=interpreter,
                         prefix=prefix, env_file=env_file, solver=solver, triton=triton, trim=trim,
+                        bytecode=bytecode,
                         unpacked=unpacked, level=level, builder=pack_builder, base_image=base_image,
                         target=target, numpy2=numpy2)
     result = _with_progress("packing", lambda log: api.pack(spec, output, log, rebuild=rebuild))

@@ -116,9 +116,28 @@ def test_archive_layout_and_trim(packed):
     with tarfile.open(res.output) as t:
         names = set(t.getnames())
     assert {"bin/activate", "bin/python3", f"lib/libpython{xy}.so.1.0", f"lib/python{xy}/os.py"} <= names
-    assert not [n for n in names if "/__pycache__/" in n or n.startswith(("include/", f"lib/python{xy}/test/",
-                                                                            f"lib/python{xy}/idlelib/"))]
+    assert not [n for n in names if n.startswith(("include/", f"lib/python{xy}/test/", f"lib/python{xy}/idlelib/"))]
     assert not [n for n in names if n.endswith(".a")]
+    tag = f"cpython-{xy.replace('.', '')}"
+    assert {f"lib/python{xy}/__pycache__/os.{tag}.pyc",
+            f"lib/python{xy}/site-packages/numpy/__pycache__/__init__.{tag}.pyc"} <= names
+
+
+def _pyc_flags(path: Path) -> int:
+    """PEP 552: 1 = hash-based, unchecked (valid whatever the source's mtime); 0 = timestamp-based."""
+    return int.from_bytes(path.read_bytes()[4:8], "little")
+
+
+def test_a_fresh_extraction_imports_the_shipped_bytecode(packed, tmp_path):
+    """Every .pyc in the env is unchecked-hash, and importing numpy and yaml in a freshly extracted copy
+    (as Triton extracts at each start) writes no .pyc of its own: nothing is compiled again."""
+    _, _, res = packed
+    root = tmp_path / "python_env_x"
+    start_like_triton(res.output, root, PROBE)
+    pycs = list(root.rglob("*.pyc"))
+    assert len(pycs) > 500 and {_pyc_flags(p) for p in pycs} == {1}, [p for p in pycs if _pyc_flags(p) != 1][:5]
+    m = json.loads(res.manifest_path.read_text())["bytecode"]
+    assert m["mode"] == "unchecked-hash" and m["files"] == len(pycs)
 
 
 def test_identical_inputs_reuse_the_cache(packed, requirements, tmp_path):

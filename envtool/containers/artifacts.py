@@ -40,8 +40,10 @@ def stage_context(dest: Path, sources: Path | None = None, requirements: tuple[P
     if not (PROJECT / DOCKERFILE).is_file():
         raise BadInput(f"{DOCKERFILE} not found beside envtool ({PROJECT})",
                        "install envtool from its source tree (pip install -e .) to use --builder docker")
-    for name in ("pyproject.toml", "README.md", DOCKERFILE):
+    for name in ("pyproject.toml", DOCKERFILE):
         shutil.copy2(PROJECT / name, dest / name)
+    # pyproject.toml names a readme; the real one would make every README edit rebuild the image's deps layer
+    (dest / "README.md").write_text("envtool, inside a build image: see the project's README.md\n")
     if ca := ca_bundle():
         shutil.copyfile(ca, dest / ".envtool-ca.pem")
     shutil.copytree(PROJECT / "envtool", dest / "envtool", ignore=IGNORE)

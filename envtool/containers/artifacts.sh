@@ -124,12 +124,16 @@ install-deps)
     "$VENV/bin/python" -m pip install -q --upgrade "pip>=21" || fail "pip could not be upgraded (no network to PyPI?)"
     # pyproject.toml without the package: pip installs only the dependencies.
     # --prefer-binary: an older wheel over compiling (gevent, under tritonclient[http]) without Python.h
-    if ! "$VENV/bin/pip" install -q --prefer-binary --only-binary grpcio /opt/envtool-src 2>/tmp/pip-envtool.log
-    then
-        # tritonclient pins grpcio < 1.68, which has no wheel for Python >= 3.14 (compiling it takes ~20 min on
-        # 2 cores). envtool in the build image never opens a gRPC connection: uv lets a newer grpcio in.
+    # tritonclient pins grpcio < 1.68, which has no wheel for Python >= 3.14 (compiling it takes ~20 min on 2
+    # cores; pip backtracking through older tritonclients builds numpy sdists). Probe for the wheel first.
+    if "$VENV/bin/pip" download -q --no-deps --only-binary :all: -d /tmp/grpcio-probe "grpcio>=1.63,<1.68" \
+        >/dev/null 2>&1; then
+        rm -rf /tmp/grpcio-probe
+        "$VENV/bin/pip" install -q --prefer-binary /opt/envtool-src
+    else
+        # envtool in the build image never opens a gRPC connection: uv lets a newer grpcio in.
         echo "envtool: no grpcio < 1.68 wheel for Python $XY; installing envtool's deps with uv and grpcio >= 1.68" >&2
-        "$VENV/bin/pip" install -q uv || fail "pip could not install uv: $(tail -n 2 /tmp/pip-envtool.log)"
+        "$VENV/bin/pip" install -q uv || fail "pip could not install uv (no network to PyPI?)"
         echo "grpcio>=1.68" > /tmp/envtool-overrides.txt
         "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --override /tmp/envtool-overrides.txt \
             /opt/envtool-src || fail "envtool's dependencies could not be installed: see the docker build log"

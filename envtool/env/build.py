@@ -51,6 +51,7 @@ class PackSpec:
     solver: str | None = None
     triton: str | None = None
     trim: bool = True
+    bytecode: bool = True  # --python envs: unchecked-hash .pyc, so a fresh extraction imports warm
     unpacked: bool = False
     level: int = DEFAULT_LEVEL
     builder: str = "host"  # host | docker (Dockerfile.build in the release's image)
@@ -194,7 +195,8 @@ def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
         lib = it.libpython.stat()
         inputs = {**common, "python": it.version, "interpreter": str(it.executable.resolve()),
                   "libpython": [lib.st_size, lib.st_mtime_ns], "pip": pip_args,
-                  "requirements": {str(r): file_sha256(r) for r in spec.requirements}}
+                  "requirements": {str(r): file_sha256(r) for r in spec.requirements},
+                  **({"bytecode": "unchecked-hash"} if spec.bytecode else {})}
         return _Plan(spec, release, it, pip_args, dists, inputs)
     if spec.kind == "env_file":
         inputs = {**common, "env_file": file_sha256(spec.env_file), "solver": spec.solver}
@@ -247,9 +249,12 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     xy = plan.interpreter.xy if plan.interpreter else _detect_xy(prefix)
     if spec.python and catalog.normalize_python(spec.python) != xy:
         raise BadInput(f"{prefix} has Python {xy}, not {spec.python}", f"ask for --python {xy}")
+    # Only a prefix envtool made gets bytecode: a user's conda prefix is never written to
+    bytecode = prefixes.compile_bytecode(prefix, xy, log) if spec.kind == "python" and spec.bytecode else None
     log("packing with conda-pack" + (" (trimmed)" if spec.trim else ""))
     t0 = time.monotonic()
-    stats = pack_env(load_env(prefix, spec.trim), tmp / _artifact_name(spec.unpacked), spec.unpacked, spec.level)
+    stats = pack_env(load_env(prefix, spec.trim, keep_bytecode=bytecode is not None),
+                     tmp / _artifact_name(spec.unpacked), spec.unpacked, spec.level)
     pack_s = time.monotonic() - t0
     stats.trimmed_files += skipped[0]
     stats.trimmed_bytes += skipped[1]
@@ -265,7 +270,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     if facts.problems:
         raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
                           _fix_for(facts.problems))
-    manifest = _manifest(plan, stats, facts, root, pack_s)
+    manifest = {**_manifest(plan, stats, facts, root, pack_s), "bytecode": bytecode}
     if not spec.unpacked:
         shutil.rmtree(root)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

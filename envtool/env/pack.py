@@ -26,8 +26,9 @@ TRIM = (
     "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/ensurepip/*",
     "*.a",  # static libraries (libpython, numpy's npymath): only for building, never loaded
     "include/*", "share/man/*", "share/doc/*",
-    "*/__pycache__/*",
+    "*/__pycache__/*",  # except where envtool compiled it (PackSpec.bytecode): stale or absent otherwise
 )
+PYCACHE = TRIM[-1]
 
 # Measured with benchmarks/pack.py (README "pack"; 96 MB trimmed pandas/sklearn env, 2 CPUs, threads):
 # level 1: 2.2 s / 96 MB, 4: 2.6 s / 88 MB, 6: 5.3 s / 85 MB, 9: 15.5 s / 84.5 MB. Extraction time,
@@ -42,7 +43,7 @@ class PackStats:
     trimmed_bytes: int
 
 
-def load_env(prefix: Path, trim: bool) -> conda_pack.CondaEnv:
+def load_env(prefix: Path, trim: bool, keep_bytecode: bool = False) -> conda_pack.CondaEnv:
     if not (prefix / "conda-meta").is_dir():
         raise BadInput(f"{prefix} is not a conda environment (no conda-meta/)",
                        "pass the prefix of a conda env, or build one with --python or --env-file")
@@ -52,7 +53,8 @@ def load_env(prefix: Path, trim: bool) -> conda_pack.CondaEnv:
         raise BadInput(f"{prefix}: conda-pack refused it: {_first_line(e)}", _conda_pack_fix(str(e))) from None
     if trim:
         for pattern in TRIM:
-            env = env.exclude(pattern)
+            if not (keep_bytecode and pattern == PYCACHE):
+                env = env.exclude(pattern)
     return env
 
 
