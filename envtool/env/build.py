@@ -250,10 +250,12 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     if spec.python and catalog.normalize_python(spec.python) != xy:
         raise BadInput(f"{prefix} has Python {xy}, not {spec.python}", f"ask for --python {xy}")
     # Only a prefix envtool made gets bytecode: a user's conda prefix is never written to
-    bytecode = prefixes.compile_bytecode(prefix, xy, log) if spec.kind == "python" and spec.bytecode else None
+    bytecode = spec.kind == "python" and spec.bytecode
+    if bytecode:
+        prefixes.compile_bytecode(prefix, xy, log)
     log("packing with conda-pack" + (" (trimmed)" if spec.trim else ""))
     t0 = time.monotonic()
-    stats = pack_env(load_env(prefix, spec.trim, keep_bytecode=bytecode is not None),
+    stats = pack_env(load_env(prefix, spec.trim, keep_bytecode=bytecode),
                      tmp / _artifact_name(spec.unpacked), spec.unpacked, spec.level)
     pack_s = time.monotonic() - t0
     stats.trimmed_files += skipped[0]
@@ -270,7 +272,9 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     if facts.problems:
         raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
                           _fix_for(facts.problems))
-    manifest = {**_manifest(plan, stats, facts, root, pack_s), "bytecode": bytecode}
+    pycs = [p.stat().st_size for p in root.rglob("*.pyc")] if bytecode else []  # what shipped, after trim
+    shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
+    manifest = {**_manifest(plan, stats, facts, root, pack_s), "bytecode": shipped}
     if not spec.unpacked:
         shutil.rmtree(root)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -208,7 +208,7 @@ def write_history(prefix: Path, note: str) -> None:
     (meta / "history").write_text(f"# built by envtool (no conda): {note}\n")
 
 
-def compile_bytecode(prefix: Path, xy: str, log: Log) -> dict:
+def compile_bytecode(prefix: Path, xy: str, log: Log) -> None:
     """.pyc files for everything under lib/pythonX.Y, hash-based and unchecked. Triton extracts a tarball env
     afresh at every server start; without bytecode (trimmed, or pip --no-compile) each stub compiles its
     imports again, about 1 s per model load. Unchecked: the env is an immutable artifact, and no extraction
@@ -219,8 +219,6 @@ def compile_bytecode(prefix: Path, xy: str, log: Log) -> dict:
     # either, so the rest is kept and the count says what was made
     run([str(prefix / "bin" / f"python{xy}"), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
          "unchecked-hash", str(lib)], env=isolated_env(), timeout=1800)
-    pycs = [p.stat().st_size for p in lib.rglob("*.pyc")]
-    return {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)}
 
 
 def build_prefix(it: Interpreter, prefix: Path, pip_args: list[str], log: Log, cwd: Path | None = None,
