@@ -156,11 +156,20 @@ RUNTIME_PROBE = (
 
 def runtime_versions(image: str) -> tuple[str | None, str | None]:
     """(glibc, newest GLIBCXX) of an image: `ldd --version` run inside it, and the version definitions of
-    its libstdc++.so.6 copied out and read with pyelftools."""
-
-    from envtool.elf import elf_from_bytes
+    its libstdc++.so.6 copied out and read with pyelftools. Read once per image id: one `--target image:`
+    run asks for them from the stub, the env, the preflight and inject."""
     cl = client()
-    require_image(cl, image, "image")
+    image_id = require_image(cl, image, "image").id
+    if image_id not in _RUNTIME:
+        _RUNTIME[image_id] = _read_runtime(cl, image_id)
+    return _RUNTIME[image_id]
+
+
+_RUNTIME: dict[str, tuple[str | None, str | None]] = {}
+
+
+def _read_runtime(cl, image: str) -> tuple[str | None, str | None]:
+    from envtool.elf import elf_from_bytes
     out = cl.containers.run(image, ["sh", "-c", RUNTIME_PROBE], remove=True, entrypoint=[]).decode()
     lines = out.strip().splitlines()
     glibc = m.group(1) if lines and (m := re.search(r"(\d+\.\d+)\s*$", lines[0])) else None

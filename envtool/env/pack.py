@@ -17,6 +17,7 @@ import conda_pack
 
 from envtool.errors import BadInput
 
+PYCACHE = "*/__pycache__/*"  # trimmed except where envtool compiled it (PackSpec.bytecode)
 # What Triton never loads. Patterns are conda-pack's: fnmatch on the path inside the prefix,
 # where `*` also matches `/`.
 TRIM = (
@@ -26,9 +27,8 @@ TRIM = (
     "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/ensurepip/*",
     "*.a",  # static libraries (libpython, numpy's npymath): only for building, never loaded
     "include/*", "share/man/*", "share/doc/*",
-    "*/__pycache__/*",  # except where envtool compiled it (PackSpec.bytecode): stale or absent otherwise
+    PYCACHE,
 )
-PYCACHE = TRIM[-1]
 
 # Measured with benchmarks/pack.py (README "pack"; 96 MB trimmed pandas/sklearn env, 2 CPUs, threads):
 # level 1: 2.2 s / 96 MB, 4: 2.6 s / 88 MB, 6: 5.3 s / 85 MB, 9: 15.5 s / 84.5 MB. Extraction time,
