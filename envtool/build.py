@@ -41,6 +41,7 @@ class BuildSpec:
     verify_options: dict = field(default_factory=dict)  # server, server_bin, inputs, expect, timeout
     target: str = "release"  # where stub and env will run: release (its image) | host (this machine only)
     pybind11: str | None = None  # a pybind11 tag in place of the release's pin (a source build)
+    rebuild: bool = False  # ignore the stub store and the env cache
 
 
 @dataclass
@@ -84,13 +85,13 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
         gpu = spec.gpu or spec.deployment in ("gpu-models", "gpu-all")
         stub = produce(rel.release, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
                        sources=spec.sources, log=log, base_image=spec.base_image, pybind11=spec.pybind11,
-                       target=spec.target)
+                       target=spec.target, rebuild=spec.rebuild)
     with step("env"):
         env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release, "target": spec.target,
                                "python": spec.env.python or (None if spec.env.kind != "python" else python),
                                # numpy follows the stub's pybind11, not the release alone
                                "numpy2": compat.reads_numpy2(stub.manifest), **_same_image(stub, spec.env)})
-        env = pack(env_spec, spec.env_output, log)
+        env = pack(env_spec, spec.env_output, log, rebuild=spec.rebuild)
     with step("preflight"):
         for w in preflight(rel, stub, env, spec.target):
             log(f"warning: {w}")

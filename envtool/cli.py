@@ -447,6 +447,11 @@ def _server_options_no_release(f):
     return f
 
 
+def _reverify_option(f):
+    return click.option("--reverify", is_flag=True, help="Serve again even when envtool.lock records a "
+                        "successful verify of exactly these inputs (files, envs, stubs, server, options).")(f)
+
+
 @main.command()
 @click.argument("repo", type=click.Path(path_type=Path))
 @_server_options
@@ -456,15 +461,17 @@ def _server_options_no_release(f):
 @click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance for --expect.")
 @click.option("--atol", type=float, default=1e-6, show_default=True, help="Absolute tolerance for --expect.")
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
-@click.option("--no-lock", is_flag=True, help="Do not write envtool.lock.")
+@click.option("--no-lock", is_flag=True, help="Do not write envtool.lock (and do not reuse it).")
+@_reverify_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
-def verify(repo, release, server, server_bin, image, inputs, expect, rtol, atol, timeout, no_lock,
+def verify(repo, release, server, server_bin, image, inputs, expect, rtol, atol, timeout, no_lock, reverify,
            json_out) -> None:
     """Serve REPO with a real Triton, report each model's state and run an inference on each ensemble
     over HTTP and gRPC; stops at once on causes that make Triton hang."""
     opts = api.VerifyOptions(repo=repo, release=release, server=server, server_bin=server_bin, image=image,
                              inputs=inputs,
-                             expect=expect, timeout=timeout, rtol=rtol, atol=atol, lock=not no_lock)
+                             expect=expect, timeout=timeout, rtol=rtol, atol=atol, lock=not no_lock,
+                             reverify=reverify)
     report = _with_progress("verifying", lambda log: api.verify(opts, log))
     _render_report(report, json_out)
     if not report.ok:
@@ -500,13 +507,17 @@ def _render_report(report, json_out: bool) -> None:
         err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     for p in report.problems:
         err.print(f"[bold red]✗[/] {p}", highlight=False, soft_wrap=True)
-    out.print(f"server log: {report.server['log']} ({_times(report.timings)})", highlight=False)
+    if not report.reused:
+        out.print(f"server log: {report.server['log']} ({_times(report.timings)})", highlight=False)
     for sk in report.skipped:
         err.print(f"[yellow]not exercised:[/] {sk['model']}: {sk['reason']}", highlight=False, soft_wrap=True)
     if report.ok:
         exercised = sum(st.get("checked", "").startswith(("inference", "grpc", "via"))
                         for st in report.models.values())
         what = f"verified ({exercised} exercised, {len(report.skipped)} not exercised)"
+        if report.reused:
+            what = (f"verified earlier (lock unchanged: served {report.reused}, {exercised} exercised); "
+                    "--reverify serves it again")
         out.print(f"[green]✓[/] {what}; lock: {report.lock}" if report.lock else f"[green]✓[/] {what}",
                   highlight=False)
     return None
@@ -578,11 +589,13 @@ def _print_endpoints(server) -> None:
 @click.option("--inputs", type=click.Path(path_type=Path), help="As for verify.")
 @click.option("--expect", type=click.Path(path_type=Path), help="As for verify.")
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
+@_reverify_option
+@click.option("--rebuild", is_flag=True, help="Make the stub and the env again, ignoring the store and cache.")
 @_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def build(python, release, repo, models, requirements, pip, interpreter, prefix, env_file, solver, env_output,
           unpacked, builder, base_image, sources, stubs_root, gpu, deployment, do_verify, server, server_bin,
-          image, inputs, expect, timeout, target, pybind11, json_out) -> None:
+          image, inputs, expect, timeout, reverify, rebuild, target, pybind11, json_out) -> None:
     """Stub + env + preflight + inject (+ verify) in one command; every artifact is cached."""
     env = api.PackSpec(python=None if prefix or env_file else python, requirements=tuple(requirements),
                        pip=tuple(pip), interpreter=interpreter, prefix=prefix, env_file=env_file, solver=solver,
@@ -592,8 +605,10 @@ def build(python, release, repo, models, requirements, pip, interpreter, prefix,
     spec = api.BuildSpec(python=python, triton=release, env=env, repo=repo, models=names, env_output=env_output,
                          builder=builder, base_image=base_image, sources=sources, stubs_root=stubs_root, gpu=gpu,
                          deployment=deployment, verify=do_verify, target=target, pybind11=pybind11,
+                         rebuild=rebuild,
                          verify_options={"server": server, "server_bin": server_bin, "image": image, "gpu": gpu,
-                                         "inputs": inputs, "expect": expect, "timeout": timeout})
+                                         "inputs": inputs, "expect": expect, "timeout": timeout,
+                                         "reverify": reverify or rebuild})
     result = _with_progress("build", lambda log: api.build(spec, log))
     if json_out:
         _emit_json(result.to_dict())

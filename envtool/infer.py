@@ -138,6 +138,12 @@ class Inference:
                 "problems": self.problems, "error": self.error, "seconds": self.seconds,
                 "generated_inputs": self.generated, "responses": self.responses}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Inference:
+        """One to_dict() wrote (envtool.lock keeps the inferences of the serve it records)."""
+        return cls(d["model"], d["protocol"], d.get("ok", False), d.get("outputs") or {}, d.get("problems") or [],
+                   d.get("error"), d.get("seconds", 0.0), d.get("generated_inputs") or [], d.get("responses"))
+
 
 def _client(protocol: str, server):
     if protocol == "http":

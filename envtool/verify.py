@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field, replace
+from importlib.metadata import version as dist_version
 from pathlib import Path
 
 from envtool import catalog, compat
@@ -15,7 +16,7 @@ from envtool.env.view import view_env
 from envtool.errors import BadInput, CheckFailed
 from envtool.findings import Finding
 from envtool.infer import Inference, infer, infer_stream, model_inputs, per_model
-from envtool.lockfile import write_lock
+from envtool.lockfile import Digests, inputs_digest, lock_path, read_lock, write_lock
 from envtool.repo.config import ModelConfig, dtype_name
 from envtool.repo.model_repo import ENV_KEY, Repository, load_repository
 from envtool.servers import open_server
@@ -39,6 +40,7 @@ class VerifyOptions:
     atol: float = 1e-6
     lock: bool = True
     log_path: Path | None = None
+    reverify: bool = False  # serve even when envtool.lock says these exact inputs were verified
 
 
 @dataclass
@@ -53,6 +55,7 @@ class VerifyReport:
     skipped: list[dict] = field(default_factory=list)  # {model, reason}: READY models not exercised
     timings: dict[str, float] = field(default_factory=dict)
     lock: Path | None = None
+    reused: str | None = None  # when the lock's verdict was reused: when that serve ran
 
     @property
     def ok(self) -> bool:
@@ -63,7 +66,7 @@ class VerifyReport:
                 "inferences": [i.to_dict() for i in self.inferences],
                 "diagnoses": [d.to_dict() for d in self.diagnoses], "problems": self.problems,
                 "warnings": self.warnings, "skipped": self.skipped, "timings": self.timings,
-                "lock": str(self.lock) if self.lock else None}
+                "lock": str(self.lock) if self.lock else None, "reused": self.reused}
 
 
 class Stuck(CheckFailed):
@@ -114,9 +117,18 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     why = repo.auto_complete_needed()
     server = open_server(opts.server, rel, repo.path, server_bin=opts.server_bin, image=opts.image, gpu=opts.gpu,
                          log_path=opts.log_path, extra_args=() if why else ("--disable-auto-complete-config",))
+    t0 = time.monotonic()
+    digests = Digests(repo.path) if opts.lock else None
+    inputs_sha = inputs_digest(repo, _lock_key(rel, server, opts, inputs, expect), digests) if digests else None
+    if digests:
+        digests.save()
+    earlier = read_lock(repo.path) if opts.lock and not opts.reverify else None
+    if earlier and inputs_sha and earlier.get("inputs_sha256") == inputs_sha and earlier.get("served"):
+        if opts.log_path is None:
+            server.log_path.unlink(missing_ok=True)  # no server ran: no empty log left in /tmp
+        return _reused(earlier, lock_path(repo.path), round(time.monotonic() - t0, 2))
     report = VerifyReport(rel.release, {"kind": server.kind, "log": str(server.log_path),
                                         "auto_complete_config": f"on: {why}" if why else "off: no model needs it"})
-    t0 = time.monotonic()
     with server:
         log(f"starting tritonserver {rel.branch} ({server.kind}); log: {server.log_path}")
         try:
@@ -145,7 +157,26 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
         failed = {i.model for i in report.inferences if not i.ok}
         report.problems += _numpy2_envs(repo, rel) + _envless(repo, failed)
     if report.ok and opts.lock:
-        report.lock = write_lock(repo, rel.release, report.server)
+        served = {"models": report.models, "skipped": report.skipped, "timings": report.timings,
+                  "inferences": [i.to_dict() for i in report.inferences]}
+        report.lock = write_lock(repo, rel.release, report.server, inputs_sha, served, digests)
+    return report
+
+
+def _lock_key(rel: catalog.Release, server, opts: VerifyOptions, inputs, expect) -> dict:
+    """Everything but the files that a verdict depends on: the release, the server (binary or image id,
+    arguments), the inputs sent and the outputs expected."""
+    return {"envtool": dist_version("envtool"), "release": rel.release, "server": server.identity(),
+            "gpu": opts.gpu, "inputs": inputs, "expect": expect, "rtol": opts.rtol, "atol": opts.atol}
+
+
+def _reused(lock: dict, path: Path, check_s: float) -> VerifyReport:
+    """The verdict of the serve that wrote the lock, for the same inputs: no server is started."""
+    served = lock["served"]
+    report = VerifyReport(lock["release"], lock["server"], models=served.get("models", {}),
+                          skipped=served.get("skipped", []), timings={"check_s": check_s}, lock=path,
+                          reused=lock.get("verified_at") or "earlier",
+                          inferences=[Inference.from_dict(d) for d in served.get("inferences", [])])
     return report
 
 

@@ -68,10 +68,25 @@ def test_build_verify_r2410_py39_end_to_end(tmp_path, stubs):
         assert lock["models"][m]["env"]["python"] == "3.9"
         assert lock["models"][m]["env"]["sha256"] == res["env"]["sha256"]
         assert lock["models"][m]["env"]["packages"]["numpy"].startswith("1.")
-    # Warm: every artifact comes from a cache and the repository is already up to date.
+    assert lock["inputs_sha256"] and v["reused"] is None
+    # Warm: every artifact comes from a cache, the repository is already up to date, and the lock says these
+    # exact inputs were served: no server starts, and the report is that serve's.
     again = json.loads(run_cli(*args).stdout)
     assert again["stub"]["reused"] and again["env"]["reused"] and not again["inject"]["changed"]
-    assert again["verify"]["ok"]
+    assert again["verify"]["ok"] and again["verify"]["reused"] == lock["verified_at"]
+    assert again["verify"]["inferences"] == v["inferences"] and again["verify"]["models"] == v["models"]
+    assert json.loads((tmp_path / "envtool.lock").read_text()) == lock  # nothing served, nothing rewritten
+    # A changed model file is served again; so is everything with --reverify
+    model_py = repo / "pre" / "1" / "model.py"
+    model_py.write_text(model_py.read_text() + "\n# changed\n")
+    changed = json.loads(run_cli(*args).stdout)["verify"]
+    assert changed["ok"] and changed["reused"] is None and changed["timings"]["start_to_ready_s"] > 0
+    forced = json.loads(run_cli(*args, "--reverify").stdout)["verify"]
+    assert forced["ok"] and forced["reused"] is None
+    # `envtool verify` with the same server and options reuses build's verdict, and says so
+    plain = run_cli("verify", repo, "--triton", "r24.10")
+    assert plain.returncode == 0 and "verified earlier (lock unchanged" in plain.stdout, plain.stdout
+    assert "--reverify serves it again" in plain.stdout
 
 
 def test_build_verify_r2211_py38(tmp_path, stubs):

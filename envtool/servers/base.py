@@ -68,6 +68,13 @@ class Server:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def identity(self) -> dict:
+        """What a verdict of this server depends on (envtool.lock's inputs): its binary and arguments."""
+        binary = Path(self.command()[0])
+        st = binary.stat()
+        return {"kind": self.kind, "binary": str(binary), "stamp": [st.st_size, st.st_mtime_ns],
+                "args": list(self.extra_args)}
+
     def start(self, args: list[str]) -> None:
         raise NotImplementedError
 

@@ -47,6 +47,9 @@ class DockerServer(Server):
         if not self.host_net:
             self.address = "0.0.0.0"
 
+    def identity(self) -> dict:
+        return {"kind": self.kind, "image_id": self.image_obj.id, "gpu": self.gpu, "args": list(self.extra_args)}
+
     def command(self) -> list[str]:
         return ["tritonserver"]
 
