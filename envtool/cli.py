@@ -34,6 +34,17 @@ def _target(_ctx, _param, value: str) -> str:
     raise click.BadParameter(f"{value!r} is not release, host or image:NAME", param_hint="--target")
 
 
+def _installer_option(f):
+    return click.option("--installer", type=click.Choice(["auto", "uv", "pip"]), default="auto", show_default=True,
+                        help="What installs --python envs' packages: uv (several times faster; reads pip's index "
+                        "settings) where it can, else pip.")(f)
+
+
+def _reverify_option(f):
+    return click.option("--reverify", is_flag=True, help="Serve again even when envtool.lock records a "
+                        "successful verify of exactly these inputs (files, envs, stubs, server, options).")(f)
+
+
 def _target_option(f):
     return click.option("--target", default="release", show_default=True, callback=_target,
                         metavar="release|host|image:NAME",
@@ -276,17 +287,18 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, stri
 @click.option("--rebuild", is_flag=True, help="Ignore the cache and build again.")
 @click.option("--numpy2", is_flag=True, help="The stub reads numpy 2 although its release's pybind11 does not "
               "(a stub built with --pybind11 >= v2.12): no numpy<2 pin.")
+@_installer_option
 @_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def pack(python, requirements, pip, interpreter, prefix, env_file, solver, triton, output, unpacked, trim,
-         bytecode, level, pack_builder, base_image, rebuild, numpy2, target, json_out) -> None:
+         bytecode, level, pack_builder, base_image, rebuild, numpy2, installer, target, json_out) -> None:
     """Build a relocatable Python execution environment (conda-pack) and prove it starts as Triton
     starts it."""
     spec = api.PackSpec(python=python, requirements=tuple(requirements), pip=tuple(pip), interpreter=interpreter,
                         prefix=prefix, env_file=env_file, solver=solver, triton=triton, trim=trim,
                         bytecode=bytecode,
                         unpacked=unpacked, level=level, builder=pack_builder, base_image=base_image,
-                        target=target, numpy2=numpy2)
+                        target=target, numpy2=numpy2, installer=installer)
     result = _with_progress("packing", lambda log: api.pack(spec, output, log, rebuild=rebuild))
     if json_out:
         return _emit_json(result.to_dict())
@@ -447,11 +459,6 @@ def _server_options_no_release(f):
     return f
 
 
-def _reverify_option(f):
-    return click.option("--reverify", is_flag=True, help="Serve again even when envtool.lock records a "
-                        "successful verify of exactly these inputs (files, envs, stubs, server, options).")(f)
-
-
 @main.command()
 @click.argument("repo", type=click.Path(path_type=Path))
 @_server_options
@@ -591,16 +598,17 @@ def _print_endpoints(server) -> None:
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
 @_reverify_option
 @click.option("--rebuild", is_flag=True, help="Make the stub and the env again, ignoring the store and cache.")
+@_installer_option
 @_target_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
 def build(python, release, repo, models, requirements, pip, interpreter, prefix, env_file, solver, env_output,
           unpacked, builder, base_image, sources, stubs_root, gpu, deployment, do_verify, server, server_bin,
-          image, inputs, expect, timeout, reverify, rebuild, target, pybind11, json_out) -> None:
+          image, inputs, expect, timeout, reverify, rebuild, installer, target, pybind11, json_out) -> None:
     """Stub + env + preflight + inject (+ verify) in one command; every artifact is cached."""
     env = api.PackSpec(python=None if prefix or env_file else python, requirements=tuple(requirements),
                        pip=tuple(pip), interpreter=interpreter, prefix=prefix, env_file=env_file, solver=solver,
                        unpacked=unpacked, builder="docker" if builder == "docker" else "host",
-                       base_image=base_image)
+                       base_image=base_image, installer=installer)
     names = tuple(n for m in models for n in m.split(",") if n)
     spec = api.BuildSpec(python=python, triton=release, env=env, repo=repo, models=names, env_output=env_output,
                          builder=builder, base_image=base_image, sources=sources, stubs_root=stubs_root, gpu=gpu,

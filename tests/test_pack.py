@@ -326,6 +326,77 @@ def test_pip_failure_names_the_package(tmp_path):
 
 
 @pytest.mark.slow
+@needs("3.9" not in PYENV, reason="no pyenv Python 3.9")
+def test_uv_failure_names_the_package_without_falling_back(tmp_path):
+    out = cli("--python", "3.9", "--pip", "envtool-no-such-package-xyz==1.0", "--installer", "uv",
+              "-o", tmp_path / "e.tar.gz", env={"ENVTOOL_CACHE_DIR": str(tmp_path / "c")})
+    assert_clean_error(out, 2, "uv pip install failed for envtool-no-such-package-xyz")
+    assert not (tmp_path / "e.tar.gz").exists() and not _leftovers(tmp_path / "c")
+
+
+@pytest.mark.slow
+@needs("3.9" not in PYENV, reason="no pyenv Python 3.9")
+def test_uv_installs_under_pips_constraints_and_pip_gives_the_same_env(tmp_path):
+    """uv reads pip's settings (here a constraint in PIP_CONSTRAINT); --installer pip is the same env, keyed
+    apart in the cache."""
+    (tmp_path / "c.txt").write_text("six==1.16.0\n")
+    env = {"ENVTOOL_CACHE_DIR": str(tmp_path / "c"), "PIP_CONSTRAINT": str(tmp_path / "c.txt")}
+    made = {}
+    for installer in ("auto", "pip"):
+        out = cli("--python", "3.9", "--pip", "six", "--installer", installer, "-o", tmp_path / f"{installer}.tar.gz",
+                  "--json", env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        made[installer] = json.loads(out.stdout)
+    assert made["auto"]["inputs"]["installer"].startswith("uv ") and made["pip"]["inputs"]["installer"] == "pip"
+    assert made["auto"]["packages"]["six"] == made["pip"]["packages"]["six"] == "1.16.0"
+    assert made["auto"]["key"] != made["pip"]["key"]
+
+
+def test_pips_index_settings_become_uv_options(tmp_path, monkeypatch):
+    """pip's own `config list` (files and PIP_* variables, the variables and [install] winning) read into
+    the uv options that name the same indexes, links and hosts."""
+    from envtool.env.prefix import _uv_settings, pip_settings
+    (tmp_path / "pip.conf").write_text("[install]\nindex-url = https://mirror.example/simple\n"
+                                       "extra-index-url = https://a.example/simple https://b.example/simple\n"
+                                       "find-links = /srv/wheels\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))
+    monkeypatch.setenv("PIP_TRUSTED_HOST", "a.example")
+    monkeypatch.setenv("PIP_CERT", str(tmp_path / "ca.pem"))
+    for var in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX"):
+        monkeypatch.delenv(var, raising=False)
+    opts, env = _uv_settings(pip_settings(tmp_path, "3.9"))
+    pairs = list(zip(opts[::2], opts[1::2]))
+    assert ("--index-url", "https://mirror.example/simple") in pairs and ("--find-links", "/srv/wheels") in pairs
+    assert [v for k, v in pairs if k == "--extra-index-url"] == ["https://a.example/simple", "https://b.example/simple"]
+    assert ("--allow-insecure-host", "a.example") in pairs
+    assert ("--index-strategy", "unsafe-best-match") in pairs
+    assert env["SSL_CERT_FILE"] == str(tmp_path / "ca.pem")
+
+
+def test_an_archive_escaping_the_env_is_refused_and_nothing_is_left(tmp_path):
+    """The validation copy: members that would land or point outside are never written; the copy (in memory
+    or on disk) is gone after."""
+    from envtool.env.validate import checked_copy
+    src = tmp_path / "src"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "python3").write_text("#")
+    archive = tmp_path / "hostile.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src / "bin", arcname="bin")
+        link = tarfile.TarInfo("bin/evil")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
+        tar.addfile(link)
+        tar.add(src / "bin" / "python3", arcname="../outside.txt")
+    before = set(os.listdir("/dev/shm"))
+    with pytest.raises(CheckFailed, match="2 entries point outside the env"), \
+            checked_copy(archive, tmp_path / "scratch"):
+        pass
+    assert not (tmp_path / "outside.txt").exists()
+    scratch = tmp_path / "scratch"
+    assert (not scratch.exists() or list(scratch.iterdir()) == []) and set(os.listdir("/dev/shm")) <= before
+
+
+@pytest.mark.slow
 @needs("3.13" not in PYENV, reason="no pyenv Python 3.13")
 def test_numpy_pin_impossible_for_new_python_is_explained(tmp_path):
     out = cli("--python", "3.13", "--triton", "r24.10", "-o", tmp_path / "e.tar.gz",

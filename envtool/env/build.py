@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from importlib.metadata import version as dist_version
 from pathlib import Path
@@ -31,7 +32,7 @@ from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
 from envtool.env.pack import DEFAULT_LEVEL, load_env, pack_env
 from envtool.env.prefix import disk_full
-from envtool.env.validate import check_members, extract, validate
+from envtool.env.validate import checked_copy, validate
 from envtool.errors import BadInput, CheckFailed
 
 ENV_NAME = "custom_env"
@@ -58,6 +59,7 @@ class PackSpec:
     base_image: str | None = None
     target: str = "release"  # where it will run: release (the release's image) | host (this machine only)
     numpy2: bool = False  # the stub reads numpy 2 although its release's pin does not (a newer --pybind11)
+    installer: str = "auto"  # auto (uv where it can, else pip) | uv | pip
 
     @property
     def kind(self) -> str:
@@ -195,6 +197,7 @@ def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
         lib = it.libpython.stat()
         inputs = {**common, "python": it.version, "interpreter": str(it.executable.resolve()),
                   "libpython": [lib.st_size, lib.st_mtime_ns], "pip": pip_args,
+                  "installer": prefixes.installer_of(it, spec.installer),
                   "requirements": {str(r): file_sha256(r) for r in spec.requirements},
                   **({"bytecode": "unchecked-hash"} if spec.bytecode else {})}
         return _Plan(spec, release, it, pip_args, dists, inputs)
@@ -263,27 +266,21 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     if spec.kind != "prefix":
         shutil.rmtree(prefix)  # free the disk before extracting the check copy
     log("validating: extract, source bin/activate, import under env -i")
-    if spec.unpacked:
-        root = stats.output
-    else:
-        check_members(stats.output)
-        root = extract(stats.output, tmp / "check")
-    facts = validate(root, xy, plan.dists, plan.release.launcher if plan.release else ACTIVATE)
-    if facts.problems:
-        raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
-                          _fix_for(facts.problems))
-    pycs = [p.stat().st_size for p in root.rglob("*.pyc")] if bytecode else []  # what shipped, after trim
-    shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
-    manifest = {**_manifest(plan, stats, facts, root, pack_s), "bytecode": shipped}
-    if not spec.unpacked:
-        shutil.rmtree(root)
+    with nullcontext(stats.output) if spec.unpacked else checked_copy(stats.output, tmp) as root:
+        facts = validate(root, xy, plan.dists, plan.release.launcher if plan.release else ACTIVATE)
+        if facts.problems:
+            raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
+                              _fix_for(facts.problems))
+        pycs = [p.stat().st_size for p in root.rglob("*.pyc")] if bytecode else []  # what shipped, after trim
+        shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
+        manifest = {**_manifest(plan, stats, facts, root, pack_s), "bytecode": shipped}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _build_python_prefix(plan: _Plan, prefix: Path, log) -> tuple[int, int]:
     try:
         return prefixes.build_prefix(plan.interpreter, prefix, plan.pip_args, log, cwd=Path.cwd(),
-                              trim=plan.spec.trim)
+                                     trim=plan.spec.trim, installer=plan.spec.installer)
     except BadInput as e:
         if "numpy<2" in plan.pip_args and "numpy" in e.message:
             rel = plan.release.release

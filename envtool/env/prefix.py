@@ -8,6 +8,7 @@ lib/libpython3.X.so.1.0, lib/python3.X/.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -27,7 +28,8 @@ Log = typing.Callable[[str], None]
 
 # Variables that would make pip install somewhere else, or read the user's site (failure mode 9).
 _PIP_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PIP_USER", "PIP_TARGET", "PIP_PREFIX", "PIP_ROOT",
-                 "PIP_REQUIRE_VIRTUALENV", "VIRTUAL_ENV", "CONDA_PREFIX")
+                 "PIP_REQUIRE_VIRTUALENV", "VIRTUAL_ENV", "CONDA_PREFIX", "UV_PYTHON", "UV_SYSTEM_PYTHON",
+                 "UV_PREFIX", "UV_TARGET", "UV_BREAK_SYSTEM_PACKAGES")
 
 
 def isolated_env(**extra: str) -> dict[str, str]:
@@ -165,11 +167,28 @@ def _own_pip_has_python_option() -> bool:
     return Version(__version__) >= Version("22.3")
 
 
-def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | None = None) -> None:
-    """pip install with the prefix's own interpreter; a failure names the package and pip's last lines."""
+def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | None = None,
+                installer: str = "auto") -> None:
+    """Install args into the prefix with uv where it can (several times faster than pip), else pip; a failure
+    names the package and the installer's last lines. installer: auto | uv | pip."""
     if not args:
         return
-    # --no-compile: __pycache__ is trimmed at pack time anyway
+    uv = uv_bin() if installer != "pip" and not _debian_site(prefix / "lib" / f"python{xy}") else None
+    if installer == "uv" and uv is None:
+        raise BadInput("--installer uv: uv is not installed here (or the env's Python is Debian's, whose "
+                       "site scheme only pip installs into)", "pip install uv, or use --installer pip")
+    if uv is not None:
+        out = _uv_install(uv, prefix, xy, args, log, cwd)
+        if out.returncode == 0:
+            return
+        if installer == "uv":
+            _install_failed(prefix, out, "uv pip")
+        log(f"uv failed ({tail(out.stderr or out.stdout, 1)}); trying pip")
+    _pip_install(prefix, xy, args, log, cwd)
+
+
+def _pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | None) -> None:
+    # --no-compile: envtool compiles what ships itself (compile_bytecode), or nothing
     # Debian/Ubuntu's pip scheme puts a prefix's packages in local/lib/python3.X/dist-packages unless --prefix
     # is given: with it they land in lib/python3.X/site-packages, where Triton-style envs keep them.
     where = ["--prefix", str(prefix)] if _debian_site(prefix / "lib" / f"python{xy}") else []
@@ -178,12 +197,82 @@ def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | No
     log("pip install " + " ".join(args))
     out = run(cmd, env=isolated_env(), cwd=cwd)
     if out.returncode != 0:
-        text = out.stderr + out.stdout
-        if "No space left on device" in text:
-            raise disk_full(prefix)
-        pkg = _failed_requirement(text)
-        raise BadInput(f"pip install failed{f' for {pkg}' if pkg else ''}: {tail(out.stderr or out.stdout, 3)}",
-                       "fix or pin that requirement (see pip's message), then run again")
+        _install_failed(prefix, out, "pip")
+
+
+def _install_failed(prefix: Path, out, tool: str) -> None:
+    text = out.stderr + out.stdout
+    if "No space left on device" in text:
+        raise disk_full(prefix)
+    pkg = _failed_requirement(text)
+    raise BadInput(f"{tool} install failed{f' for {pkg}' if pkg else ''}: {tail(out.stderr or out.stdout, 3)}",
+                   "fix or pin that requirement (see the installer's message), then run again")
+
+
+def installer_of(it: Interpreter, choice: str = "auto") -> str:
+    """What will install into a copy of it ("uv 0.x.y" or "pip"): part of the env cache key."""
+    uv = uv_bin() if choice != "pip" and not _debian_site(it.stdlib) else None
+    return uv_version(uv) if uv else "pip"
+
+
+def uv_bin() -> str | None:
+    """uv from its PyPI package (an envtool dependency), else on PATH."""
+    try:
+        from uv import find_uv_bin
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def uv_version(uv: str) -> str:
+    out = run([uv, "--version"], timeout=60)
+    return out.stdout.strip() if out.returncode == 0 else "uv"
+
+
+def _uv_install(uv: str, prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | None):
+    """`uv pip install --python PREFIX/bin/python3.X`, with the index settings pip would use here (pip.conf,
+    PIP_* variables), so that uv resolves against the same indexes, links and constraints as pip."""
+    opts, env = _uv_settings(pip_settings(prefix, xy))
+    cmd = [uv, "pip", "install", "--python", str(prefix / "bin" / f"python{xy}"), "--no-progress", *opts, *args]
+    log("uv pip install " + " ".join(args))
+    # uv's own cache (UV_CACHE_DIR or ~/.cache/uv) holds the downloads, as pip's cache does for pip
+    return run(cmd, env=isolated_env(**env), cwd=cwd)
+
+
+def pip_settings(prefix: Path, xy: str) -> dict[str, str]:
+    """pip's effective settings (`pip config list`: files and PIP_* variables), the variables winning over
+    `install.` over `global.`."""
+    # The pip beside envtool reads the same files and variables, and starts in a third of the time of the
+    # bundled wheel (which runs from its zip, uncompiled)
+    pip = [sys.executable, "-m", "pip"] if importlib.util.find_spec("pip") else pip_command(prefix, xy)
+    out = run([*pip, "config", "list"], env=isolated_env(), timeout=120)
+    found: dict[str, tuple[int, str]] = {}
+    for line in out.stdout.splitlines() if out.returncode == 0 else []:
+        m = re.match(r"^([^=]*)\.([\w-]+)='(.*)'$", line.strip())
+        if not m:
+            continue
+        rank = {":env:": 3, "install": 2, "global": 1}.get(m.group(1), 0)
+        if rank and rank >= found.get(m.group(2), (0, ""))[0]:
+            found[m.group(2)] = (rank, m.group(3))
+    return {k: v for k, (_, v) in found.items()}
+
+
+def _uv_settings(pip: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """pip's index, link and constraint settings as uv options (and variables: certificates, timeout)."""
+    opts: list[str] = []
+    for name, flag in (("index-url", "--index-url"), ("extra-index-url", "--extra-index-url"),
+                       ("find-links", "--find-links"), ("constraint", "--constraint"),
+                       ("trusted-host", "--allow-insecure-host")):
+        for value in pip.get(name, "").split():
+            opts += [flag, value]
+    if pip.get("no-index", "").lower() in ("1", "true", "yes", "on"):
+        opts.append("--no-index")
+    if "--extra-index-url" in opts or "--find-links" in opts:
+        opts += ["--index-strategy", "unsafe-best-match"]  # pip's rule: the best version on any index
+    env = {"SSL_CERT_FILE": pip["cert"]} if pip.get("cert") else {}
+    if pip.get("default-timeout") or pip.get("timeout"):
+        env["UV_HTTP_TIMEOUT"] = pip.get("default-timeout") or pip["timeout"]
+    return opts, env
 
 
 def disk_full(where) -> BadInput:
@@ -192,9 +281,10 @@ def disk_full(where) -> BadInput:
 
 
 def _failed_requirement(text: str) -> str | None:
-    for pat in (r"satisfies the requirement (\S+)", r"No matching distribution found for (\S+)",
-                r"Failed to build (\S+)", r"Cannot install (\S+)", r"Could not build wheels for (\S+)",
-                r"ResolutionImpossible.*?\n.*?(\S+)"):
+    for pat in (r"satisfies the requirement (\S+)", r"No matching distribution found for (\S+)",  # pip
+                r"Failed to build `?([^`\s]+)", r"Cannot install (\S+)", r"Could not build wheels for (\S+)",
+                r"ResolutionImpossible.*?\n.*?(\S+)",
+                r"Because (\S+) was not found", r"Because there is no version of (\S+)"):  # uv
         m = re.search(pat, text)
         if m:
             return m.group(1).rstrip(":,")
@@ -222,12 +312,12 @@ def compile_bytecode(prefix: Path, xy: str, log: Log) -> None:
 
 
 def build_prefix(it: Interpreter, prefix: Path, pip_args: list[str], log: Log, cwd: Path | None = None,
-                 trim: bool = True) -> tuple[int, int]:
+                 trim: bool = True, installer: str = "auto") -> tuple[int, int]:
     """Returns (files, bytes) that trim left out of the copy."""
     log(f"copying Python {it.version} from {it.prefix}")
     skipped = copy_interpreter(it, prefix, trim)
     n = relocate_runpaths(prefix, {it.prefix: prefix, it.libdir: prefix / "lib"})
     log(f"made {n} binaries relocatable ($ORIGIN RUNPATH)")
-    pip_install(prefix, it.xy, pip_args, log, cwd)
+    pip_install(prefix, it.xy, pip_args, log, cwd, installer)
     write_history(prefix, f"python {it.version} from {it.executable}; pip {' '.join(pip_args)}")
     return skipped

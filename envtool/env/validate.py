@@ -7,10 +7,14 @@ packages, the newest GLIBC any binary needs) feed the manifest.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import posixpath
+import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,21 +76,62 @@ class EnvFacts:
     libstdcxx: str | None = None  # GLIBCXX of the env's own lib/libstdc++, which comes first
 
 
-def check_members(archive: Path) -> None:
-    """Before extracting: gzip, and no member that would land or point outside the env."""
+def extract_checked(archive: Path, dest: Path) -> Path:
+    """Extract in one streaming pass, refusing gzip-less archives and members that would land or point outside
+    the env (not extracted; listed in one CheckFailed at the end)."""
     with archive.open("rb") as f:
         if f.read(2) != b"\x1f\x8b":
             raise CheckFailed(f"{archive} is not gzip", "Triton's libarchive call reads .tar.gz only; repack")
+    dest.mkdir(parents=True)
     bad = []
-    with tarfile.open(archive, "r:gz") as tar:
+    with tarfile.open(archive, "r|gz") as tar:
         for m in tar:
-            if _escapes(m.name, ""):
-                bad.append(m.name)
-            elif (m.issym() or m.islnk()) and _escapes(m.name if m.issym() else "", m.linkname):
-                bad.append(f"{m.name} -> {m.linkname}")
+            if _escapes(m.name, "") or ((m.issym() or m.islnk()) and
+                                        _escapes(m.name if m.issym() else "", m.linkname)):
+                bad.append(m.name + (f" -> {m.linkname}" if m.linkname else ""))
+                continue
+            try:
+                tar.extract(m, dest, filter="tar")
+            except TypeError:  # a Python without extraction filters
+                tar.extract(m, dest)
     if bad:
         raise CheckFailed(f"{archive}: {len(bad)} entries point outside the env, e.g. {bad[0]}",
                           "make those symlinks relative inside the prefix")
+    return dest
+
+
+def _fast_scratch(need: int) -> Path | None:
+    """/dev/shm when it is an executable tmpfs with room: on a disk, creating the ~5k files of an env costs
+    seconds in the kernel (6.5 s against 1.8 s in memory for the example env on this machine)."""
+    shm = Path("/dev/shm")
+    try:
+        st = os.statvfs(shm)
+    except OSError:
+        return None
+    if st.f_flag & getattr(os, "ST_NOEXEC", 8) or st.f_bavail * st.f_frsize < need:
+        return None  # docker's /dev/shm is noexec (the env's python3 must run) and 64 MiB by default
+    return shm
+
+
+@contextlib.contextmanager
+def checked_copy(archive: Path, fallback: Path):
+    """The archive extracted (extract_checked) to a fresh folder, in memory where there is room, else under
+    fallback; removed on every exit path."""
+    fast = _fast_scratch(8 * archive.stat().st_size + (256 << 20))  # gzip of an env: about 3x
+    for base in ([fast] if fast else []) + [fallback]:
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix="envtool-check-", dir=base))
+        try:
+            try:
+                root = extract_checked(archive, tmp / "env")
+            except OSError as e:
+                if e.errno == errno.ENOSPC and base == fast:
+                    continue  # memory ran short after all: the disk
+                raise
+            yield root
+            return
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _escapes(name: str, link: str) -> bool:
@@ -99,7 +144,7 @@ def _escapes(name: str, link: str) -> bool:
 def extract(archive: Path, dest: Path) -> Path:
     dest.mkdir(parents=True)
     with tarfile.open(archive, "r:gz") as tar:
-        try:  # pack checked the members (check_members); doctor's input is a user's file
+        try:  # a user's file (doctor): the standard library's "tar" filter refuses what escapes
             tar.extractall(dest, filter="tar")
         except TypeError:  # a Python without extraction filters
             tar.extractall(dest)
