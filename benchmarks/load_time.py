@@ -51,7 +51,10 @@ def main() -> None:
         tarball = api.pack(api.PackSpec(python="3.9", requirements=req, triton="r24.10"), t / "custom_env.tar.gz")
         folder = api.pack(api.PackSpec(python="3.9", requirements=req, triton="r24.10", unpacked=True),
                           t / "custom_env")
+        plain = api.pack(api.PackSpec(python="3.9", requirements=req, triton="r24.10", bytecode=False),
+                         t / "plain" / "custom_env.tar.gz")
         modes = {"tarball, a copy per model": (tarball.output, False),
+                 "the same, no bytecode": (plain.output, False),
                  "tarball, shared (symlinks)": (tarball.output, True),
                  "directory, shared (symlinks)": (folder.output, True)}
         print(f"example pipeline, 4 python models, env {tarball.manifest['size_bytes'] / 2**20:.0f} MB packed, "

@@ -255,7 +255,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     # Only a prefix envtool made gets bytecode: a user's conda prefix is never written to
     bytecode = spec.kind == "python" and spec.bytecode
     if bytecode:
-        prefixes.compile_bytecode(prefix, xy, log)
+        prefixes.compile_bytecode(prefix, xy, log, spec.trim)
     log("packing with conda-pack" + (" (trimmed)" if spec.trim else ""))
     t0 = time.monotonic()
     stats = pack_env(load_env(prefix, spec.trim, keep_bytecode=bytecode),
