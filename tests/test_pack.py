@@ -206,6 +206,8 @@ def test_unpacked_directory_is_validated_in_place(conda_prefix, pack_cache, tmp_
     assert (res.output / "bin" / "activate").is_file() and res.manifest["format"] == "directory"
     assert not list(res.output.rglob("__pycache__"))  # the check ran with -B: nothing added
     assert res.manifest_path == tmp_path / "custom_env.manifest.json"
+    # only the env's own top-level folders: not conda-pack's empty staging file (tmpXXXXXXXX)
+    assert sorted(p.name for p in res.output.iterdir()) == ["bin", "conda-meta", "lib"], list(res.output.iterdir())
 
 
 def test_conda_files_deleted_by_pip_are_refused(conda_prefix, tmp_path):
@@ -394,6 +396,22 @@ def test_an_archive_escaping_the_env_is_refused_and_nothing_is_left(tmp_path):
     assert not (tmp_path / "outside.txt").exists()
     scratch = tmp_path / "scratch"
     assert (not scratch.exists() or list(scratch.iterdir()) == []) and set(os.listdir("/dev/shm")) <= before
+
+
+def test_a_damaged_archive_fails_its_crc(tmp_path):
+    from envtool.env.validate import checked_copy
+    root = tmp_path / "env"
+    root.mkdir()
+    (root / "data").write_bytes(os.urandom(300_000))
+    archive = tmp_path / "env.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname=".")
+    data = bytearray(archive.read_bytes())
+    data[-6] ^= 0xFF  # the gzip trailer's CRC
+    archive.write_bytes(bytes(data))
+    with pytest.raises(CheckFailed, match="env.tar.gz is damaged: CRC check failed"), \
+            checked_copy(archive, tmp_path / "scratch"):
+        pass
 
 
 @pytest.mark.slow

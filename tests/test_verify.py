@@ -89,6 +89,30 @@ def test_build_verify_r2410_py39_end_to_end(tmp_path, stubs):
     assert "--reverify serves it again" in plain.stdout
 
 
+def test_build_unpacked_serves_a_shared_directory_env_and_reuses_its_verdict(tmp_path, stubs):
+    """r23.07+: the env as a directory, stored once and linked from the other model; served, locked, and a
+    second build reuses the verdict (the lock digests the directory's files too)."""
+    repo = pipeline(tmp_path / "model_repository")
+    shutil.rmtree(repo / "lonely")
+    args = ["build", "--python", "3.9", "--triton", "r24.10", "--repo", repo, "--verify", "--cache", stubs,
+            "--unpacked", "-o", tmp_path / "envs" / "custom_env", "--json"]
+    out = run_cli(*args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout)
+    assert res["env"]["format"] == "directory" and res["verify"]["ok"] and res["verify"]["reused"] is None
+    assert (repo / "post" / "custom_env").is_dir() and os.readlink(repo / "pre" / "custom_env") == "../post/custom_env"
+    assert 'string_value: "$$TRITON_MODEL_DIRECTORY/custom_env"' in (repo / "pre" / "config.pbtxt").read_text()
+    lock = json.loads((tmp_path / "envtool.lock").read_text())
+    assert lock["models"]["pre"]["env"]["kind"] == "directory" and lock["models"]["pre"]["env"]["python"] == "3.9"
+    again = json.loads(run_cli(*args).stdout)
+    assert again["verify"]["reused"] == lock["verified_at"]
+    # a file added inside the directory env is a new input: verify serves again (build would first restore
+    # the env from its cache, and then reuse)
+    (repo / "post" / "custom_env" / "lib" / "python3.9" / "site-packages" / "extra.py").write_text("X = 1\n")
+    out = run_cli("verify", repo, "--triton", "r24.10", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["reused"] is None, out.stderr[-2000:]
+
+
 def test_build_verify_r2211_py38(tmp_path, stubs):
     if not any(s == "pyenv" for _, s in candidates("3.8")):
         pytest.skip("needs pyenv 3.8")

@@ -83,10 +83,21 @@ def pack_env(env: conda_pack.CondaEnv, output: Path, unpacked: bool, level: int 
                      compress_level=level, n_threads=threads, force=False)
         except conda_pack.CondaPackException as e:
             raise BadInput(f"conda-pack failed: {_first_line(e)}", _conda_pack_fix(str(e))) from None
-    if not unpacked:
+    if unpacked:
+        _drop_staging_file(env, output)
+    else:
         output.chmod(0o644)
     excluded = env._excluded_files
     return PackStats(output, len(excluded), sum(_size(f.source) for f in excluded))
+
+
+def _drop_staging_file(env: conda_pack.CondaEnv, output: Path) -> None:
+    """conda-pack stages every output in an empty mkstemp() file and moves it onto the output at the end; for a
+    directory that lands the empty file inside it (tmpXXXXXXXX at the top). It is nothing of the env's."""
+    tops = {f.target.split("/", 1)[0] for f in env.files}
+    for p in output.glob("tmp*"):
+        if p.name not in tops and p.is_file() and not p.is_symlink() and p.stat().st_size == 0:
+            p.unlink()
 
 
 def _size(path: str) -> int:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import json
 import os
 import posixpath
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,16 +86,22 @@ def extract_checked(archive: Path, dest: Path) -> Path:
             raise CheckFailed(f"{archive} is not gzip", "Triton's libarchive call reads .tar.gz only; repack")
     dest.mkdir(parents=True)
     bad = []
-    with tarfile.open(archive, "r|gz") as tar:
-        for m in tar:
-            if _escapes(m.name, "") or ((m.issym() or m.islnk()) and
-                                        _escapes(m.name if m.issym() else "", m.linkname)):
-                bad.append(m.name + (f" -> {m.linkname}" if m.linkname else ""))
-                continue
-            try:
-                tar.extract(m, dest, filter="tar")
-            except TypeError:  # a Python without extraction filters
-                tar.extract(m, dest)
+    try:
+        with gzip.open(archive, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+            for m in tar:
+                if _escapes(m.name, "") or ((m.issym() or m.islnk()) and
+                                            _escapes(m.name if m.issym() else "", m.linkname)):
+                    bad.append(m.name + (f" -> {m.linkname}" if m.linkname else ""))
+                    continue
+                try:
+                    tar.extract(m, dest, filter="tar")
+                except TypeError:  # a Python without extraction filters
+                    tar.extract(m, dest)
+            while gz.read(1 << 20):  # to the end: the gzip trailer's CRC and size are checked there
+                pass
+    except (EOFError, tarfile.TarError, gzip.BadGzipFile, zlib.error) as e:
+        raise CheckFailed(f"{archive} is damaged: {e}", "pack again (and check the disk it was written to)") \
+            from None
     if bad:
         raise CheckFailed(f"{archive}: {len(bad)} entries point outside the env, e.g. {bad[0]}",
                           "make those symlinks relative inside the prefix")
