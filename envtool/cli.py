@@ -634,6 +634,10 @@ def _render_build(result, spec) -> None:
               f"{e.manifest['size_bytes'] / 2**20:.1f} MB{', reused' if e.reused else ''})", highlight=False)
     for w in e.manifest["warnings"]:
         err.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    if e.manifest.get("format") == "tar.gz" and catalog.normalize_release(spec.triton).dir_env:
+        out.print("[dim]tip: this release also loads an env as a directory (--unpacked): no extraction at each "
+                  "server start, for a repository on a local or mounted disk (README: directory envs)[/]",
+                  highlight=False)
     if result.inject is not None:
         state = "changed" if result.inject.changed else "already up to date"
         out.print(f"[green]✓[/] injected into {', '.join(result.inject.models)} ({state})", highlight=False)
