@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -138,6 +139,19 @@ def test_a_fresh_extraction_imports_the_shipped_bytecode(packed, tmp_path):
     assert len(pycs) > 500 and {_pyc_flags(p) for p in pycs} == {1}, [p for p in pycs if _pyc_flags(p) != 1][:5]
     m = json.loads(res.manifest_path.read_text())["bytecode"]
     assert m["mode"] == "unchecked-hash" and m["files"] == len(pycs)
+
+
+def test_the_view_pack_leaves_is_the_archives_own(packed):
+    """pack fills the env's view (what inject, verify and doctor read) from its validation pass; it must be
+    what reading the archive itself gives."""
+    from envtool.cache import file_sha256
+    from envtool.env.view import _read_tarball, _stored
+    _, _, res = packed
+    assert _stored(file_sha256(res.output)).is_file()
+    left, read = pickle.loads(_stored(file_sha256(res.output)).read_bytes()), _read_tarball(res.output)
+    for f in ("names", "files", "top_folder", "activate", "python", "packages", "editable"):
+        assert getattr(left, f) == getattr(read, f), f
+    assert left.elves.keys() == read.elves.keys() and left.elves == read.elves
 
 
 def test_identical_inputs_reuse_the_cache(packed, requirements, tmp_path):

@@ -33,10 +33,11 @@ from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_e
 from envtool.env.pack import DEFAULT_LEVEL, load_env, pack_env
 from envtool.env.prefix import disk_full
 from envtool.env.validate import checked_copy, validate
+from envtool.env.view import EnvView, finish_view, remember_view
 from envtool.errors import BadInput, CheckFailed
 
 ENV_NAME = "custom_env"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: stripped interpreter, uv, no conda-pack staging file
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
         inputs = {**common, "python": it.version, "interpreter": str(it.executable.resolve()),
                   "libpython": [lib.st_size, lib.st_mtime_ns], "pip": pip_args,
                   "installer": prefixes.installer_of(it, spec.installer),
+                  "strip_debug": spec.trim and shutil.which("strip") is not None,
                   "requirements": {str(r): file_sha256(r) for r in spec.requirements},
                   **({"bytecode": "unchecked-hash"} if spec.bytecode else {})}
         return _Plan(spec, release, it, pip_args, dists, inputs)
@@ -266,7 +268,8 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     if spec.kind != "prefix":
         shutil.rmtree(prefix)  # free the disk before extracting the check copy
     log("validating: extract, source bin/activate, import under env -i")
-    with nullcontext(stats.output) if spec.unpacked else checked_copy(stats.output, tmp) as root:
+    view = None if spec.unpacked else EnvView(stats.output, "tarball")  # filled by the extraction pass
+    with nullcontext(stats.output) if spec.unpacked else checked_copy(stats.output, tmp, view) as root:
         facts = validate(root, xy, plan.dists, plan.release.launcher if plan.release else ACTIVATE)
         if facts.problems:
             raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
@@ -274,6 +277,8 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
         pycs = [p.stat().st_size for p in root.rglob("*.pyc")] if bytecode else []  # what shipped, after trim
         shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
         manifest = {**_manifest(plan, stats, facts, root, pack_s), "bytecode": shipped}
+    if view is not None:
+        remember_view(finish_view(view), manifest["sha256"])
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from envtool.compat import Env, check, libstdcxx_of, max_glibc
 from envtool.env.launch import ACTIVATE, start
+from envtool.env.view import EnvView, add_member
 from envtool.errors import CheckFailed
 
 # Run inside the env: facts about the interpreter, its packages and the imports asked for.
@@ -79,7 +80,7 @@ class EnvFacts:
     libstdcxx: str | None = None  # GLIBCXX of the env's own lib/libstdc++, which comes first
 
 
-def extract_checked(archive: Path, dest: Path) -> Path:
+def extract_checked(archive: Path, dest: Path, view: EnvView | None = None) -> Path:
     """Extract in one streaming pass, refusing gzip-less archives and members that would land or point outside
     the env (not extracted; listed in one CheckFailed at the end)."""
     with archive.open("rb") as f:
@@ -98,6 +99,8 @@ def extract_checked(archive: Path, dest: Path) -> Path:
                     tar.extract(m, dest, filter="tar")
                 except TypeError:  # a Python without extraction filters
                     tar.extract(m, dest)
+                if view is not None:  # the env's view (view.py) from the same pass: inject needs not read it
+                    add_member(view, m, lambda m=m: (dest / m.name).read_bytes())
             while gz.read(1 << 20):  # to the end: the gzip trailer's CRC and size are checked there
                 pass
     except (EOFError, tarfile.TarError, gzip.BadGzipFile, zlib.error) as e:
@@ -123,7 +126,7 @@ def _fast_scratch(need: int) -> Path | None:
 
 
 @contextlib.contextmanager
-def checked_copy(archive: Path, fallback: Path):
+def checked_copy(archive: Path, fallback: Path, view: EnvView | None = None):
     """The archive extracted (extract_checked) to a fresh folder, in memory where there is room, else under
     fallback; removed on every exit path."""
     fast = _fast_scratch(8 * archive.stat().st_size + (256 << 20))  # gzip of an env: about 3x
@@ -132,7 +135,7 @@ def checked_copy(archive: Path, fallback: Path):
         tmp = Path(tempfile.mkdtemp(prefix="envtool-check-", dir=base))
         try:
             try:
-                root = extract_checked(archive, tmp / "env")
+                root = extract_checked(archive, tmp / "env", view)
             except OSError as e:
                 if e.errno == errno.ENOSPC and base == fast:
                     continue  # memory ran short after all: the disk

@@ -105,19 +105,29 @@ def _python_from_stdlib(view: EnvView) -> EnvView:
 @lru_cache(maxsize=None)
 def _view_tarball(path: Path, _mtime: int, _size: int) -> EnvView:
     """Reading an 80 MB env's listing takes ~1.5 s; its sha256 0.1 s. A view is kept in envtool's cache by the
-    archive's sha256, so build's inject and verify, and the model folders' copies, read it once."""
+    archive's sha256 (pack leaves one from its validation pass), so build's inject and verify, and the model
+    folders' copies, read the archive at most once."""
     if not is_gzip(path):
         return EnvView(path, "not gzip")
-    stored = cache_root() / "views" / f"{_code_key()}-{file_sha256(path)}.pickle"
+    digest = file_sha256(path)
     with contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
-        view = pickle.loads(stored.read_bytes())
+        view = pickle.loads(_stored(digest).read_bytes())
         if isinstance(view, EnvView):
             return replace(view, path=path)
     view = _read_tarball(path)
-    with contextlib.suppress(OSError):
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(stored, pickle.dumps(view))
+    remember_view(view, digest)
     return view
+
+
+def remember_view(view: EnvView, digest: str) -> None:
+    """Keep the view of the tarball whose sha256 is digest (best effort: the cache may be read-only)."""
+    with contextlib.suppress(OSError):
+        _stored(digest).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(_stored(digest), pickle.dumps(view))
+
+
+def _stored(digest: str) -> Path:
+    return cache_root() / "views" / f"{_code_key()}-{digest}.pickle"
 
 
 @lru_cache(maxsize=None)
@@ -126,18 +136,28 @@ def _code_key() -> str:
     return hashlib.sha256(Path(__file__).read_bytes() + Path(elf.__file__).read_bytes()).hexdigest()[:12]
 
 
-def _read_tarball(path: Path) -> EnvView:
-    view = EnvView(path, "tarball")
-    with tarfile.open(path, "r:gz") as tar:
-        for m in tar:
-            name = _norm(m.name)
-            if not name:
-                continue
-            view.names.add(name)
-            if m.isfile():
-                view.files.add(name)
-                _take(view, name, lambda m=m: tar.extractfile(m).read())
+def add_member(view: EnvView, m: tarfile.TarInfo, read) -> None:
+    """One archive member into the view (read() gives its bytes, on demand)."""
+    name = _norm(m.name)
+    if not name:
+        return
+    view.names.add(name)
+    if m.isfile():
+        view.files.add(name)
+        _take(view, name, read)
+
+
+def finish_view(view: EnvView) -> EnvView:
+    """After the last member: the archive's top folder, if all is under one, and Python X.Y."""
     tops = {n.split("/", 1)[0] for n in view.names}
     if len(tops) == 1 and not view.has("bin/activate"):
         view.top_folder = tops.pop() + "/"
     return _python_from_stdlib(view)
+
+
+def _read_tarball(path: Path) -> EnvView:
+    view = EnvView(path, "tarball")
+    with tarfile.open(path, "r:gz") as tar:
+        for m in tar:
+            add_member(view, m, lambda m=m: tar.extractfile(m).read())
+    return finish_view(view)
