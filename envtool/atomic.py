@@ -3,6 +3,7 @@ an interruption (disk full, Ctrl-C) leaves no temp behind: work in a temp beside
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 import tempfile
@@ -60,8 +61,28 @@ def remove(path: Path) -> None:
         parent.rmdir()
 
 
+def same_content(src: Path, dest: Path) -> bool:
+    """dest is already a copy of src: a file byte for byte; a tree with the same names, links and files (by
+    type, size and mtime, which copies keep: comparing 5 600 files' bytes would cost what copying them does)."""
+    if dest.is_symlink() or not dest.exists():
+        return False
+    if src.is_dir():
+        return dest.is_dir() and not _dir_differs(src, dest)
+    return dest.is_file() and filecmp.cmp(src, dest, shallow=False)
+
+
+def _dir_differs(a: Path, b: Path) -> bool:
+    cmp = filecmp.dircmp(a, b)
+    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
+        return True
+    return any(_dir_differs(a / d, b / d) for d in cmp.common_dirs)
+
+
 def copy_into_place(src: Path, dest: Path) -> None:
-    """Copy a file or a tree (symlinks kept) to dest atomically."""
+    """Copy a file or a tree (symlinks kept) to dest atomically; nothing is written where dest is already
+    that copy (same_content)."""
+    if same_content(src, dest):
+        return
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = stage(dest, lambda t: shutil.copytree(src, t, symlinks=True) if src.is_dir() else shutil.copy2(src, t))
     try:

@@ -9,6 +9,7 @@ must suit the release's stub.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,17 +82,30 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
         timings[f"{name}_s"] = round(time.monotonic() - t0, 2)
         log(f"{name} done in {timings[f'{name}_s']:.1f} s")
 
-    with step("stub"):
-        gpu = spec.gpu or spec.deployment in ("gpu-models", "gpu-all")
-        stub = produce(rel.release, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
-                       sources=spec.sources, log=log, base_image=spec.base_image, pybind11=spec.pybind11,
-                       target=spec.target, rebuild=spec.rebuild)
-    with step("env"):
-        env_spec = PackSpec(**{**spec.env.__dict__, "triton": rel.release, "target": spec.target,
-                               "python": spec.env.python or (None if spec.env.kind != "python" else python),
-                               # numpy follows the stub's pybind11, not the release alone
-                               "numpy2": compat.reads_numpy2(stub.manifest), **_same_image(stub, spec.env)})
-        env = pack(env_spec, spec.env_output, log, rebuild=spec.rebuild)
+    gpu = spec.gpu or spec.deployment in ("gpu-models", "gpu-all")
+
+    def make_stub() -> StubArtifact:
+        with step("stub"):
+            return produce(rel.release, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
+                           sources=spec.sources, log=log, base_image=spec.base_image, pybind11=spec.pybind11,
+                           target=spec.target, rebuild=spec.rebuild)
+
+    def make_env(stub: StubArtifact | None) -> PackResult:
+        with step("env"):
+            return pack(_env_spec(spec, rel, python, stub), spec.env_output, log, rebuild=spec.rebuild)
+
+    if _prebuilt_stub(spec, rel, python):
+        # NVIDIA's stub comes in seconds and decides nothing about the env: both are made at once, and the
+        # env is made again, after the stub, only if the stub turned out otherwise (see _env_spec)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(make_stub)
+            env = make_env(None)
+            stub = pending.result()
+        if _env_spec(spec, rel, python, stub) != _env_spec(spec, rel, python, None):
+            env = make_env(stub)
+    else:
+        stub = make_stub()
+        env = make_env(stub)
     with step("preflight"):
         for w in preflight(rel, stub, env, spec.target):
             log(f"warning: {w}")
@@ -109,6 +123,22 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
                 opts["image"] = compat.image_of(spec.target)
             result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **opts), log)
     return result
+
+
+def _prebuilt_stub(spec: BuildSpec, rel: catalog.Release, python: str) -> bool:
+    """The stub will come from the release's nvidia-pytriton wheel (or the store): a few seconds at most."""
+    return (spec.builder in ("auto", "prebuilt") and not spec.pybind11 and spec.target == "release"
+            and python in rel.pytriton_stub_pythons)
+
+
+def _env_spec(spec: BuildSpec, rel: catalog.Release, python: str, stub: StubArtifact | None) -> PackSpec:
+    """The env for this stub (None: for NVIDIA's prebuilt stub, which reads numpy 2 only where its release's
+    pybind11 does and never asks for the release's image)."""
+    return PackSpec(**{**spec.env.__dict__, "triton": rel.release, "target": spec.target,
+                       "python": spec.env.python or (None if spec.env.kind != "python" else python),
+                       # numpy follows the stub's pybind11, not the release alone
+                       "numpy2": compat.reads_numpy2(stub.manifest) if stub else False,
+                       **(_same_image(stub, spec.env) if stub else {})})
 
 
 def _same_image(stub: StubArtifact, env: PackSpec) -> dict:

@@ -9,14 +9,13 @@ which do not keep symlinks).
 
 from __future__ import annotations
 
-import filecmp
 import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from envtool import compat
-from envtool.atomic import publish, remove, stage, write_atomic
+from envtool.atomic import publish, remove, same_content, stage, write_atomic
 from envtool.catalog import normalize_release
 from envtool.elf import require_executable
 from envtool.env.view import is_gzip, view_env
@@ -57,11 +56,7 @@ class Placement:
         d = self.dest
         if self.link_to is not None:
             return d.is_symlink() and os.readlink(d) == self.link_to
-        if d.is_symlink() or not d.exists():
-            return False
-        if self.source.is_dir():
-            return d.is_dir() and not _dir_differs(self.source, d)
-        return d.is_file() and filecmp.cmp(self.source, d, shallow=False)
+        return same_content(self.source, d)
 
     def describe(self) -> str:
         if self.link_to is not None:
@@ -304,10 +299,3 @@ def _fill(p: Placement, tmp: Path) -> None:
     else:
         shutil.copyfile(p.source, tmp)
         tmp.chmod(0o755 if p.dest.name == STUB_NAME else 0o644)
-
-
-def _dir_differs(a: Path, b: Path) -> bool:
-    cmp = filecmp.dircmp(a, b)
-    if cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files:
-        return True
-    return any(_dir_differs(a / d, b / d) for d in cmp.common_dirs)
