@@ -68,12 +68,16 @@ class Digests:
             for name in filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]:
                 p = Path(dirpath, name)
                 rel = str(p.relative_to(root))
-                out[rel] = "-> " + os.readlink(p) if p.is_symlink() else self.file(p)
+                # a FIFO or socket is named, never opened: reading one could block forever
+                out[rel] = "-> " + os.readlink(p) if p.is_symlink() else self.file(p) if p.is_file() else "special"
         return dict(sorted(out.items()))
 
     def save(self) -> None:
+        """Files changed in the last 2 s are not remembered: a second write within the file system's timestamp
+        granularity would keep size and mtime (git's "racy" entries)."""
+        now = time.time_ns()
         self.memo_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.memo_path, json.dumps(self.new))
+        write_atomic(self.memo_path, json.dumps({k: v for k, v in self.new.items() if now - v[1] > 2_000_000_000}))
 
 
 def inputs_digest(repo: Repository, key: dict, digests: Digests) -> str:
