@@ -91,36 +91,33 @@ def inputs_digest(repo: Repository, key: dict, digests: Digests) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-def env_facts(path: Path, digests: Digests | None = None) -> dict:
+def env_facts(path: Path, digests: Digests) -> dict:
     """sha256 (tarballs), Python X.Y and {package: version}, from the env's member names."""
     view = view_env(path)
-    digest = (digests.file(path) if digests else file_sha256(path)) if view.kind == "tarball" else None
+    digest = digests.file(path) if view.kind == "tarball" else None
     return {"path": str(path), "kind": view.kind, "sha256": digest, "python": view.python,
             "packages": dict(sorted(view.packages.items(), key=lambda kv: kv[0].lower()))}
 
 
-def model_entry(model, digests: Digests | None = None) -> dict:
+def model_entry(model, digests: Digests) -> dict:
     entry: dict = {}
     stub = model.path / STUB
     if stub.is_file():
-        entry["stub"] = {"sha256": digests.file(stub) if digests else file_sha256(stub),
-                         "libpython": read_elf(stub).libpython}
+        entry["stub"] = {"sha256": digests.file(stub), "libpython": read_elf(stub).libpython}
     if (env := model.existing_env()) is not None:
         entry["env"] = env_facts(env, digests)
     return entry
 
 
-def lock_data(repo: Repository, release: str, server: dict, inputs: str | None = None,
-              served: dict | None = None, digests: Digests | None = None) -> dict:
+def lock_data(repo: Repository, release: str, server: dict, inputs: str, served: dict, digests: Digests) -> dict:
     return {"generated_by": "envtool verify", "verified_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "release": release, "server": server, "repository": str(repo.path.resolve()),
-            "inputs_sha256": inputs, "served": served or {},
+            "inputs_sha256": inputs, "served": served,
             "models": {m.name: model_entry(m, digests)
                        for m in sorted(repo.python_models(), key=lambda m: m.name)}}
 
 
-def write_lock(repo: Repository, release: str, server: dict, inputs: str | None = None,
-               served: dict | None = None, digests: Digests | None = None) -> Path:
+def write_lock(repo: Repository, release: str, server: dict, inputs: str, served: dict, digests: Digests) -> Path:
     path = lock_path(repo.path)
     write_atomic(path, json.dumps(lock_data(repo, release, server, inputs, served, digests), indent=2) + "\n")
     return path

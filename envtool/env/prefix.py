@@ -174,7 +174,7 @@ def pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | No
     names the package and the installer's last lines. installer: auto | uv | pip."""
     if not args:
         return
-    uv = uv_bin() if installer != "pip" and not _debian_site(prefix / "lib" / f"python{xy}") else None
+    uv = _uv_for(prefix / "lib" / f"python{xy}", installer)
     if installer == "uv" and uv is None:
         raise BadInput("--installer uv: uv is not installed here (or the env's Python is Debian's, whose "
                        "site scheme only pip installs into)", "pip install uv, or use --installer pip")
@@ -212,8 +212,13 @@ def _install_failed(prefix: Path, out, tool: str) -> None:
 
 def installer_of(it: Interpreter, choice: str = "auto") -> str:
     """What will install into a copy of it ("uv 0.x.y" or "pip"): part of the env cache key."""
-    uv = uv_bin() if choice != "pip" and not _debian_site(it.stdlib) else None
+    uv = _uv_for(it.stdlib, choice)
     return uv_version(uv) if uv else "pip"
+
+
+def _uv_for(stdlib: Path, choice: str) -> str | None:
+    """uv, unless pip was asked for, uv is missing, or the Python is Debian's (its site scheme is pip's)."""
+    return uv_bin() if choice != "pip" and not _debian_site(stdlib) else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -226,6 +231,7 @@ def uv_bin() -> str | None:
         return shutil.which("uv")
 
 
+@functools.lru_cache(maxsize=None)
 def uv_version(uv: str) -> str:
     out = run([uv, "--version"], timeout=60)
     return out.stdout.strip() if out.returncode == 0 else "uv"

@@ -217,7 +217,7 @@ class ProcessServer(Server):
         return self.proc.wait()
 
     def stop(self, grace: float = 10.0) -> None:
-        ours = _env_roots_used_by(_group(self.proc.pid)) if self.proc is not None else set()
+        ours = _shared_paths_used_by(_group(self.proc.pid)) if self.proc is not None else set()
         if self.proc is not None and self.proc.poll() is None:
             self._signal(signal.SIGTERM)
             try:
@@ -267,7 +267,7 @@ def _group(pgid: int) -> list[int]:
     return out
 
 
-def _env_roots_used_by(pids: list[int]) -> set[str]:
+def _shared_paths_used_by(pids: list[int]) -> set[str]:
     """The /tmp/python_env_* folders these processes run in, map files from or hold open, and the python
     backend's shared-memory regions they map or hold open."""
     roots: set[str] = set()
@@ -290,4 +290,4 @@ def _claimed_elsewhere() -> tuple[set[str], bool]:
     for pid in live:
         with contextlib.suppress(OSError):
             triton = triton or Path(f"/proc/{pid}/comm").read_text().strip() == "tritonserver"
-    return _env_roots_used_by(live), triton
+    return _shared_paths_used_by(live), triton
