@@ -233,8 +233,8 @@ class ProcessServer(Server):
         for d in leftover:
             if d in ours or not (d in used_elsewhere or triton_elsewhere):
                 shutil.rmtree(d, ignore_errors=True)
-        for r in regions:  # what this server made and nobody maps (another server's could be new too)
-            if not (r in used_elsewhere or triton_elsewhere):
+        for r in regions:  # what this server's processes mapped (dying, they may still show it), or nobody maps
+            if r in ours or not (r in used_elsewhere or triton_elsewhere):
                 with contextlib.suppress(OSError):
                     os.unlink(r)
 
