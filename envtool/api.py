@@ -6,7 +6,7 @@ from pathlib import Path
 
 from envtool import catalog
 from envtool.build import BuildResult, BuildSpec, build
-from envtool.doctor import DoctorOptions, DoctorReport, doctor, read_log
+from envtool.doctor import DoctorOptions, DoctorReport, doctor
 from envtool.doctor import explain_log as _explain
 from envtool.env.build import PackResult, PackSpec, pack
 from envtool.env.pack import DEFAULT_LEVEL
@@ -46,9 +46,9 @@ def release(name: str) -> catalog.Release:
     return catalog.normalize_release(name)
 
 
-def explain_log(path: str | Path) -> DoctorReport:
-    """doctor --log: the causes and fixes in a Triton server log."""
-    return _explain(read_log(Path(path)))
+def explain_log(path: str | Path, release: str | None = None, repo: str | Path | None = None) -> DoctorReport:
+    """doctor --log: the causes and fixes in a Triton server log (the repository's configs, where given)."""
+    return _explain(Path(path), release, Path(repo) if repo is not None else None)
 
 
 def matrix(releases: list[str], pythons: list[str], **kw):

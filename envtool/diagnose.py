@@ -1,18 +1,22 @@
-"""Triton log lines -> causes and fixes, from the data file diagnoses.toml.
+"""Triton log lines -> causes and fixes, from the data file diagnoses.toml, and the verdict on a whole log.
 
-Used by the servers (model states the repository index does not report), verify's log watcher
-(stop at once on a cause that makes Triton hang) and doctor --log.
+Used by the servers (model states the repository index does not report), verify's log watcher (stop at once
+on a cause that makes Triton hang) and doctor --log, which reasons over the whole log (envtool/logs.py):
+which release printed it, whether the failing model got an env, what followed its stub's start, and what the
+model repository says, before it names a cause. Every verdict names the log lines it stands on.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 from envtool.catalog import tomllib
+from envtool.catalog.history import ReleaseSpan, release_span
 from envtool.findings import Finding
+from envtool.logs import Line, LogFacts, parse
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,10 @@ class Diagnosis:
     fix: str
     line: str  # the log line it was recognised in
     hang: bool  # Triton waits forever instead of failing
-    mode: int  # KNOWLEDGE.md section 4 item
+    mode: int  # the failure mode's number in the project's knowledge base (0: found in public logs)
+    model: str | None = None
+    evidence: tuple[str, ...] = ()  # "line N: text" of every line the verdict stands on
+    rank: int = 1  # 1 a root cause, 2 model.py's own exception, 3 a consequence (a stub "not healthy")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,12 +42,24 @@ def _data() -> dict:
 
 @lru_cache(maxsize=None)
 def _causes() -> list[tuple[re.Pattern, dict]]:
-    return [(re.compile(c["pattern"]), c) for c in _data()["cause"]]
+    return [(re.compile(c["pattern"]), c) for c in _data()["cause"] if "pattern" in c]
 
 
 def causes() -> dict[str, dict]:
-    """id -> the cause's entry (pattern, cause, fix, and for some an `example` line of what Triton prints)."""
-    return {c["id"]: c for c in _data()["cause"]}
+    """id -> the cause's first entry (pattern, cause, fix, and for some an `example` of what Triton prints)."""
+    out: dict[str, dict] = {}
+    for c in _data()["cause"]:
+        out.setdefault(c["id"], c)
+    return out
+
+
+@lru_cache(maxsize=None)
+def interesting() -> re.Pattern:
+    """One pattern for every line worth keeping while a log streams by: a cause, or an error of any kind."""
+    words = [p.pattern for p, _c in _causes()] + [
+        r"Traceback \(most recent call last\)", r"\bUNAVAILABLE\b", r"failed to load", r"^E\d{4} ",
+        r"(?:Error|Exception|error): ", r"No such file or directory", r"Permission denied"]
+    return re.compile("|".join(f"(?:{re.sub(r'[(][?]P<[a-z_0-9]+>', '(?:', w)})" for w in words))
 
 
 @lru_cache(maxsize=None)
@@ -48,16 +67,29 @@ def _load_failure_patterns() -> list[re.Pattern]:
     return [re.compile(d["pattern"]) for d in _data()["load_failure"]]
 
 
+def _match(line: str, span: ReleaseSpan | None = None) -> tuple[dict, dict] | None:
+    """The first cause (in the data file's order: specific before generic) whose pattern the line matches and
+    that can apply to the release span."""
+    for pattern, c in _causes():
+        if (m := pattern.search(line)) and (span is None or span.may_be(c.get("first"), c.get("before"))):
+            return c, {k: v or "" for k, v in m.groupdict().items()}
+    return None
+
+
+def _diagnosis(c: dict, groups: dict, line: Line | str, model: str | None = None) -> Diagnosis:
+    text = line.text if isinstance(line, Line) else line
+    where = f"line {line.n}: {text.strip()[:300]}" if isinstance(line, Line) else text.strip()[:300]
+    return Diagnosis(c["id"], c["cause"].format(**groups), c["fix"].format(**groups), text.strip()[:400],
+                     c.get("hang", False), c["mode"], model, (where,), c.get("rank", 1))
+
+
 def scan(text: str) -> list[Diagnosis]:
-    """Every known cause in text, once each, in the order they first appear."""
+    """Every known cause in text, once each, in the order they first appear (verify's log watcher)."""
     found: dict[tuple[str, str], Diagnosis] = {}
     for line in text.splitlines():
-        for pattern, c in _causes():
-            if m := pattern.search(line):
-                groups = {k: v or "" for k, v in m.groupdict().items()}
-                d = Diagnosis(c["id"], c["cause"].format(**groups), c["fix"].format(**groups), line.strip()[:400],
-                              c.get("hang", False), c["mode"])
-                found.setdefault((d.id, d.cause), d)
+        if hit := _match(line):
+            d = _diagnosis(*hit, line)
+            found.setdefault((d.id, d.cause), d)
     return list(found.values())
 
 
@@ -71,26 +103,211 @@ def load_failures(log: str) -> dict[str, str]:
     return out
 
 
+@dataclass
+class LogVerdict:
+    """What a whole log says: the release that printed it, the causes (the first is the verdict), the models
+    Triton rejected, and what was looked up in the repository."""
+
+    release: ReleaseSpan
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    lines: int = 0
+    recognised: bool = True
+
+    def to_dict(self) -> dict:
+        return {"release": self.release.to_dict(), "lines": self.lines, "recognised": self.recognised,
+                "verdict": self.diagnoses[0].id if self.diagnoses else None}
+
+
+def diagnose_log(facts: LogFacts, release: str | None = None, repo=None) -> LogVerdict:
+    """The causes in a whole log, the root cause first. `repo` (a Repository) confirms or overturns them."""
+    span = release_span(release, facts.banner_release, facts.server_version, facts.quoted)
+    verdict = LogVerdict(span, lines=facts.lines, recognised=facts.recognised)
+    found: dict[tuple[str, str | None], Diagnosis] = {}
+    for line in facts.matched:
+        if hit := _match(line.text, span) or (_match(line.msg, span) if line.msg != line.text else None):
+            d = _refine(_diagnosis(*hit, line, line.model), line, facts, span, repo)
+            if (d.id, d.model) in found:
+                old = found[(d.id, d.model)]
+                if len(old.evidence) < 3 and d.evidence[0] not in old.evidence:
+                    found[(d.id, d.model)] = replace(old, evidence=old.evidence + d.evidence)
+            else:
+                found[(d.id, d.model)] = d
+    ordered = sorted(found.values(), key=lambda d: d.rank)  # stable: log order within a rank
+    ordered = _runtime_dir(facts) + ordered
+    if hang := _hang(facts, span, repo):
+        ordered = [hang] + ordered if not any(d.rank == 1 for d in ordered) else ordered + [hang]
+    verdict.diagnoses = ordered
+    verdict.findings = _rejected(facts)
+    return verdict
+
+
+def _rejected(facts: LogFacts) -> list[Finding]:
+    out = []
+    for line in facts.matched:
+        for pat in _load_failure_patterns():
+            if (m := pat.search(line.msg)) and not any(f.model == m.group("model") for f in out):
+                reason = m.group("reason").strip()
+                out.append(Finding("load-failed", "error", m.group("model"),
+                                   reason.splitlines()[0] if reason else reason, reason))
+    for model, status in facts.status.items():
+        if status.startswith("UNAVAILABLE") and not any(f.model == model for f in out):
+            out.append(Finding("load-failed", "error", model, status, status))
+    return out
+
+
+# --- refinements: what the rest of the log (and the repository) says about a matched line ------------
+
+def _refine(d: Diagnosis, line: Line, facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis:
+    if d.id == "module-not-found":
+        return _module(d, line, facts, span, repo)
+    if d.id == "canonical-path":
+        return _canonical(d, line, span, repo)
+    return d
+
+
+def _as(d: Diagnosis, cause_id: str, **groups) -> Diagnosis:
+    c = causes()[cause_id]
+    return replace(d, id=cause_id, cause=c["cause"].format(**groups), fix=c["fix"].format(**groups),
+                   hang=c.get("hang", False), mode=c["mode"], rank=c.get("rank", 1))
+
+
+def _module(d: Diagnosis, line: Line, facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis:
+    module = re.search(r"No module named '([^']+)'", line.msg).group(1)
+    top = module.split(".")[0]
+    if top == "model":
+        return _as(d, "model-py-not-found")
+    if top in ("triton_python_backend_utils", "c_python_backend_utils"):
+        return _as(d, "model-py-not-found")
+    model = d.model
+    config_env = _repo_env(repo, model)
+    if config_env is not None and config_env.get("relative") and not facts.env_of(model):
+        return replace(_as(d, "module-no-env", module=module, release=span.text()),
+                       cause=f"the env was never found: {model}'s EXECUTION_ENV_PATH {config_env['value']!r} is "
+                             f"relative, so Triton resolves it against the server's working directory, not the "
+                             f"model folder, and model.py ran in the image's own Python, which lacks '{module}'",
+                       fix='set it to "$$TRITON_MODEL_DIRECTORY/<env>.tar.gz" (envtool inject writes that form)')
+    if not _env_applied(facts, model, repo):
+        cause_text = causes()["module-no-env"]["cause"].format(module=module, release=span.text())
+        if span.hi is not None and span.before("execution-env"):
+            cause_text += "; this release predates EXECUTION_ENV_PATH (python_backend r21.06), so no env is used"
+        return replace(_as(d, "module-no-env", module=module, release=span.text()), cause=cause_text)
+    return d
+
+
+def _env_applied(facts: LogFacts, model: str | None, repo) -> bool:
+    """Whether the model ran in an execution env. Unknown (a log of a few lines) counts as applied."""
+    if facts.env_of(model):
+        return True
+    config_env = _repo_env(repo, model)
+    if config_env is not None:
+        return bool(config_env.get("value"))
+    started = [s for s in facts.starts if s.model == model or model is None]
+    if started:  # the stub's start line shows no env: the image's own Python ran model.py
+        return False
+    # An env leaves "Using Python execution env" (INFO, r21.06+) and /tmp/python_env_* paths in tracebacks;
+    # a log with neither ran the image's own Python.
+    return facts.any_env or any("python_env_" in x.text for x in facts.matched)
+
+
+def _repo_env(repo, model: str | None) -> dict | None:
+    """The model's EXECUTION_ENV_PATH in the repository: {value, relative} ({} when the model has none)."""
+    if repo is None or model is None:
+        return None
+    m = next((m for m in repo.models if m.name == model), None)
+    if m is None:
+        return None
+    value = m.parameter("EXECUTION_ENV_PATH") if hasattr(m, "parameter") else None
+    if not value:
+        return {}
+    return {"value": value, "relative": not value.startswith(("/", "$$TRITON_MODEL_DIRECTORY"))}
+
+
+def _canonical(d: Diagnosis, line: Line, span: ReleaseSpan, repo) -> Diagnosis:
+    path = re.search(r"canonical path for (\S+?)\.?\"?$", line.msg)
+    path = path.group(1) if path else ""
+    if "$$TRITON_MODEL_DIRECTORY" in path and span.may_be(None, span.first_of("model-dir-variable")):
+        return _as(d, "canonical-path-old-release", path=path, release=span.text())
+    if "$TRITON_MODEL_DIRECTORY" in path.replace("$$TRITON_MODEL_DIRECTORY", ""):
+        return replace(d, cause=f"EXECUTION_ENV_PATH {path} has one '$': Triton only expands "
+                                "$$TRITON_MODEL_DIRECTORY (two)")
+    if path and not path.startswith("/"):
+        return replace(d, cause=f"EXECUTION_ENV_PATH {path} is relative: Triton resolves it against the "
+                                "server's working directory, where it does not exist")
+    if "/tmp/folder" in path:
+        return replace(d, cause=f"EXECUTION_ENV_PATH {path} is not in the copy of the model folder Triton made "
+                                "(a cloud repository, S3/GCS/Azure, is downloaded one model folder at a time, so "
+                                "'..' and other models' files are not there)",
+                       fix="put the env inside the model folder: $$TRITON_MODEL_DIRECTORY/<env>")
+    return d
+
+
+def _runtime_dir(facts: LogFacts) -> list[Diagnosis]:
+    """A stub told to load model.py from the python backend's own folder (runtime_modeldir): Triton took the
+    python backend for a python-based backend, usually a --backend-directory of a server built elsewhere."""
+    start = next((s for s in facts.starts if s.runtime_dir and s.runtime_dir.rstrip("/").endswith("/python")),
+                 None)
+    if start is None:
+        return []
+    d = _as(Diagnosis("", "", "", start.line.text.strip()[:400], False, 0, start.model,
+                      (f"line {start.line.n}: {start.line.text.strip()[:300]}",)), "model-py-not-found")
+    return [replace(d, cause=f"the stub is told to load model.py from {start.runtime_dir} (its last argument, "
+                             "runtime_modeldir), not from the model's version folder: Triton took the python "
+                             "backend for a python-based backend (a --backend-directory whose python/ folder "
+                             "is not the release's own layout)")]
+
+
+# --- a hang: the log ends while a python model's stub starts ----------------------------------------
+
+_DONE = re.compile(r"successfully loaded|failed to load|instance initialization successful|"
+                   r"TRITONBACKEND_ModelInstanceInitialize: instance initialization|UNAVAILABLE|READY")
+
+
+def _hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
+    """A hang is a hang only when nothing follows the last stub start: no error, no end of its load, and the
+    log ends there. Its causes, in order: a stub from another release (a custom stub that never ran
+    model.py), model.py blocking in import or initialize(), then stub-timeout-seconds."""
+    if not facts.starts:
+        return None
+    start = facts.starts[-1]
+    after = facts.after_last_start
+    if any(_DONE.search(x.msg) for x in after) or any(
+            x.level in ("E", "F") or (not x.triton and _match(x.text)) for x in after):
+        return None
+    if after and any(x.triton and "Starting Python backend stub" not in x.msg and x.n > start.line.n + 50
+                     for x in after):
+        return None  # the server went on for a long while: not stuck at this start
+    model_output = [x for x in after if not x.triton]  # the stub's own stderr: model.py ran
+    custom = not start.default_stub or _repo_has_stub(repo, start.model)
+    evidence = (f"line {start.line.n}: {start.line.text.strip()[:300]}", f"the log ends {len(after)} line(s) "
+                f"later, with no error and no end to {start.model or 'its'} load")
+    if custom and not model_output:
+        c = causes()["stub-release-mismatch"]
+        cause = c["cause"].format(stub=start.stub, release=span.text())
+        return Diagnosis("stub-release-mismatch", cause, c["fix"].format(release=span.text()),
+                         start.line.text.strip()[:400], True, c["mode"], start.model, evidence)
+    c = causes()["model-init-hang"]
+    extra = (f"; model.py printed {len(model_output)} line(s) after the start, so the stub ran it"
+             if model_output else "; the stub is the backend's own, so it matches the server")
+    return Diagnosis("model-init-hang", c["cause"].format(model=start.model or "the model") + extra,
+                     c["fix"], start.line.text.strip()[:400], True, c["mode"], start.model, evidence)
+
+
+def _repo_has_stub(repo, model: str | None) -> bool:
+    if repo is None or model is None:
+        return False
+    m = next((m for m in repo.models if m.name == model), None)
+    return m is not None and (m.path / "triton_python_backend_stub").is_file()
+
+
 def hang_hint(text: str) -> str:
-    """A hang that prints no error line: the log ends while a stub is being started or initialised."""
-    tail = [ln for ln in text.splitlines() if ln.strip()][-3:]
-    if any("Starting Python backend stub" in ln for ln in tail):
-        return ("the last log line starts a stub that never answered: a stub from another Triton release "
-                "(build one for this release: envtool stub --triton <release>)")
-    if tail and "TRITONBACKEND_ModelInstanceInitialize" in tail[-1]:
-        return ("the log ends in a model instance's initialize(): it is still running or stuck there "
-                "(heavy work or a deadlock in initialize)")
-    return ""
+    """verify: a server that never got ready and printed no cause; why, from the log's end ('' if unknown)."""
+    facts = parse(text.splitlines(), interesting())
+    d = _hang(facts, release_span(None, facts.banner_release, facts.server_version, facts.quoted), None)
+    return f"{d.cause} (fix: {d.fix})" if d else ""
 
 
-def explain(text: str) -> tuple[list[Finding], list[Diagnosis]]:
-    """A whole Triton log: the models it rejected (with Triton's reason), the hang signature of a log that
-    ends while a stub starts, and every known cause."""
-    findings = []
-    for model, reason in load_failures(text).items():
-        first = reason.strip().splitlines()[0] if reason.strip() else reason
-        findings.append(Finding("load-failed", "error", model, first, reason))
-    if hint := hang_hint(text):
-        findings.append(Finding("hang", "error", None, hint, "no error line: the server waits forever",
-                                "envtool stub --triton <the server's release>"))
-    return findings, scan(text)
+def explain(text: str, release: str | None = None, repo=None) -> tuple[list[Finding], list[Diagnosis]]:
+    """A whole Triton log given as text: the models it rejected and the causes, root first."""
+    v = diagnose_log(parse(text.splitlines(), interesting()), release, repo)
+    return v.findings, v.diagnoses

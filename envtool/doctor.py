@@ -9,15 +9,15 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from envtool import catalog, compat
-from envtool.diagnose import Diagnosis, explain
+from envtool import catalog, compat, logs
+from envtool.diagnose import Diagnosis, LogVerdict, diagnose_log, interesting
 from envtool.env.launch import ACTIVATE, secure_extract_error, start
 from envtool.env.validate import extract
 from envtool.env.view import EnvView, view_env
-from envtool.errors import BadInput
 from envtool.findings import Finding
+from envtool.repo.imports import image_python, missing, variant_of
 from envtool.repo.lint import lint_repository
-from envtool.repo.model_repo import Model, load_repository
+from envtool.repo.model_repo import ENV_KEY, Model, load_repository
 from envtool.runner import Timeout
 from envtool.stub.store import STUB, stub_release
 
@@ -52,6 +52,7 @@ class DoctorOptions:
 class DoctorReport:
     findings: list[Finding] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
+    log: LogVerdict | None = None  # doctor --log: the release that printed it, how many lines, the verdict
 
     @property
     def ok(self) -> bool:
@@ -62,11 +63,14 @@ class DoctorReport:
         return self.findings + [Finding(d.id, "error", None, d.cause, d.line, d.fix) for d in self.diagnoses]
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "ok": self.ok,
             "findings": [f.to_dict() for f in self.findings],
             "diagnoses": [d.to_dict() for d in self.diagnoses],
         }
+        if self.log is not None:
+            out["log"] = self.log.to_dict()
+        return out
 
 
 def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
@@ -140,7 +144,31 @@ def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions
             for f in compat.check(stub, env_side, target, m.name)]
     if root is not None and opts.import_check:
         out += _imports(m, root, opts.stub_timeout, target.launcher if target else ACTIVATE)
+    if m.parameter(ENV_KEY) is None:
+        out += _image_imports(m, rel.release if rel else None, variant_of(opts.image))
     return out
+
+
+def _image_imports(m: Model, release: str | None, variant: str) -> list[Finding]:
+    """A model without an env runs in the release image's own Python: what model.py imports at load time
+    that this Python lacks (read with ast, never executed)."""
+    model_py = m.path / str(max(m.versions or [1])) / (m.model_file() or "model.py")
+    image = image_python(release, variant)
+    if image is None or not image.complete or not model_py.is_file():
+        return []
+    lacks = missing(model_py, image)
+    if not lacks:
+        return []
+    names = ", ".join(imp.top for imp, _ in lacks)
+    where = "; ".join(f"{model_py.name}:{imp.line} `{imp.text}`" for imp, _ in lacks)
+    dists = " ".join(sorted({d for _, d in lacks}))
+    release_opt = f" --triton r{release}" if release else " --triton <release>"
+    return [_f("import-no-env", "warning", m,
+               f"no execution env: model.py runs in {image.describe()}, which lacks {names} ({where})",
+               f"ModuleNotFoundError: No module named '{lacks[0][0].top}'",
+               f"give it an env: envtool pack --pip {dists.replace(' ', ' --pip ')}{release_opt} and "
+               f"envtool inject {m.path.parent} --models {m.name} ...; or install them into your server "
+               f"image (pip install {dists})", model_py)]
 
 
 def _imports(m: Model, root: Path, timeout: float, launcher: str = ACTIVATE) -> list[Finding]:
@@ -213,14 +241,18 @@ def _shm(repo, available: int) -> list[Finding]:
     ]
 
 
-def explain_log(text: str) -> DoctorReport:
-    """doctor --log: the causes in a Triton log, the models it rejected, and the hang signatures."""
-    findings, diagnoses = explain(text)
-    return DoctorReport(findings, diagnoses)
+def explain_log(path: Path, release: str | None = None, repo: Path | None = None) -> DoctorReport:
+    """doctor --log (and doctor REPO --log): the causes in a Triton log, root first, each with the lines it
+    stands on. The log is streamed (any size, bounded memory); REPO's configs confirm or overturn a cause."""
+    return _verdict(logs.read(path, interesting()), release, repo)
 
 
-def read_log(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError as e:
-        raise BadInput(f"--log {path}: {e.strerror}", "pass the server's log file") from None
+def explain_lines(lines, release: str | None = None, repo: Path | None = None) -> DoctorReport:
+    """explain_log over lines already read (the corpus of tests/fixtures/logs, without its header)."""
+    return _verdict(logs.parse(lines, interesting()), release, repo)
+
+
+def _verdict(facts: logs.LogFacts, release: str | None, repo: Path | None) -> DoctorReport:
+    repository = load_repository(repo) if repo is not None else None
+    verdict = diagnose_log(facts, release, repository)
+    return DoctorReport(verdict.findings, verdict.diagnoses, verdict)
