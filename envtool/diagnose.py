@@ -123,16 +123,20 @@ def diagnose_log(facts: LogFacts, release: str | None = None, repo=None) -> LogV
     """The causes in a whole log, the root cause first. `repo` (a Repository) confirms or overturns them."""
     span = release_span(release, facts.banner_release, facts.server_version, facts.quoted)
     verdict = LogVerdict(span, lines=facts.lines, recognised=facts.recognised)
-    found: dict[tuple[str, str | None], Diagnosis] = {}
+    by_line: dict[int, tuple[int, Diagnosis]] = {}  # a wrapped line read whole beats its first piece
     for line in facts.matched:
+        if line.n in by_line and by_line[line.n][0] > line.pieces:
+            continue
         if hit := _match(line.text, span) or (_match(line.msg, span) if line.msg != line.text else None):
-            d = _refine(_diagnosis(*hit, line, line.model), line, facts, span, repo)
-            if (d.id, d.model) in found:
-                old = found[(d.id, d.model)]
-                if len(old.evidence) < 3 and d.evidence[0] not in old.evidence:
-                    found[(d.id, d.model)] = replace(old, evidence=old.evidence + d.evidence)
-            else:
-                found[(d.id, d.model)] = d
+            by_line[line.n] = (line.pieces, _refine(_diagnosis(*hit, line, line.model), line, facts, span, repo))
+    found: dict[tuple[str, str | None], Diagnosis] = {}
+    for n in sorted(by_line):
+        d = by_line[n][1]
+        if (d.id, d.model) not in found:
+            found[(d.id, d.model)] = d
+        elif len(found[(d.id, d.model)].evidence) < 3:  # up to 3 lines of evidence for one cause
+            old = found[(d.id, d.model)]
+            found[(d.id, d.model)] = replace(old, evidence=old.evidence + d.evidence)
     ordered = sorted(found.values(), key=lambda d: d.rank)  # stable: log order within a rank
     ordered = _runtime_dir(facts) + ordered
     if hang := _hang(facts, span, repo):

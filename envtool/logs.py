@@ -44,6 +44,7 @@ class Line:
     level: str | None  # I W E F for Triton's own lines; None for the stub's stderr, the shell, tracebacks
     src: str | None = None  # "stub_launcher.cc:385"
     model: str | None = None  # the model Triton was loading when it was written (latest loading/stub start)
+    pieces: int = 1  # > 1: the physical lines a terminal wrapped, joined back
 
     @property
     def triton(self) -> bool:
@@ -110,7 +111,8 @@ def parse_line(n: int, text: str) -> Line:
     text = text.rstrip()
     m = _PREFIX.search(text)
     if not m:
-        return Line(n, text, text.strip(), None)
+        row = _ROW.match(text)  # a status-table row: its message is the status cell, without the closing |
+        return Line(n, text, row.group("status") if row else text.strip(), None)
     return Line(n, text, _unquote(m.group("msg").strip()), m.group("lvl") or m.group("lvl2"), m.group("src"))
 
 
@@ -143,34 +145,52 @@ class _Reader:
         self.tail: deque[Line] = deque(maxlen=_TAIL)
         self.after: list[Line] | None = None
         self.current: str | None = None
-        self.prev: Line | None = None
+        self.prev_raw, self.prev_n = "", 0
+        self.wrap: Line | None = None  # the lines a terminal wrapped, joined so far
+        self.wrap_raw, self.wrap_width = "", 0
 
     def feed(self, n: int, raw: str) -> None:
+        raw = raw.rstrip("\r\n")
         line = parse_line(n, raw)
         f = self.f
         f.lines = n
         if not line.text.strip():
+            self.prev_raw = ""
             return
         if line.triton:
             f.triton_lines += 1
             f.quoted = f.quoted or '] "' in line.text
         self._events(line)
         line = replace(line, model=self.current)
-        joined = self._joined(line)
-        hit = self.interesting.search(line.text)
-        if (hit or (joined and self.interesting.search(joined.text))) and len(f.matched) < _MAX_MATCHES:
-            f.matched.append(line if hit or joined is None else joined)
+        joined = self._joined(n, raw, line)
+        if joined is not None:
+            self._events(joined)  # a start or env path the wrap had cut
+        if len(f.matched) < _MAX_MATCHES:
+            if self.interesting.search(line.text):
+                f.matched.append(line)
+            if joined is not None and self.interesting.search(joined.text):
+                f.matched.append(joined)
         self.tail.append(line)
         if self.after is not None and len(self.after) < _AFTER_START:
             self.after.append(line)
-        self.prev = line
+        self.prev_raw, self.prev_n = raw, n
 
-    def _joined(self, line: Line) -> Line | None:
-        """A line a terminal wrapped: the previous one was long and this one is no new log entry."""
-        p = self.prev
-        if p is None or line.triton or len(p.text) < 70 or p.n != line.n - 1:
+    def _joined(self, n: int, raw: str, line: Line) -> Line | None:
+        """The logical line a terminal wrapped: the line before was long (>= 60 columns; every piece but the
+        last of one width) and this one starts no new log entry. Its pieces count, so a cause read from the
+        whole line wins over one read from its first piece."""
+        prev = self.prev_raw
+        if line.triton or self.prev_n != n - 1 or len(prev) < 60:
+            self.wrap = None
             return None
-        return Line(p.n, p.text + line.text.strip(), p.msg + line.text.strip(), p.level, p.src, p.model)
+        if self.wrap is not None and len(prev) == self.wrap_width:  # a third (fourth...) piece
+            first, text, pieces = self.wrap.n, self.wrap_raw + raw, self.wrap.pieces + 1
+        else:
+            first, text, pieces = n - 1, prev + raw, 2
+            self.wrap_width = len(prev)
+        self.wrap_raw = text
+        self.wrap = replace(parse_line(first, text), model=line.model, pieces=pieces)
+        return self.wrap
 
     def _events(self, line: Line) -> None:
         f, msg = self.f, line.msg
@@ -189,6 +209,8 @@ class _Reader:
         if m := _ENV.search(msg):
             f.envs[self.current or "?"] = m.group("env")
         if start := _start_of(line):
+            if f.starts and f.starts[-1].line.n == line.n:  # the same start, read whole after a wrap
+                f.starts.pop()
             f.starts.append(start)
             self.current = start.model or self.current
             self.after = []
