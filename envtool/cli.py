@@ -656,7 +656,8 @@ def _render_build(result, spec) -> None:
               "checks: stub release, GLIBC/GLIBCXX of the image, numpy 2).")
 @click.option("--image", help="Check against this image's glibc and libstdc++ (read with docker) instead of the "
               "release's image in the catalog.")
-@click.option("--log", "log_file", type=click.Path(path_type=Path), help="Explain a Triton server log instead.")
+@click.option("--log", "log_file", type=click.Path(path_type=Path), help="Explain a Triton server log (- for "
+              "stdin); with REPO too, the repository's configs confirm or overturn the log's cause.")
 @click.option("--stub-timeout", type=float, default=30.0, show_default=True,
               help="The python backend's stub-timeout-seconds, for the import-time check.")
 @click.option("--no-import-check", is_flag=True, help="Do not import each model.py inside its env.")
@@ -666,16 +667,20 @@ def _render_build(result, spec) -> None:
 @_format_option
 def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker_shm, target, json_out,
            fmt) -> None:
-    """Find every version mismatch before deploying (REPO), or explain a failing server's log (--log)."""
+    """Find every version mismatch before deploying (REPO), explain a failing server's log (--log), or both."""
     if log_file is None and repo is None:
         raise BadInput("give a repository, or --log FILE", "envtool doctor model_repository --triton r24.10")
-    if log_file is not None:
-        report = api.explain_log(log_file)
-    else:
+    if stub_timeout <= 0:
+        raise BadInput(f"--stub-timeout {stub_timeout:g} must be more than 0 seconds", "--stub-timeout 30")
+    report = None
+    if repo is not None:
         opts = api.DoctorOptions(repo=repo, release=release, image=image, stub_timeout=stub_timeout,
                                  import_check=not no_import_check, target=target,
                                  docker_shm_bytes=docker_shm * 2**20 if docker_shm else None)
         report = _with_progress("doctor", lambda log: api.doctor(opts, log))
+    if log_file is not None:
+        from_log = api.explain_log(log_file, release, repo)
+        report = from_log if report is None else report.with_log(from_log)
     if not _emit_findings("json" if json_out else fmt, report.all_findings(), report.to_dict()):
         _render_doctor(report)
     sys.exit(0 if report.ok else EXIT_CHECK_FAILED)
@@ -684,7 +689,16 @@ def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker
 def _render_doctor(report) -> None:
     for f in report.findings:
         _print_finding(f)
-    for d in report.diagnoses:
-        out.print(f"[bold red]cause[/] {d.cause}\n    fix: {d.fix}\n    [dim]log: {d.line}[/]", highlight=False)
+    for i, d in enumerate(report.diagnoses):
+        head = "[bold red]cause[/]" if i == 0 else "[yellow]also[/]"
+        hang = " [bold](Triton waits forever)[/]" if d.hang else ""
+        out.print(f"{head} [dim]{d.id}[/]{hang} {d.cause}\n    fix: {d.fix}", highlight=False)
+        for e in d.evidence:
+            out.print(f"    [dim]{e}[/]", highlight=False)
+    if report.log is not None:
+        v = report.log
+        out.print(f"[dim]log: {v.lines} lines, {v.release.text()} ({v.release.how})[/]", highlight=False)
+        if not v.recognised:
+            out.print("nothing recognised: no Triton log line and no known error in it", highlight=False)
     n_err = sum(f.severity == "error" for f in report.findings) + len(report.diagnoses)
     out.print(("[red]✗[/] " if n_err else "[green]✓[/] ") + (f"{n_err} problem(s)" if n_err else "no problems"))

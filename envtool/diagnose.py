@@ -129,6 +129,10 @@ def diagnose_log(facts: LogFacts, release: str | None = None, repo=None) -> LogV
             continue
         if hit := _match(line.text, span) or (_match(line.msg, span) if line.msg != line.text else None):
             by_line[line.n] = (line.pieces, _refine(_diagnosis(*hit, line, line.model), line, facts, span, repo))
+    for n, (pieces, d) in list(by_line.items()):  # a join two whole lines' causes already explain: not a wrap
+        if pieces > 1 and any(by_line.get(k, (0, None))[1] and by_line[k][1].id == d.id
+                              for k in range(n + 1, n + pieces)):
+            del by_line[n]
     found: dict[tuple[str, str | None], Diagnosis] = {}
     for n in sorted(by_line):
         d = by_line[n][1]
@@ -141,6 +145,8 @@ def diagnose_log(facts: LogFacts, release: str | None = None, repo=None) -> LogV
     ordered = _runtime_dir(facts) + ordered
     if hang := _hang(facts, span, repo):
         ordered = [hang] + ordered if not any(d.rank == 1 for d in ordered) else ordered + [hang]
+    if span.exact:  # the fix names the log's own release
+        ordered = [replace(d, fix=d.fix.replace("<release>", f"r{span.exact}")) for d in ordered]
     verdict.diagnoses = ordered
     verdict.findings = _rejected(facts)
     return verdict
@@ -271,8 +277,10 @@ def _hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
     """A hang is a hang only when nothing follows the last stub start: no error, no end of its load, and the
     log ends there. Its causes, in order: a stub from another release (a custom stub that never ran
     model.py), model.py blocking in import or initialize(), then stub-timeout-seconds."""
-    if not facts.starts:
+    if facts.status:  # the server printed its status table: it got past loading
         return None
+    if not facts.starts:
+        return _unverbose_hang(facts)
     start = facts.starts[-1]
     after = facts.after_last_start
     if any(_DONE.search(x.msg) for x in after) or any(
@@ -295,6 +303,19 @@ def _hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
              if model_output else "; the stub is the backend's own, so it matches the server")
     return Diagnosis("model-init-hang", c["cause"].format(model=start.model or "the model") + extra,
                      c["fix"], start.line.text.strip()[:400], True, c["mode"], start.model, evidence)
+
+
+def _unverbose_hang(facts: LogFacts) -> Diagnosis | None:
+    """Without --log-verbose no stub start is logged: a log whose very last line initialises a python model
+    instance ends in that model's import or initialize()."""
+    last = facts.tail[-1] if facts.tail else None
+    m = re.search(r"TRITONBACKEND_ModelInstanceInitialize: (\S+) \((?:CPU|GPU|MODEL)", last.msg) if last else None
+    if m is None or "python" not in (last.src or ""):
+        return None
+    c = causes()["model-init-hang"]
+    text = last.text.strip()
+    return Diagnosis("model-init-hang", c["cause"].format(model=m.group(1)), c["fix"], text[:400], True, c["mode"],
+                     last.model, (f"line {last.n}: {text[:300]}", "the log ends there"))
 
 
 def _repo_has_stub(repo, model: str | None) -> bool:

@@ -58,6 +58,10 @@ class DoctorReport:
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings) and not self.diagnoses
 
+    def with_log(self, other: DoctorReport) -> DoctorReport:
+        """doctor REPO --log LOG: the repository's findings and the log's verdict in one report."""
+        return DoctorReport(self.findings + other.findings, other.diagnoses, other.log)
+
     def all_findings(self) -> list[Finding]:
         """The findings, and each diagnosis of a log as one (for SARIF and annotations)."""
         return self.findings + [Finding(d.id, "error", None, d.cause, d.line, d.fix) for d in self.diagnoses]

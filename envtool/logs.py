@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,8 +31,14 @@ _START = re.compile(r"Starting Python backend stub(?P<custom> with custom enviro
 _ROW = re.compile(r"^\s*\|\s*(?P<model>[^|\s]+)\s*\|\s*(?P<ver>-?\d+)\s*\|\s*(?P<status>[^|]*?)\s*\|?\s*$")
 _LOADED = re.compile(r"successfully loaded '(?P<model>[^']+)'")
 _LOAD_FAILED = re.compile(r"failed to load '(?P<model>[^']+)'")
+# Every line a cause (diagnoses.toml) or an error can match holds one of these (tests/test_doctor_logs.py
+# checks it over the corpus and every cause's example): a cheap test before the patterns run.
+KEYWORDS = ("rror", "ailed", "xception", "denied", "permitted", "not found", "annot", "atal", "Traceback",
+            "UNAVAILABLE", "shared memory", "healthy", "xited", "Timed out", "TLS", "numpy", "archive",
+            "activate", "anonical", "No module", "does not", "ssertion", "No space", "exists", "No such")
 _BINARY_SAMPLE = 8192
-_MAX_MATCHES = 2000  # matched lines kept (a log that repeats one error a million times keeps the first)
+_MAX_MATCHES = 1000  # matched lines kept from the start of a log, and as many from its end
+_MAX_SEEN = 100_000  # distinct messages remembered, so a message repeated a million times is kept once
 _TAIL = 60
 _AFTER_START = 400
 
@@ -148,6 +155,8 @@ class _Reader:
         self.prev_raw, self.prev_n = "", 0
         self.wrap: Line | None = None  # the lines a terminal wrapped, joined so far
         self.wrap_raw, self.wrap_width = "", 0
+        self.seen: set[int] = set()
+        self.late: deque[Line] = deque(maxlen=_MAX_MATCHES)
 
     def feed(self, n: int, raw: str) -> None:
         raw = raw.rstrip("\r\n")
@@ -165,15 +174,29 @@ class _Reader:
         joined = self._joined(n, raw, line)
         if joined is not None:
             self._events(joined)  # a start or env path the wrap had cut
-        if len(f.matched) < _MAX_MATCHES:
-            if self.interesting.search(line.text):
-                f.matched.append(line)
-            if joined is not None and self.interesting.search(joined.text):
-                f.matched.append(joined)
+        if self._interesting(line.text):
+            self._keep(line)
+        if joined is not None and self._interesting(joined.text):
+            self._keep(joined)
         self.tail.append(line)
         if self.after is not None and len(self.after) < _AFTER_START:
             self.after.append(line)
         self.prev_raw, self.prev_n = raw, n
+
+    def _interesting(self, text: str) -> bool:
+        return any(k in text for k in KEYWORDS) and self.interesting.search(text) is not None
+
+    def _keep(self, line: Line) -> None:
+        """The first _MAX_MATCHES matched lines and the last _MAX_MATCHES, each message once."""
+        key = hash(line.msg)
+        if key in self.seen:
+            return
+        if len(self.seen) < _MAX_SEEN:
+            self.seen.add(key)
+        if len(self.f.matched) < _MAX_MATCHES:
+            self.f.matched.append(line)
+        else:
+            self.late.append(line)
 
     def _joined(self, n: int, raw: str, line: Line) -> Line | None:
         """The logical line a terminal wrapped: the line before was long (>= 60 columns; every piece but the
@@ -193,33 +216,37 @@ class _Reader:
         return self.wrap
 
     def _events(self, line: Line) -> None:
-        f, msg = self.f, line.msg
-        if f.banner_release is None and (m := _BANNER.search(line.text)):
+        f, msg, text = self.f, line.msg, line.text
+        if f.banner_release is None and "Release" in text and (m := _BANNER.search(text)):
             f.banner_release = m.group("rel")
-        if f.server_version is None and (m := _VERSION_ROW.search(line.text)):
+        if f.server_version is None and "server_version" in text and (m := _VERSION_ROW.search(text)):
             f.server_version = m.group("v")
-        if m := (_LOADING.search(msg) or _MODEL_INIT.search(msg)):
+        if ("loading: " in msg or "ModelInitialize: " in msg) and (m := _LOADING.search(msg) or
+                                                                    _MODEL_INIT.search(msg)):
             self.current = m.group("model")
             if m.group("model") not in f.loading:
                 f.loading.append(m.group("model"))
-        elif m := _LOADED.search(msg):
+        elif "successfully loaded" in msg and (m := _LOADED.search(msg)):
             f.loaded.add(m.group("model"))
-        elif m := _LOAD_FAILED.search(msg):
+        elif "failed to load" in msg and (m := _LOAD_FAILED.search(msg)):
             f.failed.add(m.group("model"))
-        if m := _ENV.search(msg):
+        if "execution env" in msg and (m := _ENV.search(msg)):
             f.envs[self.current or "?"] = m.group("env")
-        if start := _start_of(line):
+        if "Starting Python backend stub" in msg and (start := _start_of(line)):
             if f.starts and f.starts[-1].line.n == line.n:  # the same start, read whole after a wrap
                 f.starts.pop()
             f.starts.append(start)
             self.current = start.model or self.current
             self.after = []
-        if not line.triton and (m := _ROW.match(line.text)) and m.group("model") not in ("Model", "Backend"):
+        if not line.triton and "|" in text and (m := _ROW.match(text)) and m.group("model") not in ("Model",
+                                                                                                 "Backend"):
             f.status[m.group("model")] = m.group("status")
 
 
 def read(path: Path, interesting: re.Pattern) -> LogFacts:
-    """Read a server log (a file, or - for stdin is the caller's business) into facts."""
+    """Read a server log (a file, or - for stdin) into facts, streaming: memory stays bounded."""
+    if str(path) == "-":
+        return parse(sys.stdin, interesting, "<stdin>")
     try:
         with open(path, "rb") as fh:
             head = fh.read(_BINARY_SAMPLE)
@@ -227,6 +254,8 @@ def read(path: Path, interesting: re.Pattern) -> LogFacts:
         raise BadInput(f"--log {path} is a folder", "pass the server's log file") from None
     except OSError as e:
         raise BadInput(f"--log {path}: {e.strerror}", "pass the server's log file") from None
+    if not head.strip():
+        raise BadInput(f"--log {path} is empty", "pass the server's log (tritonserver ... 2>&1 | tee server.log)")
     if b"\0" in head:
         raise BadInput(f"--log {path} is a binary file, not a Triton log",
                        "pass the server's text log (tritonserver ... 2>&1 | tee server.log)")
@@ -240,6 +269,7 @@ def parse(lines, interesting: re.Pattern, name: str = "<log>") -> LogFacts:
     reader = _Reader(facts, interesting)
     for n, raw in enumerate(lines, 1):
         reader.feed(n, raw)
+    facts.matched += reader.late
     facts.tail = list(reader.tail)
     facts.after_last_start = reader.after or []
     return facts
