@@ -53,6 +53,12 @@ def causes() -> dict[str, dict]:
     return out
 
 
+def _derived(cause_id: str) -> dict:
+    """The entry a verdict derived from the whole log uses (no pattern groups in its text)."""
+    entries = [c for c in _data()["cause"] if c["id"] == cause_id]
+    return next((c for c in entries if c.get("derived")), entries[0])
+
+
 @lru_cache(maxsize=None)
 def interesting() -> re.Pattern:
     """One pattern for every line worth keeping while a log streams by: a cause, or an error of any kind."""
@@ -177,7 +183,7 @@ def _refine(d: Diagnosis, line: Line, facts: LogFacts, span: ReleaseSpan, repo) 
 
 
 def _as(d: Diagnosis, cause_id: str, **groups) -> Diagnosis:
-    c = causes()[cause_id]
+    c = _derived(cause_id)
     return replace(d, id=cause_id, cause=c["cause"].format(**groups), fix=c["fix"].format(**groups),
                    hang=c.get("hang", False), mode=c["mode"], rank=c.get("rank", 1))
 
@@ -198,7 +204,7 @@ def _module(d: Diagnosis, line: Line, facts: LogFacts, span: ReleaseSpan, repo) 
                              f"model folder, and model.py ran in the image's own Python, which lacks '{module}'",
                        fix='set it to "$$TRITON_MODEL_DIRECTORY/<env>.tar.gz" (envtool inject writes that form)')
     if not _env_applied(facts, model, repo):
-        cause_text = causes()["module-no-env"]["cause"].format(module=module, release=span.text())
+        cause_text = _derived("module-no-env")["cause"].format(module=module, release=span.text())
         if span.hi is not None and span.before("execution-env"):
             cause_text += "; this release predates EXECUTION_ENV_PATH (python_backend r21.06), so no env is used"
         return replace(_as(d, "module-no-env", module=module, release=span.text()), cause=cause_text)
@@ -224,10 +230,10 @@ def _repo_env(repo, model: str | None) -> dict | None:
     """The model's EXECUTION_ENV_PATH in the repository: {value, relative} ({} when the model has none)."""
     if repo is None or model is None:
         return None
-    m = next((m for m in repo.models if m.name == model), None)
+    m = repo.models.get(model)
     if m is None:
         return None
-    value = m.parameter("EXECUTION_ENV_PATH") if hasattr(m, "parameter") else None
+    value = m.parameter("EXECUTION_ENV_PATH")
     if not value:
         return {}
     return {"value": value, "relative": not value.startswith(("/", "$$TRITON_MODEL_DIRECTORY"))}
@@ -294,11 +300,11 @@ def _hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
     evidence = (f"line {start.line.n}: {start.line.text.strip()[:300]}", f"the log ends {len(after)} line(s) "
                 f"later, with no error and no end to {start.model or 'its'} load")
     if custom and not model_output:
-        c = causes()["stub-release-mismatch"]
+        c = _derived("stub-release-mismatch")
         cause = c["cause"].format(stub=start.stub, release=span.text())
         return Diagnosis("stub-release-mismatch", cause, c["fix"].format(release=span.text()),
                          start.line.text.strip()[:400], True, c["mode"], start.model, evidence)
-    c = causes()["model-init-hang"]
+    c = _derived("model-init-hang")
     extra = (f"; model.py printed {len(model_output)} line(s) after the start, so the stub ran it"
              if model_output else "; the stub is the backend's own, so it matches the server")
     return Diagnosis("model-init-hang", c["cause"].format(model=start.model or "the model") + extra,
@@ -312,7 +318,7 @@ def _unverbose_hang(facts: LogFacts) -> Diagnosis | None:
     m = re.search(r"TRITONBACKEND_ModelInstanceInitialize: (\S+) \((?:CPU|GPU|MODEL)", last.msg) if last else None
     if m is None or "python" not in (last.src or ""):
         return None
-    c = causes()["model-init-hang"]
+    c = _derived("model-init-hang")
     text = last.text.strip()
     return Diagnosis("model-init-hang", c["cause"].format(model=m.group(1)), c["fix"], text[:400], True, c["mode"],
                      last.model, (f"line {last.n}: {text[:300]}", "the log ends there"))
@@ -321,7 +327,7 @@ def _unverbose_hang(facts: LogFacts) -> Diagnosis | None:
 def _repo_has_stub(repo, model: str | None) -> bool:
     if repo is None or model is None:
         return False
-    m = next((m for m in repo.models if m.name == model), None)
+    m = repo.models.get(model)
     return m is not None and (m.path / "triton_python_backend_stub").is_file()
 
 
