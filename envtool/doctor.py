@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from envtool import catalog, compat, logs
+from envtool.catalog.history import first_release, release_key
 from envtool.diagnose import Diagnosis, LogVerdict, diagnose_log, interesting
 from envtool.env.launch import ACTIVATE, secure_extract_error, start
 from envtool.env.validate import extract
@@ -88,7 +89,7 @@ def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
             log(f"checking {m.name}")
             report.findings += check_model(m, rel, img, opts, roots)
     if opts.docker_shm_bytes is not None:
-        report.findings += _shm(repo, opts.docker_shm_bytes)
+        report.findings += _shm(repo, opts.docker_shm_bytes, rel.release if rel else None)
     return report
 
 
@@ -226,23 +227,23 @@ def _imports(m: Model, root: Path, timeout: float, launcher: str = ACTIVATE) -> 
     return []
 
 
-def _shm(repo, available: int) -> list[Finding]:
-    from envtool.servers.docker import shm_size
-
-    need = shm_size(repo.path)
+def _shm(repo, available: int, release: str | None) -> list[Finding]:
+    """Each python model instance's stub maps a region of shm-default-byte-size at start: 1 MiB from r23.09,
+    64 MiB before (history.toml shm-default-1mib)."""
+    per = 2**20 if release is None or release_key(release) >= release_key(first_release("shm-default-1mib")) \
+        else 64 * 2**20
+    instances = repo.python_instances()
+    need = instances * per
     if need <= available:
         return []
-    return [
-        Finding(
-            "docker-shm",
-            "warning",
-            None,
-            f"/dev/shm of {available / 2**20:.0f} MiB is less than the "
-            f"{need / 2**20:.0f} MiB the python models need",
-            "Unable to initialize shared memory key ... use '--shm-size'",
-            f"docker run --shm-size={need // 2**20}m (envtool verify --server docker sizes it)",
-        )
-    ]
+    which = f"r{release}" if release else "the release"
+    return [Finding(
+        "docker-shm", "warning", None,
+        f"/dev/shm of {available / 2**20:.0f} MiB is less than the {need / 2**20:.0f} MiB the python models need "
+        f"({instances} instance(s) x {per // 2**20} MiB, {which}'s shm-default-byte-size)",
+        "Unable to initialize shared memory key ... Error: No space left on device",
+        f"docker run --shm-size={need // 2**20 + 64}m (envtool verify --server docker sizes it), or a smaller "
+        "--backend-config=python,shm-default-byte-size=N")]
 
 
 def explain_log(path: Path, release: str | None = None, repo: Path | None = None) -> DoctorReport:

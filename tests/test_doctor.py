@@ -168,9 +168,13 @@ def test_docker_shm_too_small(tmp_path, stub39, env39):
     repo = repo_with(tmp_path, stub39, env39)
     cfg = repo / "m" / "config.pbtxt"
     cfg.write_text(cfg.read_text().replace("count: 1", "count: 8"))
+    code, report = doctor(repo, "--triton", "r23.08", "--docker-shm", "64", "--no-import-check")
+    f = rules(report)["docker-shm"]  # 64 MiB regions up to r23.08
+    assert f["severity"] == "warning" and "--shm-size=576m" in f["fix"] and "8 instance(s) x 64 MiB" in f["message"]
     code, report = doctor(repo, "--triton", "r24.10", "--docker-shm", "64", "--no-import-check")
-    f = rules(report)["docker-shm"]
-    assert f["severity"] == "warning" and "--shm-size=576m" in f["fix"]
+    assert "docker-shm" not in rules(report)  # 1 MiB regions from r23.09: 8 fit in docker's default 64 MiB
+    code, report = doctor(repo, "--triton", "r24.10", "--docker-shm", "4", "--no-import-check")
+    assert "--shm-size=72m" in rules(report)["docker-shm"]["fix"]
 
 
 @pytest.mark.server

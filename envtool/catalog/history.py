@@ -18,7 +18,7 @@ def _data() -> dict:
     return tomllib.loads((Path(__file__).parent / "history.toml").read_text())
 
 
-def _key(release: str) -> tuple[int, int]:
+def release_key(release: str) -> tuple[int, int]:
     yy, mm = release.split(".")
     return int(yy), int(mm)
 
@@ -28,7 +28,7 @@ def first_release(change: str) -> str:
     """The first release that has the change, e.g. first_release("model-dir-variable") == "21.09"."""
     if change in _FLAGS:
         flag = _FLAGS[change]
-        return next(r.release for r in sorted(releases(), key=lambda r: _key(r.release))
+        return next(r.release for r in sorted(releases(), key=lambda r: release_key(r.release))
                     if getattr(r, flag) not in (False, "activate"))
     return next(c["first"] for c in _data()["change"] if c["id"] == change)
 
@@ -57,16 +57,16 @@ class ReleaseSpan:
 
     def may_be(self, first: str | None, before: str | None) -> bool:
         """Whether some release of the span is >= first and < before."""
-        if first and self.hi and _key(self.hi) < _key(first):
+        if first and self.hi and release_key(self.hi) < release_key(first):
             return False
-        return not (before and self.lo and _key(self.lo) >= _key(before))
+        return not (before and self.lo and release_key(self.lo) >= release_key(before))
 
     def first_of(self, change: str) -> str:
         return first_release(change)
 
     def before(self, change: str) -> bool:
         """Every release of the span predates the change."""
-        return self.hi is not None and _key(self.hi) < _key(first_release(change))
+        return self.hi is not None and release_key(self.hi) < release_key(first_release(change))
 
     def text(self) -> str:
         if self.exact:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from envtool.catalog import tomllib
+from envtool.catalog.history import release_key
 
 # Methods the stub runs while the model loads: an import there fails the load like a top-level one.
 _LOAD_TIME = ("initialize", "auto_complete_config")
@@ -28,11 +29,6 @@ class Import:
     @property
     def top(self) -> str:
         return self.module.split(".")[0]
-
-
-def _key(release: str) -> tuple[int, int]:
-    yy, mm = release.split(".")
-    return int(yy), int(mm)
 
 
 @lru_cache(maxsize=None)
@@ -142,14 +138,14 @@ def image_python(release: str | None, variant: str = "py3") -> ImagePython | Non
     data = _data()
     ranges = [r for r in data["range"] if r["variant"] == variant]
     if release:
-        ranges = [r for r in ranges if _key(r["first"]) <= _key(release) <= _key(r["last"])]
+        ranges = [r for r in ranges if release_key(r["first"]) <= release_key(release) <= release_key(r["last"])]
     if not ranges:
         return None
     sets = [frozenset(r["packages"]) | frozenset(r.get("transitive", [])) for r in ranges]
     dists = frozenset.intersection(*sets)
     modules = set(data["provided"])
     for p in data.get("pythonpath", []):
-        if release and p["variant"] == variant and _key(p["first"]) <= _key(release) <= _key(p["last"]):
+        if release and p["variant"] == variant and release_key(p["first"]) <= release_key(release) <= release_key(p["last"]):
             modules |= set(p["provides"])
     one = ranges[0] if len(ranges) == 1 else None
     complete = all(r.get("complete", True) for r in ranges)

@@ -159,6 +159,14 @@ class Repository:
     def python_models(self) -> list[Model]:
         return [m for m in self.models.values() if m.is_python]
 
+    def python_instances(self) -> int:
+        """The python model instances the repository starts: one stub (and one shm region) each."""
+        instances = 0
+        for m in self.python_models():
+            groups = m.config.instance_group if m.config is not None else []
+            instances += sum(max(g.count, 1) for g in groups) or 1
+        return instances
+
     def auto_complete_needed(self) -> str | None:
         """Why a server of this repository needs auto-complete (the first reason), or None where
         --disable-auto-complete-config changes nothing: every model has its config.pbtxt and is an ensemble

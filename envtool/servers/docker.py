@@ -21,12 +21,9 @@ SHM_MIN = 256 * 2**20
 
 
 def shm_size(repo: Path) -> int:
-    """Bytes of /dev/shm for the repository: 64 MiB per python model instance (plus one), at least 256 MiB."""
-    instances = 0
-    for m in load_repository(repo).python_models():
-        groups = m.config.instance_group if m.config is not None else []
-        instances += sum(max(g.count, 1) for g in groups) or 1
-    return max(SHM_MIN, (instances + 1) * SHM_PER_INSTANCE)
+    """Bytes of /dev/shm verify's container gets: 64 MiB per python model instance (plus one), at least 256 MiB:
+    room for regions to grow with large tensors, whatever the release's default region size."""
+    return max(SHM_MIN, (load_repository(repo).python_instances() + 1) * SHM_PER_INSTANCE)
 
 
 class DockerServer(Server):
