@@ -132,20 +132,24 @@ class ImagePython:
         return f"{where} (its own Python{' ' + self.python if self.python else ''})"
 
 
+def _within(release: str, entry: dict) -> bool:
+    return release_key(entry["first"]) <= release_key(release) <= release_key(entry["last"])
+
+
 def image_python(release: str | None, variant: str = "py3") -> ImagePython | None:
     """The image Python of a release and variant (py3, pyt-python, ...); without a release, what every
     release's image of that variant has. None where the catalog does not know the variant."""
     data = _data()
     ranges = [r for r in data["range"] if r["variant"] == variant]
     if release:
-        ranges = [r for r in ranges if release_key(r["first"]) <= release_key(release) <= release_key(r["last"])]
+        ranges = [r for r in ranges if _within(release, r)]
     if not ranges:
         return None
     sets = [frozenset(r["packages"]) | frozenset(r.get("transitive", [])) for r in ranges]
     dists = frozenset.intersection(*sets)
     modules = set(data["provided"])
     for p in data.get("pythonpath", []):
-        if release and p["variant"] == variant and release_key(p["first"]) <= release_key(release) <= release_key(p["last"]):
+        if release and p["variant"] == variant and _within(release, p):
             modules |= set(p["provides"])
     one = ranges[0] if len(ranges) == 1 else None
     complete = all(r.get("complete", True) for r in ranges)
