@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -216,7 +217,7 @@ def test_bad_logs_are_one_line_or_nothing_recognised(tmp_path):
 
 
 def test_stdin_is_read_as_a_log():
-    p = subprocess.run([os.environ.get("PYTHON", "python"), "-m", "envtool", "doctor", "--log", "-", "--json"],
+    p = subprocess.run([sys.executable, "-m", "envtool", "doctor", "--log", "-", "--json"],
                        input=NO_MODULE + "\n", capture_output=True, text=True)
     assert json.loads(p.stdout)["diagnoses"][0]["id"] == "module-no-env"
 
@@ -343,3 +344,10 @@ def test_the_articles_pipeline_gets_no_import_warning():
     repo = load_repository(Path(__file__).parents[1] / "model_repository")
     out = run_cli("doctor", repo.path, "--triton", "r24.10", "--json", "--no-import-check")
     assert not [f for f in json.loads(out.stdout)["findings"] if f["rule"] == "import-no-env"]
+
+
+def test_the_readmes_causes_table_is_generated_from_the_data():
+    root = Path(__file__).parents[1]
+    p = subprocess.run([sys.executable, str(root / "scripts" / "causes_table.py"), "--check"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr

@@ -1,0 +1,74 @@
+"""The README's table of what `envtool doctor --log` recognises, generated from envtool/diagnoses.toml and
+the corpus of real logs (tests/fixtures/logs/), so the two cannot drift.
+
+    python scripts/causes_table.py           # rewrite the table in README.md
+    python scripts/causes_table.py --check   # exit 1 if README.md's table is not what this generates
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from envtool.diagnose import _data, explain  # noqa: E402
+from envtool.logs import read_corpus_entry  # noqa: E402
+
+START, END = "<!-- causes:start (scripts/causes_table.py) -->", "<!-- causes:end -->"
+
+
+def _placeholders(text: str) -> str:
+    return re.sub(r"\{(\w+)\}", r"<\1>", text).replace("|", "\\|")
+
+
+def _real_logs() -> dict[str, list[str]]:
+    """cause id -> the corpus logs in which doctor finds it."""
+    out: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests" / "fixtures" / "logs").glob("*.log")):
+        for d in explain(read_corpus_entry(path)["body"])[1]:
+            names = out.setdefault(d.id, [])
+            if path.stem not in names:
+                names.append(path.stem)
+    return out
+
+
+def table() -> str:
+    seen: set[str] = set()
+    logs = _real_logs()
+    rows = ["| id | what the log shows | cause | fix | real logs |", "|---|---|---|---|---|"]
+    for c in _data()["cause"]:
+        if c["id"] in seen:
+            continue
+        seen.add(c["id"])
+        shows = "(the whole log: " + ("nothing after a stub's start" if c.get("hang") else "see the cause") + ")" \
+            if c.get("derived") else f"`{_placeholders(c.get('shows') or c.get('example') or c['pattern'])[:110]}`"
+        if c.get("source") == "client":
+            shows += " (a client's error)"
+        hang = " Triton waits forever." if c.get("hang") else ""
+        real = ", ".join(logs.get(c["id"], [])[:3]) or "-"
+        rows.append(f"| `{c['id']}` | {shows} | {_placeholders(c['cause'])}.{hang} | {_placeholders(c['fix'])} | "
+                    f"{real} |")
+    return "\n".join([START, *rows, END])
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        print(f"README.md has no {START} ... {END} section", file=sys.stderr)
+        return 1
+    new = text[:text.index(START)] + table() + text[text.index(END) + len(END):]
+    if "--check" in sys.argv:
+        if new != text:
+            print("README.md's causes table is stale: run python scripts/causes_table.py", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
