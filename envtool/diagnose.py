@@ -286,7 +286,7 @@ def _hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
     if facts.status:  # the server printed its status table: it got past loading
         return None
     if not facts.starts:
-        return _unverbose_hang(facts)
+        return _unverbose_hang(facts, span, repo)
     start = facts.starts[-1]
     after = facts.after_last_start
     if any(_DONE.search(x.msg) for x in after) or any(
@@ -311,13 +311,20 @@ def _hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
                      c["fix"], start.line.text.strip()[:400], True, c["mode"], start.model, evidence)
 
 
-def _unverbose_hang(facts: LogFacts) -> Diagnosis | None:
+def _unverbose_hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
     """Without --log-verbose no stub start is logged: a log whose very last line initialises a python model
-    instance ends in that model's import or initialize()."""
+    instance ends in that model's stub (another release's, where the repository gives it a stub of its own)
+    or in its import or initialize()."""
     last = facts.tail[-1] if facts.tail else None
     m = re.search(r"TRITONBACKEND_ModelInstanceInitialize: (\S+) \((?:CPU|GPU|MODEL)", last.msg) if last else None
     if m is None or "python" not in (last.src or ""):
         return None
+    if _repo_has_stub(repo, last.model):
+        c = _derived("stub-release-mismatch")
+        stub = f"{last.model}/triton_python_backend_stub"
+        return Diagnosis("stub-release-mismatch", c["cause"].format(stub=stub, release=span.text()),
+                         c["fix"].format(release=span.text()), last.text.strip()[:400], True, c["mode"],
+                         last.model, (f"line {last.n}: {last.text.strip()[:300]}", "the log ends there"))
     c = _derived("model-init-hang")
     text = last.text.strip()
     return Diagnosis("model-init-hang", c["cause"].format(model=m.group(1)), c["fix"], text[:400], True, c["mode"],

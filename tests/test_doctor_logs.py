@@ -30,7 +30,8 @@ HANGS = {"stub-release-mismatch", "model-init-hang"}
 # this list only shrinks. Client-side causes (source = "client") are what envtool's clients see, not logs.
 AWAITING_REAL_LOG = {"stub-libpython", "stub-shared-library", "stub-python-home", "glibcxx-too-old",
                      "archive-hardlink", "archive-refused", "activate-missing", "archive-unreadable",
-                     "shm-exists", "stub-timeout", "stub-unhealthy", "numpy2-output", "module-not-found"}
+                     "shm-exists", "stub-timeout", "stub-unhealthy", "numpy2-output", "module-not-found",
+                     "numpy-abi", "backend-missing"}
 
 
 def verdict(lines: list[str] | str, release: str | None = None, repo: Path | None = None):
@@ -194,6 +195,27 @@ def test_older_wordings_and_formats():
     iso = "2024-05-20T20:03:25Z E 1 pb_stub.cc:1] Failed to initialize Python stub: ImportError: /x/libgomp.so.1: " \
           "cannot allocate memory in static TLS block"
     assert first([iso]) == "static-tls"
+
+
+def test_numpy_abi_and_a_missing_backend():
+    abi = ["A module that was compiled using NumPy 1.x cannot be run in", "NumPy 2.0.2 as it may crash. To support both",
+           "E0101 1 pb_stub.cc:1] Failed to initialize Python stub: ImportError: numpy.core.multiarray failed to import"]
+    assert first(abi) == "numpy-abi"
+    trt = "E0101 1 model_lifecycle.cc:1] failed to load 'tensorrt_llm' version 1: Invalid argument: unable to find " \
+          "'libtriton_tensorrtllm.so' or 'tensorrtllm/model.py' for model 'tensorrt_llm', in " \
+          "/opt/tritonserver/backends/tensorrtllm"
+    d = verdict([trt])[0]
+    assert d.id == "backend-missing" and "tensorrtllm" in d.cause
+
+
+def test_a_log_without_verbose_that_ends_initialising_a_python_model(tmp_path):
+    init = "I0101 00:00:00.1 1 python_be.cc:2248] TRITONBACKEND_ModelInstanceInitialize: pre_0_0 (CPU device 0)"
+    assert first([LOADING, init]) == "model-init-hang"
+    assert first([LOADING, init, "I0101 00:00:09.1 1 model_lifecycle.cc:1] successfully loaded 'pre'"]) is None
+    repo = write_repo(tmp_path / "repo", {"pre": python_model("pre", [("IN", "TYPE_FP32", [-1])],
+                                                              [("OUT", "TYPE_FP32", [-1])])})
+    (repo / "pre" / "triton_python_backend_stub").write_bytes(b"\x7fELF")
+    assert first([LOADING, init], "r24.10", repo) == "stub-release-mismatch"  # the repository: a stub of its own
 
 
 # --- bad input --------------------------------------------------------------------------------------
