@@ -17,6 +17,7 @@ from envtool.catalog import tomllib
 from envtool.catalog.history import ReleaseSpan, release_span
 from envtool.findings import Finding
 from envtool.logs import Line, LogFacts, parse
+from envtool.repo.imports import distribution
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def _module(d: Diagnosis, line: Line, facts: LogFacts, span: ReleaseSpan, repo) 
     model = d.model
     config_env = _repo_env(repo, model)
     if config_env is not None and config_env.get("relative") and not facts.env_of(model):
-        return replace(_as(d, "module-no-env", module=module, release=span.text()),
+        return replace(_as(d, "module-no-env", module=module, dist=distribution(module), release=span.text()),
                        cause=f"the env was never found: {model}'s EXECUTION_ENV_PATH {config_env['value']!r} is "
                              f"relative, so Triton resolves it against the server's working directory, not the "
                              f"model folder, and model.py ran in the image's own Python, which lacks '{module}'",
@@ -207,7 +208,8 @@ def _module(d: Diagnosis, line: Line, facts: LogFacts, span: ReleaseSpan, repo) 
         cause_text = _derived("module-no-env")["cause"].format(module=module, release=span.text())
         if span.hi is not None and span.before("execution-env"):
             cause_text += "; this release predates EXECUTION_ENV_PATH (python_backend r21.06), so no env is used"
-        return replace(_as(d, "module-no-env", module=module, release=span.text()), cause=cause_text)
+        no_env = _as(d, "module-no-env", module=module, dist=distribution(module), release=span.text())
+        return replace(no_env, cause=cause_text)
     return d
 
 
