@@ -85,9 +85,14 @@ def _match(line: str, span: ReleaseSpan | None = None) -> tuple[dict, dict] | No
 
 def _diagnosis(c: dict, groups: dict, line: Line | str, model: str | None = None) -> Diagnosis:
     text = line.text if isinstance(line, Line) else line
-    where = f"line {line.n}: {text.strip()[:300]}" if isinstance(line, Line) else text.strip()[:300]
+    where = f"line {line.n}: {_short(text)}" if isinstance(line, Line) else _short(text)
     return Diagnosis(c["id"], c["cause"].format(**groups), c["fix"].format(**groups), text.strip()[:400],
                      c.get("hang", False), c["mode"], model, (where,), c.get("rank", 1))
+
+
+def _short(text: str) -> str:
+    """A log line as evidence: up to an escaped traceback's first line break, at most 240 characters."""
+    return text.strip().split("\\n", 1)[0][:240]
 
 
 def scan(text: str) -> list[Diagnosis]:
@@ -299,7 +304,7 @@ def _hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
         return None  # the server went on for a long while: not stuck at this start
     model_output = [x for x in after if not x.triton]  # the stub's own stderr: model.py ran
     custom = not start.default_stub or _repo_has_stub(repo, start.model)
-    evidence = (f"line {start.line.n}: {start.line.text.strip()[:300]}", f"the log ends {len(after)} line(s) "
+    evidence = (f"line {start.line.n}: {_short(start.line.text)}", f"the log ends {len(after)} line(s) "
                 f"later, with no error and no end to {start.model or 'its'} load")
     if custom and not model_output:
         c = _derived("stub-release-mismatch")

@@ -206,6 +206,20 @@ def test_log_of_a_model_rejected_at_load(tmp_path, stub39, env39):
     assert {f.model for f in report.findings if f.rule == "load-failed"} >= {"pre", "post"}
 
 
+@pytest.mark.server
+def test_a_real_servers_log_of_a_model_without_env_that_imports_a_missing_module(tmp_path):
+    """Served by the real r24.10: no env, so the verdict is the image's own Python, not "add it to the env";
+    with the repository, the same; and no harmless line of a CPU-only server is a cause."""
+    py = "import json\nimport sklearn_not_here\nclass TritonPythonModel:\n    def execute(self, r):\n        return []\n"
+    repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [1])],
+                                                            [("OUT", "TYPE_FP32", [1])])}, py)
+    log = tmp_path / "server.log"
+    assert not api.verify(api.VerifyOptions(repo=repo, release="r24.10", log_path=log, lock=False)).ok
+    for report in (api.explain_log(log), api.explain_log(log, "r24.10", repo)):
+        assert [d.id for d in report.diagnoses] == ["module-no-env"], report.diagnoses
+        assert report.log.release.exact == "24.10" and "sklearn-not-here" in report.diagnoses[0].fix
+
+
 def test_doctor_without_repo_or_log_is_one_line(tmp_path):
     out = run_cli("doctor")
     assert out.returncode == 2 and "give a repository, or --log FILE" in out.stderr

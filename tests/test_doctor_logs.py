@@ -197,6 +197,11 @@ def test_older_wordings_and_formats():
     assert first([iso]) == "static-tls"
 
 
+def test_harmless_lines_of_a_cpu_only_server_are_no_cause():
+    assert first(["Error: Failed to initialize NVML", "W0101 1 pinned_memory_manager.cc:1] Unable to allocate "
+                  "pinned system memory, pinned memory pool will not be available: no CUDA-capable device"]) is None
+
+
 def test_numpy_abi_and_a_missing_backend():
     abi = ["A module that was compiled using NumPy 1.x cannot be run in", "NumPy 2.0.2 as it may crash. To support both",
            "E0101 1 pb_stub.cc:1] Failed to initialize Python stub: ImportError: numpy.core.multiarray failed to import"]
