@@ -134,34 +134,42 @@ class LogVerdict:
 def diagnose_log(facts: LogFacts, release: str | None = None, repo=None) -> LogVerdict:
     """The causes in a whole log, the root cause first. `repo` (a Repository) confirms or overturns them."""
     span = release_span(release, facts.banner_release, facts.server_version, facts.quoted)
-    verdict = LogVerdict(span, lines=facts.lines, recognised=facts.recognised)
-    by_line: dict[int, tuple[int, Diagnosis]] = {}  # a wrapped line read whole beats its first piece
-    for line in facts.matched:
-        if line.n in by_line and by_line[line.n][0] > line.pieces:
-            continue
-        if hit := _match(line.text, span) or (_match(line.msg, span) if line.msg != line.text else None):
-            by_line[line.n] = (line.pieces, _refine(_diagnosis(*hit, line, line.model), line, facts, span, repo))
-    for n, (pieces, d) in list(by_line.items()):  # a join two whole lines' causes already explain: not a wrap
-        if pieces > 1 and any(by_line.get(k, (0, None))[1] and by_line[k][1].id == d.id
-                              for k in range(n + 1, n + pieces)):
-            del by_line[n]
-    found: dict[tuple[str, str | None], Diagnosis] = {}
-    for n in sorted(by_line):
-        d = by_line[n][1]
-        if (d.id, d.model) not in found:
-            found[(d.id, d.model)] = d
-        elif len(found[(d.id, d.model)].evidence) < 3:  # up to 3 lines of evidence for one cause
-            old = found[(d.id, d.model)]
-            found[(d.id, d.model)] = replace(old, evidence=old.evidence + d.evidence)
-    ordered = sorted(found.values(), key=lambda d: d.rank)  # stable: log order within a rank
+    ordered = sorted(_merged(_per_line(facts, span, repo)), key=lambda d: d.rank)  # stable: log order in a rank
     ordered = _runtime_dir(facts) + ordered
     if hang := _hang(facts, span, repo):
         ordered = [hang] + ordered if not any(d.rank == 1 for d in ordered) else ordered + [hang]
     if span.exact:  # the fix names the log's own release
         ordered = [replace(d, fix=d.fix.replace("<release>", f"r{span.exact}")) for d in ordered]
-    verdict.diagnoses = ordered
-    verdict.findings = _rejected(facts)
-    return verdict
+    return LogVerdict(span, ordered, _rejected(facts), facts.lines, facts.recognised)
+
+
+def _per_line(facts: LogFacts, span: ReleaseSpan, repo) -> dict[int, tuple[int, Diagnosis]]:
+    """line number -> (pieces, its cause): each matched line's first cause that can apply to the release span,
+    refined by the rest of the log. A wrapped line read whole beats its first piece, unless the whole lines
+    it joins already give its cause (then it was no wrap)."""
+    by_line: dict[int, tuple[int, Diagnosis]] = {}
+    for line in facts.matched:
+        if line.n in by_line and by_line[line.n][0] > line.pieces:
+            continue
+        if hit := _match(line.text, span) or (_match(line.msg, span) if line.msg != line.text else None):
+            by_line[line.n] = (line.pieces, _refine(_diagnosis(*hit, line, line.model), line, facts, span, repo))
+    for n, (pieces, d) in list(by_line.items()):
+        if pieces > 1 and any(k in by_line and by_line[k][1].id == d.id for k in range(n + 1, n + pieces)):
+            del by_line[n]
+    return by_line
+
+
+def _merged(by_line: dict[int, tuple[int, Diagnosis]]) -> list[Diagnosis]:
+    """One diagnosis per (cause, model), in log order, with up to 3 lines of evidence."""
+    found: dict[tuple[str, str | None], Diagnosis] = {}
+    for n in sorted(by_line):
+        d = by_line[n][1]
+        old = found.get((d.id, d.model))
+        if old is None:
+            found[(d.id, d.model)] = d
+        elif len(old.evidence) < 3:
+            found[(d.id, d.model)] = replace(old, evidence=old.evidence + d.evidence)
+    return list(found.values())
 
 
 def _rejected(facts: LogFacts) -> list[Finding]:
