@@ -31,7 +31,7 @@ HANGS = {"stub-release-mismatch", "model-init-hang"}
 AWAITING_REAL_LOG = {"stub-libpython", "stub-shared-library", "stub-python-home", "glibcxx-too-old",
                      "archive-hardlink", "archive-refused", "activate-missing", "archive-unreadable",
                      "shm-exists", "stub-timeout", "stub-unhealthy", "numpy2-output", "module-not-found",
-                     "numpy-abi", "backend-missing"}
+                     "numpy-abi"}
 
 
 def verdict(lines: list[str] | str, release: str | None = None, repo: Path | None = None):
