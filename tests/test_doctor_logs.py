@@ -31,7 +31,7 @@ HANGS = {"stub-release-mismatch", "model-init-hang"}
 AWAITING_REAL_LOG = {"stub-libpython", "stub-shared-library", "stub-python-home", "glibcxx-too-old",
                      "archive-hardlink", "archive-refused", "activate-missing", "archive-unreadable",
                      "shm-exists", "stub-timeout", "stub-unhealthy", "numpy2-output", "module-not-found",
-                     "numpy-abi"}
+                     "numpy-abi", "system-library-missing"}
 
 
 def verdict(lines: list[str] | str, release: str | None = None, repo: Path | None = None):
@@ -200,6 +200,14 @@ def test_older_wordings_and_formats():
 def test_harmless_lines_of_a_cpu_only_server_are_no_cause():
     assert first(["Error: Failed to initialize NVML", "W0101 1 pinned_memory_manager.cc:1] Unable to allocate "
                   "pinned system memory, pinned memory pool will not be available: no CUDA-capable device"]) is None
+
+
+def test_a_system_library_and_glibc_in_either_quote():
+    gl = "E0101 1 pb_stub.cc:1] Failed to initialize Python stub: ImportError: libGL.so.1: cannot open shared " \
+         "object file: No such file or directory"
+    assert first([gl]) == "system-library-missing"
+    assert first(["/lib/x86_64-linux-gnu/libc.so.6: version 'GLIBC_2.34' not found (required by /m/stub)"]) == \
+        "glibc-too-old"
 
 
 def test_numpy_abi_and_a_missing_backend():
