@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -34,6 +35,27 @@ def _target(_ctx, _param, value: str) -> str:
     raise click.BadParameter(f"{value!r} is not release, host or image:NAME", param_hint="--target")
 
 
+PORT = click.IntRange(1, 65535)
+
+
+class _Seconds(click.ParamType):
+    """A duration in seconds: a finite number above 0 (nan, inf, 0 and negatives are bad input)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r} must be a finite number of seconds above 0", param, ctx)
+        return seconds
+
+
+SECONDS = _Seconds()
+
+
 def _installer_option(f):
     return click.option("--installer", type=click.Choice(["auto", "uv", "pip"]), default="auto", show_default=True,
                         help="What installs --python envs' packages: uv (several times faster; reads pip's index "
@@ -53,16 +75,59 @@ def _target_option(f):
                         "distro for a newer Python; read with docker, and --builder docker builds in it).")(f)
 
 
+def _machine_format(argv: list[str]) -> str | None:
+    """json or sarif where the command line asks for it (--json, --format json|sarif, --format=...)."""
+    if "--json" in argv:
+        return "json"
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--format=") else argv[i + 1] if a == "--format" and \
+            i + 1 < len(argv) else None
+        if value in ("json", "sarif"):
+            return value
+    return None
+
+
+_ARGV: list[str] = []  # the command line main() was given (sys.argv[1:] from the shell, args under tests)
+
+
+def _emit_failure(error: dict) -> None:
+    """Every exit prints a valid document in the machine format asked for, the error included."""
+    fmt = _machine_format(_ARGV or sys.argv[1:])
+    if fmt == "json":
+        _emit_json(error)
+    elif fmt == "sarif":
+        fix = f" (fix: {error['fix']})" if error.get("fix") else ""
+        _emit_json(formats.sarif_failure(f"{error['error']}{fix}"))
+
+
 class _Group(click.Group):
-    """Turns every EnvtoolError into one line and its exit code: never a traceback."""
+    """Turns every EnvtoolError, and click's usage errors, into one line and its exit code: never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _ARGV[:] = list(args) if args is not None else sys.argv[1:]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:  # click's own text is 4 lines: one line, naming the fix
+            where = e.ctx.command_path if e.ctx else "envtool"
+            _emit_failure({"error": e.format_message(), "where": None, "fix": f"{where} --help", "exit_code": 2})
+            err.print(f"[bold red]error:[/] {e.format_message()} (fix: {where} --help)", highlight=False,
+                      soft_wrap=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
         signal.signal(signal.SIGTERM, _terminated)  # stop servers and builds as on Ctrl-C
         try:
             return super().invoke(ctx)
         except EnvtoolError as e:
-            if ctx.params.get("json_out") or "--json" in sys.argv:
-                _emit_json(e.to_dict())
+            _emit_failure(e.to_dict())
             err.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt as e:
@@ -73,6 +138,9 @@ class _Group(click.Group):
         except Exception as e:  # a bug in envtool: exit 3, never the exit code of a verdict
             if ctx.meta.get("debug") or os.environ.get("ENVTOOL_DEBUG") == "1":
                 err.print_exception()
+            fix = "rerun with --debug for the traceback; please report it"
+            _emit_failure({"error": f"envtool crashed: {type(e).__name__}: {e}", "where": None,
+                           "exit_code": EXIT_CRASH, "fix": fix})
             err.print(f"[bold red]envtool crashed:[/] {type(e).__name__}: {e}; rerun with --debug for the "
                       "traceback; please report it", highlight=False, soft_wrap=True)
             ctx.exit(EXIT_CRASH)
@@ -279,7 +347,8 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, stri
               "tkinter, ensurepip and __pycache__ (default) or keep everything.")
 @click.option("--bytecode/--no-bytecode", default=True, help="With --python: ship unchecked-hash .pyc files, so "
               "each model load imports warm from a freshly extracted env (default), or none (smaller).")
-@click.option("--level", type=int, default=api.DEFAULT_LEVEL, show_default=True, help="gzip level.")
+@click.option("--level", type=click.IntRange(0, 9), default=api.DEFAULT_LEVEL, show_default=True,
+              help="gzip level.")
 @click.option("--builder", "pack_builder", type=click.Choice(["host", "docker"]), default="host",
               show_default=True,
               help="docker: pack inside the release's image with Dockerfile.build (needs --triton).")
@@ -465,9 +534,11 @@ def _server_options_no_release(f):
 @click.option("--inputs", type=click.Path(path_type=Path), help='JSON: {"model": {"INPUT": value}} or '
               '{"INPUT": value}; default: generated from the config.')
 @click.option("--expect", type=click.Path(path_type=Path), help="JSON of expected output values (same forms).")
-@click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance for --expect.")
-@click.option("--atol", type=float, default=1e-6, show_default=True, help="Absolute tolerance for --expect.")
-@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True,
+              help="Relative tolerance for --expect.")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="Absolute tolerance for --expect.")
+@click.option("--timeout", type=SECONDS, default=300, show_default=True, help="Seconds to wait for readiness.")
 @click.option("--no-lock", is_flag=True, help="Do not write envtool.lock (and do not reuse it).")
 @_reverify_option
 @click.option("--json", "json_out", is_flag=True, help="Machine-readable output.")
@@ -538,15 +609,18 @@ def _fmt_sample(values: list) -> str:
 @main.command()
 @click.argument("repo", type=click.Path(path_type=Path))
 @_server_options
-@click.option("--http-port", type=int, default=8000, show_default=True)
-@click.option("--grpc-port", type=int, default=8001, show_default=True)
-@click.option("--metrics-port", type=int, default=8002, show_default=True)
+@click.option("--http-port", type=PORT, default=8000, show_default=True)
+@click.option("--grpc-port", type=PORT, default=8001, show_default=True)
+@click.option("--metrics-port", type=PORT, default=8002, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option("--allow-partial", is_flag=True, help="Serve the models that loaded even when others did not "
               "(/v2/health/ready then says ready); default: refuse, naming the models that are not READY.")
 def serve(repo, release, server, server_bin, image, http_port, grpc_port, metrics_port, address,
           allow_partial) -> None:
     """Run Triton on REPO in the foreground for local development; Ctrl-C stops it cleanly."""
+    if len({http_port, grpc_port, metrics_port}) < 3:
+        raise BadInput(f"--http-port {http_port}, --grpc-port {grpc_port} and --metrics-port {metrics_port} must "
+                       "differ", "give each endpoint its own port")
     api.serve(repo, release, server=server, server_bin=server_bin, image=image,
               ports=(http_port, grpc_port, metrics_port),
               address=address, allow_partial=allow_partial, on_ready=_print_endpoints)
@@ -595,7 +669,7 @@ def _print_endpoints(server) -> None:
 @_server_options_no_release
 @click.option("--inputs", type=click.Path(path_type=Path), help="As for verify.")
 @click.option("--expect", type=click.Path(path_type=Path), help="As for verify.")
-@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait for readiness.")
+@click.option("--timeout", type=SECONDS, default=300, show_default=True, help="Seconds to wait for readiness.")
 @_reverify_option
 @click.option("--rebuild", is_flag=True, help="Make the stub and the env again, ignoring the store and cache.")
 @_installer_option
@@ -658,11 +732,11 @@ def _render_build(result, spec) -> None:
               "release's image in the catalog.")
 @click.option("--log", "log_file", type=click.Path(path_type=Path), help="Explain a Triton server log (- for "
               "stdin); with REPO too, the repository's configs confirm or overturn the log's cause.")
-@click.option("--stub-timeout", type=float, default=30.0, show_default=True,
+@click.option("--stub-timeout", type=SECONDS, default=30.0, show_default=True,
               help="The python backend's stub-timeout-seconds, for the import-time check.")
 @click.option("--no-import-check", is_flag=True, help="Do not import each model.py inside its env.")
-@click.option("--docker-shm", type=int, help="MiB of /dev/shm in the container it will run in (docker's "
-              "default is 64).")
+@click.option("--docker-shm", type=click.IntRange(min=1), help="MiB of /dev/shm in the container it will run "
+              "in (docker's default is 64).")
 @_target_option
 @_format_option
 def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker_shm, target, json_out,
@@ -670,8 +744,6 @@ def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker
     """Find every version mismatch before deploying (REPO), explain a failing server's log (--log), or both."""
     if log_file is None and repo is None:
         raise BadInput("give a repository, or --log FILE", "envtool doctor model_repository --triton r24.10")
-    if stub_timeout <= 0:
-        raise BadInput(f"--stub-timeout {stub_timeout:g} must be more than 0 seconds", "--stub-timeout 30")
     report = None
     if repo is not None:
         opts = api.DoctorOptions(repo=repo, release=release, image=image, stub_timeout=stub_timeout,

@@ -48,6 +48,16 @@ def to_sarif(findings: list[Finding]) -> dict:
         "results": [_result(f, rules.index(f.rule)) for f in findings]}]}
 
 
+def sarif_failure(message: str) -> dict:
+    """A valid SARIF log for a run that could not check anything (bad input, a crash): no results, and the
+    reason as a failed invocation, so a CI step uploading the file gets a document, not an empty file."""
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
+        "tool": {"driver": {"name": "envtool", "version": envtool.__version__, "rules": []}},
+        "invocations": [{"executionSuccessful": False,
+                         "toolExecutionNotifications": [{"level": "error", "message": {"text": message}}]}],
+        "results": []}]}
+
+
 def _result(f: Finding, rule_index: int) -> dict:
     out = {"ruleId": f.rule, "ruleIndex": rule_index, "level": SARIF_LEVEL[f.severity],
            "message": {"text": _text(f)}}

@@ -56,3 +56,43 @@ def test_text_output_does_not_wrap_when_piped(tmp_path):
                        cwd=tmp_path)
     line = next(x for x in p.stdout.splitlines() if "env-path" in x or "is relative" in x)
     assert len(line) > 100 and "server's working directory, not the model folder" in line
+
+
+def test_a_usage_error_is_one_line_naming_the_help(tmp_path):
+    res = CliRunner().invoke(cli.main, ["lint", str(tmp_path), "--bogus"], prog_name="envtool")
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 2 and lines == ["error: No such option '--bogus'. (fix: envtool lint --help)"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["verify", "r", "--triton", "r24.10", "--timeout", "nan"], "'--timeout'"),
+    (["verify", "r", "--triton", "r24.10", "--timeout", "-1"], "'--timeout'"),
+    (["build", "--python", "3.9", "--triton", "r24.10", "--timeout", "inf"], "'--timeout'"),
+    (["doctor", "--log", "x", "--stub-timeout", "-5"], "'--stub-timeout'"),
+    (["serve", "r", "--triton", "r24.10", "--http-port", "70000"], "'--http-port'"),
+    (["serve", "r", "--triton", "r24.10", "--http-port", "0"], "'--http-port'"),
+    (["serve", "r", "--triton", "r24.10", "--http-port", "9000", "--grpc-port", "9000"], "must differ"),
+])
+def test_bad_numbers_are_refused_before_anything_runs(tmp_path, args, words):
+    code, text = _run(*args)
+    assert code == 2 and words in text and "Traceback" not in text
+    assert len([x for x in text.splitlines() if x.strip()]) == 1
+
+
+@pytest.mark.parametrize("fmt", ["--json", "--format=json", "sarif"])
+def test_machine_formats_print_a_document_on_every_exit(monkeypatch, tmp_path, fmt):
+    """A CI step `lint --format sarif > x.sarif` never uploads an empty file: bad input, usage errors and
+    crashes print a valid document too."""
+    import json
+    flag = ["--format", "sarif"] if fmt == "sarif" else [fmt]
+    for args, code in (([str(tmp_path / "nope")], 2), ([str(tmp_path), "--bogus"], 2), ([str(tmp_path)], 3)):
+        if code == 3:
+            monkeypatch.setattr(api, "lint", _crash)
+        res = CliRunner().invoke(cli.main, ["lint", *args, *flag])
+        assert res.exit_code == code, res.output
+        doc = json.loads(res.stdout)
+        if fmt == "sarif":
+            run = doc["runs"][0]
+            assert doc["version"] == "2.1.0" and run["invocations"][0]["executionSuccessful"] is False
+        else:
+            assert doc["exit_code"] == code and doc["error"]
