@@ -90,9 +90,12 @@ def _facts(f, path: Path | None = None) -> ElfFacts:
 
 
 def require_executable(path: Path, what: str = "stub") -> ElfFacts:
+    if path.is_dir():
+        inside = path / "triton_python_backend_stub"
+        raise BadInput(f"{what} {path} is a folder", f"pass the stub file itself, e.g. {inside}")
     if not path.is_file():
-        raise BadInput(f"{what} {path} does not exist", "pass the path of a built stub "
-                       "(`envtool stub` produces one)")
+        why = "is not a regular file (a FIFO, device or socket)" if path.exists() else "does not exist"
+        raise BadInput(f"{what} {path} {why}", "pass the path of a built stub (`envtool stub` produces one)")
     facts = read_elf(path)
     if not facts.executable:
         raise BadInput(f"{what} {path} is an ELF library, not an executable",

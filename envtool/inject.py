@@ -143,6 +143,9 @@ def check_env(env: Path) -> None:
     if not is_gzip(env):
         raise BadInput(f"env {env} is neither a gzip tarball nor an env directory",
                        "Triton extracts only .tar.gz: repack with `envtool pack`")
+    if (view := view_env(env)).kind == "damaged":
+        raise BadInput(f"env {env} is damaged ({view.damage}): Triton could not extract it",
+                       "pack it again (envtool pack) and copy it whole")
 
 
 def _require_pair(stub: Path, env: Path, target: str) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import pickle
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +29,7 @@ MAX_ELF = 64 * 2**20
 @dataclass
 class EnvView:
     path: Path
-    kind: str  # tarball | directory | not gzip | missing
+    kind: str  # tarball | directory | not gzip | damaged | missing
     names: set[str] = field(default_factory=set)
     files: set[str] = field(default_factory=set)  # regular files (not links, not folders)
     top_folder: str | None = None  # "myenv/" when every member is under one folder (a venv tarball)
@@ -37,6 +38,7 @@ class EnvView:
     python: str | None = None
     packages: dict[str, str] = field(default_factory=dict)
     editable: list[str] = field(default_factory=list)
+    damage: str | None = None  # kind "damaged": why the archive does not read to its end
 
     def has(self, name: str) -> bool:
         return name in self.names
@@ -115,7 +117,8 @@ def _view_tarball(path: Path, _mtime: int, _size: int) -> EnvView:
         if isinstance(view, EnvView):
             return replace(view, path=path)
     view = _read_tarball(path)
-    remember_view(view, digest)
+    if view.kind != "damaged":
+        remember_view(view, digest)
     return view
 
 
@@ -156,8 +159,15 @@ def finish_view(view: EnvView) -> EnvView:
 
 
 def _read_tarball(path: Path) -> EnvView:
+    """The listing, read to the gzip trailer (its CRC checked): a truncated, corrupt or non-tar archive is a
+    view of kind "damaged" naming why, never an exception."""
     view = EnvView(path, "tarball")
-    with tarfile.open(path, "r:gz") as tar:
-        for m in tar:
-            add_member(view, m, lambda m=m: tar.extractfile(m).read())
+    try:
+        with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r:gz") as tar:
+            for m in tar:
+                add_member(view, m, lambda m=m: tar.extractfile(m).read())
+            while tar.fileobj.read(2**20):  # to the end of the gzip stream: its CRC and size are checked there
+                pass
+    except (EOFError, tarfile.TarError, zlib.error, OSError) as e:
+        return EnvView(path, "damaged", damage=f"{type(e).__name__}: {e}")
     return finish_view(view)

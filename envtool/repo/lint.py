@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envtool.catalog import Release
-from envtool.env.view import is_gzip
+from envtool.env.view import is_gzip, view_env
 from envtool.findings import Finding
 from envtool.repo.config import dims_str, dtype_name
 from envtool.repo.core_rules import core_findings
@@ -190,6 +190,10 @@ def _lint_env_path(m: Model, value: str, t: Messages) -> list[Finding]:
                            f"{path} is not a gzip tarball; Triton extracts only .tar.gz",
                            triton=t("env-archive"),
                            fix="repack with gzip: `envtool pack` writes .tar.gz", where=where))
+    elif (view := view_env(path)).kind == "damaged":
+        out.append(Finding("env-damaged", "error", m.name, f"{path} is damaged ({view.damage})",
+                           triton=t("env-archive"), fix="pack it again (envtool pack) and copy it whole",
+                           where=where))
     return out
 
 

@@ -1,0 +1,75 @@
+"""Hostile and careless input (issue 27): every case is one line on stderr, exit 2, and the repository's
+bytes unchanged. Real tarballs of our own making (truncated, not tar, a failed gzip CRC) into real code."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import python_model, run_cli, tree_snapshot, write_repo
+
+
+def _env_tarball(path: Path) -> Path:
+    """A small real env-shaped tarball (bin/activate, lib/python3.10/)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (("bin/activate", b"export PATH=$PWD/bin:$PATH\n"), ("lib/python3.10/os.py", b"x" * 50_000),
+                           ("bin/python3", os.urandom(50_000))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(gzip.compress(buf.getvalue(), mtime=0))
+    return path
+
+
+@pytest.fixture
+def damaged(tmp_path) -> dict[str, Path]:
+    good = _env_tarball(tmp_path / "good.tar.gz").read_bytes()
+    out = {}
+    out["truncated"] = tmp_path / "truncated.tar.gz"
+    out["truncated"].write_bytes(good[: len(good) // 2])
+    out["not tar"] = tmp_path / "nottar.tar.gz"
+    out["not tar"].write_bytes(gzip.compress(b"this is not a tar archive\n" * 100))
+    crc = bytearray(good)
+    crc[-6] ^= 0xFF  # the gzip trailer's CRC32
+    out["crc"] = tmp_path / "crc.tar.gz"
+    out["crc"].write_bytes(bytes(crc))
+    return out
+
+
+def _repo(tmp_path: Path) -> Path:
+    return write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
+                                                            [("OUT", "TYPE_FP32", [-1])])})
+
+
+@pytest.mark.parametrize("kind,words", [("truncated", "EOFError"), ("not tar", "ReadError"),
+                                        ("crc", "CRC check failed")])
+def test_inject_refuses_a_damaged_env_and_changes_nothing(tmp_path, damaged, kind, words, host_stub):
+    repo = _repo(tmp_path)
+    before = tree_snapshot(repo)
+    out = run_cli("inject", repo, "--stub", host_stub, "--env", damaged[kind])
+    assert out.returncode == 2 and "is damaged" in out.stderr and words in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert tree_snapshot(repo) == before
+
+
+def test_lint_and_doctor_name_a_damaged_env_in_the_repository(tmp_path, damaged):
+    repo = _repo(tmp_path)
+    (repo / "m" / "env.tar.gz").write_bytes(damaged["crc"].read_bytes())
+    cfg = repo / "m" / "config.pbtxt"
+    cfg.write_text(cfg.read_text() + 'parameters: { key: "EXECUTION_ENV_PATH" value: { string_value: '
+                   '"$$TRITON_MODEL_DIRECTORY/env.tar.gz" } }\n')
+    for args in (("lint", repo), ("doctor", repo, "--no-import-check")):
+        out = run_cli(*args)
+        assert out.returncode == 1 and "is damaged (BadGzipFile: CRC check failed" in out.stdout, out.stdout
+
+
+def test_a_stub_that_is_a_folder_says_so(tmp_path, damaged):
+    repo = _repo(tmp_path)
+    out = run_cli("inject", repo, "--stub", tmp_path, "--env", damaged["crc"])
+    assert out.returncode == 2 and "is a folder" in out.stderr and "triton_python_backend_stub" in out.stderr
