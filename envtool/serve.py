@@ -6,7 +6,7 @@ from pathlib import Path
 
 from envtool import catalog
 from envtool.errors import CheckFailed
-from envtool.repo.model_repo import load_repository
+from envtool.repo.model_repo import load_repository, require_servable
 from envtool.servers import open_server
 from envtool.verify import log_watch
 
@@ -19,7 +19,7 @@ def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Pat
     Refuses to serve (CheckFailed, server stopped) while a model is not READY, unless allow_partial: then
     the rest is served and /v2/health/ready says ready."""
     rel = catalog.normalize_release(release)
-    load_repository(repo)  # a missing or unreadable repository is one line, not a server that waits
+    require_servable(load_repository(repo))  # one line, not a server that waits
     srv = open_server(server, rel, Path(repo), server_bin=server_bin, image=image, ports=ports, address=address,
                       allow_partial=allow_partial)
     with srv:

@@ -18,7 +18,7 @@ from envtool.findings import Finding
 from envtool.infer import Inference, infer, infer_stream, model_inputs, per_model
 from envtool.lockfile import Digests, inputs_digest, lock_path, read_lock, write_lock
 from envtool.repo.config import ModelConfig, dtype_name
-from envtool.repo.model_repo import ENV_KEY, Repository, load_repository
+from envtool.repo.model_repo import ENV_KEY, Repository, load_repository, require_servable
 from envtool.servers import open_server
 from envtool.stub.store import STUB
 
@@ -111,6 +111,7 @@ def log_watch(server):
 def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     rel = catalog.normalize_release(opts.release)
     repo = load_repository(opts.repo)
+    require_servable(repo)
     inputs, expect = _read_json(opts.inputs, "--inputs"), _read_json(opts.expect, "--expect")
     match_inputs(inputs, *_declared(repo))  # a mistake the configs on disk show: no server is started
     # No model needs auto-complete: don't pay a stub start per python model to ask (about 1.2 s each)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -73,3 +74,32 @@ def test_a_stub_that_is_a_folder_says_so(tmp_path, damaged):
     repo = _repo(tmp_path)
     out = run_cli("inject", repo, "--stub", tmp_path, "--env", damaged["crc"])
     assert out.returncode == 2 and "is a folder" in out.stderr and "triton_python_backend_stub" in out.stderr
+
+
+def test_a_space_in_the_path_is_refused_before_a_server_waits_forever(tmp_path):
+    repo = write_repo(tmp_path / "my models" / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
+                                                                          [("OUT", "TYPE_FP32", [-1])])})
+    out = run_cli("lint", repo, "--json")
+    f = [f for f in json.loads(out.stdout)["findings"] if f["rule"] == "path-space"]
+    assert out.returncode == 1 and f and "bash -c" in f[0]["message"]
+    for cmd in (("verify", repo, "--triton", "r24.10"), ("serve", repo, "--triton", "r24.10")):
+        out = run_cli(*cmd)
+        assert out.returncode == 2 and "has a space" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_dangling_symlinks_and_loops_are_named_not_a_500(tmp_path):
+    repo = _repo(tmp_path)
+    (repo / "ghost").symlink_to(tmp_path / "nowhere")
+    (repo / "m" / "loop").symlink_to("loop")
+    out = run_cli("lint", repo, "--json")
+    broken = [f["message"] for f in json.loads(out.stdout)["findings"] if f["rule"] == "broken-symlink"]
+    assert out.returncode == 1 and len(broken) == 2
+    out = run_cli("verify", repo, "--triton", "r24.10")
+    assert out.returncode == 2 and "does not exist (or loops)" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_model_folder_given_as_the_repository_is_bad_input(tmp_path):
+    repo = _repo(tmp_path)
+    for cmd in (("lint", repo / "m"), ("doctor", repo / "m"), ("verify", repo / "m", "--triton", "r24.10")):
+        out = run_cli(*cmd)
+        assert out.returncode == 2 and "is a model folder" in out.stderr and str(repo) in out.stderr, cmd

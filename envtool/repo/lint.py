@@ -17,7 +17,16 @@ from envtool.findings import Finding
 from envtool.repo.config import dims_str, dtype_name
 from envtool.repo.core_rules import core_findings
 from envtool.repo.messages import Messages
-from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, Step, is_version_name
+from envtool.repo.model_repo import (
+    ENV_KEY,
+    FORCE_CPU_KEY,
+    MODEL_DIR_VAR,
+    Model,
+    Repository,
+    Step,
+    is_version_name,
+    unservable,
+)
 
 NEWEST = Messages()
 
@@ -35,7 +44,7 @@ class LintOptions:
 
 
 def lint_repository(repo: Repository, options: LintOptions = LintOptions()) -> list[Finding]:
-    findings: list[Finding] = []
+    findings = [Finding(rule, "error", model, what, fix=fix) for rule, model, what, fix in unservable(repo)]
     for model in repo.models.values():
         findings += _lint_model(model, options)
         if model.is_python:

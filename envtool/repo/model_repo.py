@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -220,7 +221,12 @@ def is_version_name(name: str) -> bool:
 
 def load_model(path: Path) -> Model:
     m = Model(path.name, path)
-    m.versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and is_version_name(p.name))
+    try:
+        m.versions = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and is_version_name(p.name))
+    except OSError as e:  # an unreadable model folder: a finding for this model, not a crash
+        m.error = BadInput(f"model folder {path} cannot be read: {e.strerror}",
+                           "make it readable by the user that runs the server", where=str(path))
+        return m
     if m.config_path.is_file():
         try:
             m.config = load_config(m.config_path)
@@ -235,6 +241,45 @@ def load_repository(path: str | Path) -> Repository:
         raise BadInput(f"model repository {path} does not exist or is not a directory",
                        "pass the folder that holds one sub-folder per model")
     root = root.resolve()
+    if is_model_folder(root):
+        raise BadInput(f"{path} is a model folder, not a model repository",
+                       f"pass the folder that holds it: {root.parent}")
     models = {p.name: load_model(p) for p in sorted(root.iterdir())
               if p.is_dir() and not p.name.startswith(".")}
     return Repository(root, models)
+
+
+def is_model_folder(path: Path) -> bool:
+    """A model's own folder (config.pbtxt, or a version folder holding a model file), given where Triton wants
+    the repository that holds it."""
+    if (path / "config.pbtxt").is_file():
+        return True
+    return any(p.is_dir() and is_version_name(p.name) and any(p.glob("model.*")) for p in path.iterdir())
+
+
+def unservable(repo: Repository) -> list[tuple[str, str | None, str, str]]:
+    """(rule, model, what, fix) for what makes Triton fail however the configs read:
+    - a symlink that leads nowhere (or into a loop) where Triton lists the repository: it answers 500 to
+      every index request;
+    - a space in a python model's path: Triton starts the stub through `bash -c` unquoted (python_backend
+      src/stub_launcher.cc), so the launch fails and the server waits forever."""
+    out: list[tuple[str, str | None, str, str]] = []
+    folders = [repo.path] + [m.path for m in repo.models.values() if m.error is None]
+    for p in (q for folder in folders for q in folder.iterdir()):
+        if p.is_symlink() and not os.path.exists(p):
+            model = p.parent.name if p.parent != repo.path else None
+            out.append(("broken-symlink", model, f"{p} is a symlink to {os.readlink(p)!r}, which does not exist "
+                        "(or loops)", "remove it or point it at an existing file"))
+    for m in repo.python_models():
+        if any(c.isspace() for c in str(m.path)):
+            out.append(("path-space", m.name, f"the path {m.path} has a space: Triton starts the stub through "
+                        "`bash -c` unquoted, so the launch fails and the server waits forever",
+                        "move or copy the repository to a path without spaces"))
+    return out
+
+
+def require_servable(repo: Repository) -> None:
+    """verify and serve: refuse up front what unservable() names (one line, exit 2), before a server starts."""
+    if problems := unservable(repo):
+        _rule, _model, what, fix = problems[0]
+        raise BadInput(what, fix)
