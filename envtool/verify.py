@@ -4,6 +4,7 @@ envtool.lock when everything passed. The server is stopped on every exit path (P
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -122,7 +123,8 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     digests = Digests(repo.path) if opts.lock else None
     inputs_sha = inputs_digest(repo, _lock_key(rel, server, opts, inputs, expect), digests) if digests else None
     if digests:
-        digests.save()
+        with contextlib.suppress(OSError):  # the memo is a cache: a read-only cache folder only costs time
+            digests.save()
     earlier = read_lock(repo.path) if opts.lock and not opts.reverify else None
     if earlier and inputs_sha and earlier.get("inputs_sha256") == inputs_sha and earlier.get("served"):
         if opts.log_path is None:
@@ -160,7 +162,11 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     if report.ok and opts.lock:
         served = {"models": report.models, "skipped": report.skipped, "timings": report.timings,
                   "inferences": [i.to_dict() for i in report.inferences]}
-        report.lock = write_lock(repo, rel.release, report.server, inputs_sha, served, digests)
+        try:
+            report.lock = write_lock(repo, rel.release, report.server, inputs_sha, served, digests)
+        except OSError as e:  # a read-only parent folder (common in containers): the verdict stands
+            report.warnings.append(f"envtool.lock not written ({lock_path(repo.path)}: {e.strerror}): the "
+                                   "verdict stands, and the next verify serves again")
     return report
 
 
