@@ -119,3 +119,11 @@ def test_a_passing_verify_whose_lock_cannot_be_written_still_passes(tmp_path, th
     assert out.returncode == 0 and report["ok"] and report["lock"] is None, out.stderr
     assert any("envtool.lock not written" in w for w in report["warnings"])
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file left beside it
+
+
+def test_a_binary_requirements_file_is_one_line(tmp_path):
+    binary = tmp_path / "requirements.txt"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + os.urandom(64))
+    out = run_cli("pack", "--python", "3.9", "-r", binary, "-o", tmp_path / "env.tar.gz")
+    assert out.returncode == 2 and "is not a text requirements file" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "env.tar.gz").exists()

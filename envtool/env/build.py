@@ -152,6 +152,20 @@ def _artifact_name(unpacked: bool) -> str:
     return ENV_NAME if unpacked else ENV_NAME + ".tar.gz"
 
 
+def _require_text(path: Path) -> None:
+    """A requirements file pip can read: UTF-8 text (a binary file passed to -r is one line, not a crash)."""
+    try:
+        data = path.read_bytes()
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"-r {path} is not a text requirements file ({e.reason} at byte {e.start})",
+                       "pass a pip requirements file: one requirement per line") from None
+    except OSError as e:
+        raise BadInput(f"-r {path}: {e.strerror}", "pass a readable requirements file") from None
+
+
 def _check_spec(spec: PackSpec, output: Path) -> catalog.Release | None:
     """Refuse bad combinations before any work; returns the --triton release, if any."""
     conda_inputs = [n for n, v in (("--prefix", spec.prefix), ("--env-file", spec.env_file)) if v]
@@ -164,6 +178,8 @@ def _check_spec(spec: PackSpec, output: Path) -> catalog.Release | None:
     for p in (*spec.requirements, spec.env_file):
         if p is not None and not p.is_file():
             raise BadInput(f"{p} does not exist", "check the path", where=str(p))
+    for p in spec.requirements:
+        _require_text(p)
     if spec.prefix is not None and not spec.prefix.is_dir():
         raise BadInput(f"--prefix {spec.prefix} is not a directory", "pass the path of a conda env")
     if not spec.unpacked and not output.name.endswith(".tar.gz"):
