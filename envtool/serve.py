@@ -8,6 +8,7 @@ from envtool import catalog
 from envtool.errors import CheckFailed
 from envtool.repo.model_repo import load_repository, require_servable
 from envtool.servers import open_server
+from envtool.servers.base import require_free_ports
 from envtool.verify import log_watch
 
 
@@ -20,6 +21,7 @@ def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Pat
     the rest is served and /v2/health/ready says ready."""
     rel = catalog.normalize_release(release)
     require_servable(load_repository(repo))  # one line, not a server that waits
+    require_free_ports(address, dict(zip(("--http-port", "--grpc-port", "--metrics-port"), ports)))
     srv = open_server(server, rel, Path(repo), server_bin=server_bin, image=image, ports=ports, address=address,
                       allow_partial=allow_partial)
     with srv:

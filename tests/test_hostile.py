@@ -127,3 +127,17 @@ def test_a_binary_requirements_file_is_one_line(tmp_path):
     out = run_cli("pack", "--python", "3.9", "-r", binary, "-o", tmp_path / "env.tar.gz")
     assert out.returncode == 2 and "is not a text requirements file" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "env.tar.gz").exists()
+
+
+def test_a_port_in_use_is_bad_input_naming_it(tmp_path):
+    import socket
+
+    from envtool.servers.base import free_port
+    repo = _repo(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = run_cli("serve", repo, "--triton", "r24.10", "--http-port", port, "--grpc-port", free_port(),
+                      "--metrics-port", free_port())
+    assert out.returncode == 2 and f"--http-port {port} cannot be used" in out.stderr, out.stderr

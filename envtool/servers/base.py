@@ -26,7 +26,7 @@ from google.protobuf import json_format
 
 from envtool.catalog import Release
 from envtool.diagnose import load_failures
-from envtool.errors import CheckFailed
+from envtool.errors import BadInput, CheckFailed
 from envtool.repo.config import ModelConfig
 
 ENV_GLOB = "/tmp/python_env_*"
@@ -39,6 +39,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def require_free_ports(address: str, ports: dict[str, int]) -> None:
+    """Each option's port can be bound on address; else one line naming the option and the port (exit 2), not
+    a server that fails to start with "see its log"."""
+    for option, port in ports.items():
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((address, port))
+            except OSError as e:
+                raise BadInput(f"{option} {port} cannot be used on {address}: {e.strerror}",
+                               f"stop what listens there, or pass another {option}") from None
 
 
 def _die_with_parent() -> None:
