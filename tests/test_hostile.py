@@ -141,3 +141,29 @@ def test_a_port_in_use_is_bad_input_naming_it(tmp_path):
         out = run_cli("serve", repo, "--triton", "r24.10", "--http-port", port, "--grpc-port", free_port(),
                       "--metrics-port", free_port())
     assert out.returncode == 2 and f"--http-port {port} cannot be used" in out.stderr, out.stderr
+
+
+def test_a_signal_during_stop_is_held_until_the_clean_up_is_done():
+    """Ctrl-C sent from another thread while stop() runs (the OS may deliver it to any thread; Python runs the
+    handler in the main one): stop() finishes, then KeyboardInterrupt comes."""
+    import signal
+    import threading
+    import time
+
+    from envtool.servers.base import deferred_signals
+    done = []
+
+    def stop():
+        threading.Thread(target=lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        time.sleep(0.5)  # the handler would have run here
+        done.append("stopped")
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a shell, even under nohup
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_signals():
+                stop()
+            done.append("after")  # not reached: the held Ctrl-C comes right after the block
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert done == ["stopped"]

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -39,6 +40,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def deferred_signals(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Signals that arrive inside the block are held and re-delivered after it. Python runs handlers in the
+    main thread whichever thread the OS chose, so blocking them with pthread_sigmask in one thread does not
+    hold them: the handlers themselves are swapped (possible in the main thread only; elsewhere the block
+    runs as is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda n, _f: held.append(n)) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def require_free_ports(address: str, ports: dict[str, int]) -> None:
@@ -135,12 +156,8 @@ class Server:
         return self
 
     def __exit__(self, *exc) -> None:
-        # A second Ctrl-C or SIGTERM must not cut the clean-up short; it is delivered afterwards.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with deferred_signals():  # a second Ctrl-C or SIGTERM must not cut the clean-up short
             self.stop()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
