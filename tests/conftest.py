@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -103,13 +105,42 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd)
 
 
+_SPAWNED: list[subprocess.Popen] = []
+
+
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM as a terminal gives them. A background job or nohup starts us with
+    SIGINT ignored, and children inherit that: a test's Ctrl-C would then do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def spawn(args: list, **kw) -> subprocess.Popen:
+    """Popen for a test that signals its child: default signal dispositions, its own process group, and
+    killed with everything it started when the test ends, pass or fail (see _no_process_left)."""
+    proc = subprocess.Popen([str(a) for a in args], preexec_fn=_default_signals, start_new_session=True, **kw)
+    _SPAWNED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left():
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def serve_cli(repo: Path, *extra: str) -> tuple[subprocess.Popen, list[str], list[str]]:
     """`envtool serve REPO --triton r24.10` on free ports: (process, its stdout up to "Ctrl-C", ports)."""
     from envtool.servers.base import free_port
     ports = [str(free_port()) for _ in range(3)]
-    proc = subprocess.Popen([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
-                             "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2], *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
+                  "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2], *extra],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)

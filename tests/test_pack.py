@@ -22,6 +22,7 @@ from envtool.env.conda import create_command, find_solver
 from envtool.env.interpreters import candidates, find_interpreter
 from envtool.env.prefix import build_prefix, elf_files
 from envtool.errors import BadInput, CheckFailed
+from tests.conftest import spawn
 
 PYENV = [v for v in ("3.8", "3.9", "3.12", "3.13") if any(s == "pyenv" for _, s in candidates(v))]
 needs = pytest.mark.skipif
@@ -463,9 +464,9 @@ def _running_pip(pid: int) -> bool:
 @needs("3.9" not in PYENV, reason="no pyenv Python 3.9")
 def test_ctrl_c_leaves_no_half_written_prefix(tmp_path):
     cache = tmp_path / "c"
-    proc = subprocess.Popen([sys.executable, "-m", "envtool", "pack", "--python", "3.9", "--pip", "PyYAML",
-                             "-o", tmp_path / "e.tar.gz"], env={**os.environ, "ENVTOOL_CACHE_DIR": str(cache)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn([sys.executable, "-m", "envtool", "pack", "--python", "3.9", "--pip", "PyYAML",
+                  "-o", tmp_path / "e.tar.gz"], env={**os.environ, "ENVTOOL_CACHE_DIR": str(cache)},
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not _running_pip(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -20,6 +20,7 @@ from envtool import api
 from envtool.elf import read_elf
 from envtool.env.interpreters import candidates
 from envtool.errors import BadInput, CheckFailed
+from tests.conftest import spawn
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini_python_backend"
 HAVE39 = any(s == "pyenv" for _, s in candidates("3.9"))
@@ -122,9 +123,9 @@ def test_compile_error_names_the_log(sources, tmp_path):
 
 def test_interrupted_build_leaves_no_partial_artifact(sources, tmp_path):
     store = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "envtool", "stub", "--triton", "r24.10", "--python", "3.9",
-                             "--builder", "local", "--sources", str(sources), "--cache", str(store)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn([sys.executable, "-m", "envtool", "stub", "--triton", "r24.10", "--python", "3.9",
+                  "--builder", "local", "--sources", str(sources), "--cache", str(store)],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(store.glob(".tree-*/CMakeFiles")) and time.monotonic() < deadline:
         time.sleep(0.05)

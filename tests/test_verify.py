@@ -20,7 +20,7 @@ import pytest
 
 from envtool import api
 from envtool.env.interpreters import candidates
-from tests.conftest import ADD_ONE_PY, SLOW_INIT_PY, python_model, run_cli, serve_cli, write_repo
+from tests.conftest import ADD_ONE_PY, SLOW_INIT_PY, python_model, run_cli, serve_cli, spawn, write_repo
 from tests.test_inject import pipeline
 from tests.test_lint import ensemble, step
 
@@ -249,8 +249,8 @@ def test_no_orphan_when_envtool_is_signalled(tmp_path, stubs, env39, sig, code):
                                                                [("OUT", "TYPE_FP32", [-1])])}, SLOW_INIT_PY)
     api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=stubs).path, env=env39))
     before = set(glob.glob("/tmp/python_env_*"))
-    proc = subprocess.Popen([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.10"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.10"],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until the server and the model's stub run
