@@ -6,6 +6,7 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -89,3 +90,20 @@ def copy_into_place(src: Path, dest: Path) -> None:
         publish(tmp, dest)
     finally:
         remove(tmp)
+
+
+TRITON_PROBE_MODE = stat.S_IXUSR  # ---x------
+
+
+def restore_after_triton_probe(path: Path) -> bool:
+    """Triton runs a stub with no arguments before starting it and, unless that exits 1, chmods it to S_IXUSR
+    (python_backend src/stub_launcher.cc, r22.11 on): a stub the user owns is then unreadable to them, and the
+    next inject, doctor or verify could not read it. Give it back 0755; True if it was so."""
+    try:
+        st = path.stat()
+        if stat.S_IMODE(st.st_mode) != TRITON_PROBE_MODE or st.st_uid != os.geteuid():
+            return False
+        os.chmod(path, 0o755)
+        return True
+    except OSError:
+        return False

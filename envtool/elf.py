@@ -11,6 +11,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 
+from envtool.atomic import restore_after_triton_probe
 from envtool.errors import BadInput
 
 LIBPYTHON = re.compile(r"^libpython3(?:-[0-9a-f]+)?\.(\d+)[dm]*\.so")
@@ -44,6 +45,11 @@ def read_elf(path: Path) -> ElfFacts:
     try:
         with path.open("rb") as f:
             return _facts(f)
+    except PermissionError:
+        if not restore_after_triton_probe(path):
+            raise BadInput(f"{path} cannot be read (permission denied)",
+                           "make it readable (chmod 0755) for the user running envtool") from None
+        return read_elf(path)
     except (OSError, ELFError) as e:
         raise BadInput(f"{path} is not an ELF binary ({e})",
                        "pass a triton_python_backend_stub built for Linux") from None

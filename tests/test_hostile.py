@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -167,3 +168,44 @@ def test_a_signal_during_stop_is_held_until_the_clean_up_is_done():
     finally:
         signal.signal(signal.SIGINT, previous)
     assert done == ["stopped"]
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """A read-only bind mount of a folder (as docker -v repo:/models:ro gives a server); root only."""
+    src, mnt = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(src), str(mnt)], capture_output=True).returncode:
+        pytest.skip("needs root and mount --bind")
+    try:
+        yield src, mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_read_only_repository_whose_stub_fails_tritons_probe_is_refused(read_only_mount, host_stub):
+    src, mnt = read_only_mount
+    repo = _repo(src)
+    stub = repo / "m" / "triton_python_backend_stub"
+    stub.write_bytes(host_stub.read_bytes())
+    stub.chmod(0o755)
+    out = run_cli("doctor", repo, "--no-import-check", "--json")  # writable: a note, Triton may chmod it
+    probe = [f for f in json.loads(out.stdout)["findings"] if f["rule"] == "stub-probe"]
+    assert probe and probe[0]["severity"] == "info" and "exit 127" in probe[0]["message"]
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True)
+    ro_repo = mnt / "repo"
+    out = run_cli("lint", ro_repo, "--json")
+    assert out.returncode == 1 and "stub-probe-read-only" in {f["rule"] for f in json.loads(out.stdout)["findings"]}
+    out = run_cli("verify", ro_repo, "--triton", "r24.10")
+    assert out.returncode == 2 and "Failed to give execute permission" in out.stderr, out.stderr
+
+
+def test_a_stub_triton_left_unreadable_is_given_back_0755(tmp_path):
+    from envtool.repo.model_repo import load_repository
+    repo = _repo(tmp_path)
+    stub = repo / "m" / "triton_python_backend_stub"
+    stub.write_bytes(b"\x7fELF")
+    stub.chmod(0o100)  # what Triton's probe leaves
+    load_repository(repo)
+    assert stub.stat().st_mode & 0o777 == 0o755

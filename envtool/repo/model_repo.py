@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from envtool.atomic import restore_after_triton_probe
 from envtool.catalog import tomllib
 from envtool.errors import BadInput
 from envtool.repo.config import ModelConfig, load_config
@@ -14,6 +16,7 @@ from envtool.repo.config import ModelConfig, load_config
 CONFIG = "config.pbtxt"
 ENSEMBLE = "ensemble"
 ENV_KEY = "EXECUTION_ENV_PATH"
+STUB_NAME = "triton_python_backend_stub"  # a model folder's own stub, as Triton looks it up
 FORCE_CPU_KEY = "FORCE_CPU_ONLY_INPUT_TENSORS"
 MODEL_DIR_VAR = "$$TRITON_MODEL_DIRECTORY"
 PYTHON_FILE = "model.py"
@@ -246,6 +249,8 @@ def load_repository(path: str | Path) -> Repository:
                        f"pass the folder that holds it: {root.parent}")
     models = {p.name: load_model(p) for p in sorted(root.iterdir())
               if p.is_dir() and not p.name.startswith(".")}
+    for m in models.values():  # stubs a server left at ---x------ (Triton's probe): readable again
+        restore_after_triton_probe(m.path / STUB_NAME)
     return Repository(root, models)
 
 
@@ -271,6 +276,12 @@ def unservable(repo: Repository) -> list[tuple[str, str | None, str, str]]:
             out.append(("broken-symlink", model, f"{p} is a symlink to {os.readlink(p)!r}, which does not exist "
                         "(or loops)", "remove it or point it at an existing file"))
     for m in repo.python_models():
+        stub = m.path / STUB_NAME
+        if stub.is_file() and read_only(m.path) and (probe := fails_triton_probe(stub)):
+            out.append(("stub-probe-read-only", m.name, f"{stub} fails Triton's no-argument probe ({probe}) and "
+                        "the repository is read-only: Triton cannot chmod it and fails the model (Failed to give "
+                        "execute permission to triton_python_backend_stub)",
+                        "serve the repository from a writable folder (a copy of the read-only one)"))
         if any(c.isspace() for c in str(m.path)):
             out.append(("path-space", m.name, f"the path {m.path} has a space: Triton starts the stub through "
                         "`bash -c` unquoted, so the launch fails and the server waits forever",
@@ -283,3 +294,27 @@ def require_servable(repo: Repository) -> None:
     if problems := unservable(repo):
         _rule, _model, what, fix = problems[0]
         raise BadInput(what, fix)
+
+
+def fails_triton_probe(stub: Path, timeout: float = 10.0) -> str | None:
+    """Triton runs a model's stub with no arguments, in the server's environment (no env applied), before it
+    starts it; unless that exits 1 it chmods the stub to ---x------, and where it cannot (a read-only
+    repository) the model fails "Failed to give execute permission" (python_backend src/stub_launcher.cc).
+    What the probe printed where it does not exit 1 here; None where it does (or cannot run here)."""
+    try:
+        out = subprocess.run([str(stub)], capture_output=True, text=True, timeout=timeout,
+                             env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode == 1:
+        return None
+    first = (out.stderr or out.stdout).strip().splitlines()
+    return f"exit {out.returncode}" + (f": {first[0][:200]}" if first else "")
+
+
+def read_only(path: Path) -> bool:
+    """A read-only mount (docker -v repo:/models:ro, a ConfigMap), or a folder this user cannot write."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY) or not os.access(path, os.W_OK)
+    except OSError:
+        return False
