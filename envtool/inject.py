@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from envtool import compat
-from envtool.atomic import publish, remove, same_content, stage, write_atomic
+from envtool.atomic import same_content
 from envtool.catalog import normalize_release
 from envtool.elf import require_executable
 from envtool.env.view import is_gzip, view_env
@@ -23,7 +23,9 @@ from envtool.errors import BadInput
 from envtool.findings import Finding
 from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, load_repository
+from envtool.signals import deferred_signals
 from envtool.stub.store import stub_manifest, stub_release
+from envtool.transaction import Transaction
 
 STUB_NAME = "triton_python_backend_stub"
 MINIMAL_CONFIG = 'backend: "python"\n'  # what a model Triton auto-completes gets, plus the parameters
@@ -275,23 +277,19 @@ def inject(opts: InjectOptions) -> InjectResult:
     result = plan(opts)
     if opts.dry_run:
         return result
-    staged: list[tuple[Placement, Path]] = []
+    txn = Transaction(result.repo)
     try:
         for p in result.files:  # everything copied before anything moves
-            staged.append((p, _stage(p)))
-        for p, tmp in staged:
-            publish(tmp, p.dest)
-    finally:
-        for _, tmp in staged:
-            remove(tmp)
-    for c in result.configs:
-        if c.changed:
-            write_atomic(c.path, c.after)
+            txn.stage(p.dest, lambda tmp, p=p: _fill(p, tmp))
+        for c in result.configs:
+            if c.changed:
+                txn.stage_text(c.path, c.after)
+    except BaseException:
+        txn.abandon()
+        raise
+    with deferred_signals():  # renames only: a Ctrl-C waits for them; a SIGKILL is rolled back next run
+        txn.commit()
     return result
-
-
-def _stage(p: Placement) -> Path:
-    return stage(p.dest, lambda tmp: _fill(p, tmp))
 
 
 def _fill(p: Placement, tmp: Path) -> None:

