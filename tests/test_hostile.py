@@ -259,3 +259,16 @@ def test_inject_killed_at_random_leaves_the_old_or_the_new_repository(tmp_path, 
         outcomes["old" if snap == before else "new"] += 1
         shutil.rmtree(repo)
     print(f"{INTERRUPTS} interrupts: {outcomes}")
+
+
+def test_a_symlinked_config_stays_a_symlink_and_its_target_is_edited(tmp_path, host_stub):
+    repo = _repo(tmp_path)
+    shared = tmp_path / "configs" / "m.pbtxt"
+    shared.parent.mkdir()
+    (repo / "m" / "config.pbtxt").rename(shared)
+    (repo / "m" / "config.pbtxt").symlink_to(shared)
+    out = run_cli("inject", repo, "--stub", host_stub, "--env", _env_tarball(tmp_path / "custom_env.tar.gz"),
+                  "--force")
+    assert out.returncode == 0, out.stderr
+    assert (repo / "m" / "config.pbtxt").is_symlink() and "EXECUTION_ENV_PATH" in shared.read_text()
+    assert not list(shared.parent.glob(".envtool-stage.*")) and not (repo / ".envtool-inject.journal").exists()
