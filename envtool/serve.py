@@ -20,10 +20,14 @@ def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Pat
     Refuses to serve (CheckFailed, server stopped) while a model is not READY, unless allow_partial: then
     the rest is served and /v2/health/ready says ready."""
     rel = catalog.normalize_release(release)
-    require_servable(load_repository(repo))  # one line, not a server that waits
+    repository = load_repository(repo)
+    require_servable(repository)  # one line, not a server that waits
     require_free_ports(address, dict(zip(("--http-port", "--grpc-port", "--metrics-port"), ports)))
+    # As verify: without auto-complete where no model needs it. Triton waits forever on the auto-complete stub
+    # of a model.py that dies at import; without it the model fails at once, named.
+    no_autocomplete = () if repository.auto_complete_needed() else ("--disable-auto-complete-config",)
     srv = open_server(server, rel, Path(repo), server_bin=server_bin, image=image, ports=ports, address=address,
-                      allow_partial=allow_partial)
+                      allow_partial=allow_partial, extra_args=no_autocomplete)
     with srv:
         srv.wait_live(timeout, watch=log_watch(srv))
         if not allow_partial and (bad := not_ready(srv.model_states())):

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -272,3 +273,17 @@ def test_a_symlinked_config_stays_a_symlink_and_its_target_is_edited(tmp_path, h
     assert out.returncode == 0, out.stderr
     assert (repo / "m" / "config.pbtxt").is_symlink() and "EXECUTION_ENV_PATH" in shared.read_text()
     assert not list(shared.parent.glob(".envtool-stage.*")) and not (repo / ".envtool-inject.journal").exists()
+
+
+@pytest.mark.server
+def test_serve_names_a_model_whose_stub_dies_at_import(tmp_path):
+    """os._exit() in model.py: with auto-complete on, Triton waits on that stub forever; serve turns it off
+    where no model needs it (as verify does), so the model fails at once and serve names it."""
+    from envtool.servers.base import free_port
+    repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
+                                                            [("OUT", "TYPE_FP32", [-1])])},
+                      "import os\nos._exit(3)\nclass TritonPythonModel:\n    pass\n")
+    out = subprocess.run([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
+                          "--http-port", str(free_port()), "--grpc-port", str(free_port()),
+                          "--metrics-port", str(free_port())], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 1 and "not READY: m" in out.stderr and "not healthy" in out.stderr, out.stderr
