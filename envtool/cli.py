@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -100,6 +101,10 @@ def _emit_failure(error: dict) -> None:
         _emit_json(formats.sarif_failure(f"{error['error']}{fix}"))
 
 
+# The machine's state, not a bug: a full or read-only disk, missing permissions, too many open files.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EMFILE}
+
+
 class _Group(click.Group):
     """Turns every EnvtoolError, and click's usage errors, into one line and its exit code: never a traceback."""
 
@@ -130,6 +135,16 @@ class _Group(click.Group):
             _emit_failure(e.to_dict())
             err.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
             ctx.exit(e.exit_code)
+        except OSError as e:
+            if e.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            target = e.filename2 or e.filename  # a copy names its source first, the destination second
+            where = f" {target}" if target else ""
+            error = BadInput(f"cannot write{where}: {e.strerror}", "free space, or use a writable location "
+                             "(-o, --cache, ENVTOOL_CACHE_DIR); nothing half-written was left")
+            _emit_failure(error.to_dict())
+            err.print(f"[bold red]error:[/] {error.one_line()}", highlight=False, soft_wrap=True)
+            ctx.exit(error.exit_code)
         except KeyboardInterrupt as e:
             err.print("[bold red]interrupted[/]: nothing half-written and no process was left behind")
             ctx.exit(143 if isinstance(e, Terminated) else 130)
@@ -403,7 +418,8 @@ def _with_progress(title: str, work):
               show_default=True, help="auto: the store, then NVIDIA's prebuilt stub, then a local CMake build; "
               "docker: the local build inside the release's image (Dockerfile.build).")
 @click.option("--base-image", help="Image for --builder docker (default: the release's tritonserver image).")
-@click.option("--cache", "root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
+@click.option("--cache", "root", type=click.Path(path_type=Path, file_okay=False),
+              help="Stub store (default stubs/).")
 @click.option("--sources", type=click.Path(path_type=Path), help="Local python_backend sources (--builder local).")
 @click.option("--rebuild", is_flag=True, help="Ignore the store.")
 @click.option("--pybind11", "pybind11", metavar="TAG", help="Build with this pybind11 tag instead of the "
@@ -447,7 +463,8 @@ def stub(release, python, gpu, fetch_sources, builder, base_image, root, sources
 @click.option("--builder", type=click.Choice(["auto", "prebuilt", "local", "docker"]), default="auto",
               show_default=True, help="How stubs are made, as for `envtool stub`.")
 @click.option("--sources", type=click.Path(path_type=Path), help="Local python_backend sources (local builds).")
-@click.option("--cache", "root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
+@click.option("--cache", "root", type=click.Path(path_type=Path, file_okay=False),
+              help="Stub store (default stubs/).")
 @click.option("--bake", "bake_file", type=click.Path(path_type=Path), help="Write a docker-bake.hcl that "
               "builds every possible cell's stub and env with Dockerfile.build (docker buildx bake -f FILE); "
               "build nothing here.")
@@ -659,7 +676,8 @@ def _print_endpoints(server) -> None:
               show_default=True, help="How the stub is made (as for stub).")
 @click.option("--base-image", help="Image for --builder docker (default: the release's tritonserver image).")
 @click.option("--sources", type=click.Path(path_type=Path), help="python_backend sources (--builder local).")
-@click.option("--cache", "stubs_root", type=click.Path(path_type=Path), help="Stub store (default stubs/).")
+@click.option("--cache", "stubs_root", type=click.Path(path_type=Path, file_okay=False),
+              help="Stub store (default stubs/).")
 @click.option("--pybind11", "pybind11", metavar="TAG", help="Build with this pybind11 tag instead of the "
               "release's pin (e.g. v3.0.1 for Python 3.14; >= v2.12 lets the env have numpy 2). A source build.")
 @click.option("--gpu", is_flag=True, help="GPU stub and KIND_GPU instances.")

@@ -25,7 +25,7 @@ from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, load_repository
 from envtool.signals import deferred_signals
 from envtool.stub.store import stub_manifest, stub_release
-from envtool.transaction import Transaction
+from envtool.transaction import Transaction, recover
 
 STUB_NAME = "triton_python_backend_stub"
 MINIMAL_CONFIG = 'backend: "python"\n'  # what a model Triton auto-completes gets, plus the parameters
@@ -288,7 +288,11 @@ def inject(opts: InjectOptions) -> InjectResult:
         txn.abandon()
         raise
     with deferred_signals():  # renames only: a Ctrl-C waits for them; a SIGKILL is rolled back next run
-        txn.commit()
+        try:
+            txn.commit()
+        except OSError:
+            recover(result.repo)  # a rename failed half-way (a read-only folder): the old repository back
+            raise
     return result
 
 

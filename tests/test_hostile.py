@@ -287,3 +287,57 @@ def test_serve_names_a_model_whose_stub_dies_at_import(tmp_path):
                           "--http-port", str(free_port()), "--grpc-port", str(free_port()),
                           "--metrics-port", str(free_port())], capture_output=True, text=True, timeout=240)
     assert out.returncode == 1 and "not READY: m" in out.stderr and "not healthy" in out.stderr, out.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 5 MiB tmpfs (ENOSPC for anything bigger); root only."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode:
+        pytest.skip("needs root and mount -t tmpfs")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def _big_env(path: Path) -> Path:
+    """A real env tarball of about 8 MB (incompressible), more than the small disk holds."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("bin/activate", b"true\n"), ("lib/python3.10/big.bin", os.urandom(8 * 2**20))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_inject_onto_a_full_disk_is_one_line_and_changes_nothing(small_disk, tmp_path, host_stub):
+    repo = _repo(small_disk)
+    before = tree_snapshot(repo)
+    out = run_cli("inject", repo, "--stub", host_stub, "--env", _big_env(tmp_path / "custom_env.tar.gz"), "--force")
+    assert out.returncode == 2 and "No space left on device" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and tree_snapshot(repo) == before
+
+
+def test_inject_into_a_read_only_repository_is_one_line(read_only_mount, tmp_path, host_stub):
+    src, mnt = read_only_mount
+    _repo(src)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True)
+    before = tree_snapshot(mnt)
+    out = run_cli("inject", mnt / "repo", "--stub", host_stub, "--env", _env_tarball(tmp_path / "custom_env.tar.gz"),
+                  "--force")
+    assert out.returncode == 2 and "Read-only file system" in out.stderr and "Traceback" not in out.stderr
+    assert tree_snapshot(mnt) == before
+
+
+def test_pack_and_stub_refuse_outputs_they_cannot_write(tmp_path):
+    out = run_cli("pack", "--python", "3.9", "-o", "/proc/envtool-test/env.tar.gz")
+    assert out.returncode == 2 and "cannot write there" in out.stderr and "Traceback" not in out.stderr
+    a_file = tmp_path / "store"
+    a_file.write_text("")
+    out = run_cli("stub", "--triton", "r24.10", "--python", "3.10", "--cache", a_file)
+    assert out.returncode == 2 and "is a file" in out.stderr

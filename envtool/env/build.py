@@ -152,6 +152,17 @@ def _artifact_name(unpacked: bool) -> str:
     return ENV_NAME if unpacked else ENV_NAME + ".tar.gz"
 
 
+def _require_writable_folder(folder: Path, option: str) -> None:
+    """Where the output goes can take a file: probed by writing one (access() says yes to root anywhere)."""
+    target = folder if folder.exists() else next((p for p in folder.parents if p.exists()), Path("."))
+    try:
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as e:
+        raise BadInput(f"{option} {folder}: cannot write there ({e.strerror})",
+                       "pass a path in a writable folder") from None
+
+
 def _require_text(path: Path) -> None:
     """A requirements file pip can read: UTF-8 text (a binary file passed to -r is one line, not a crash)."""
     try:
@@ -182,6 +193,7 @@ def _check_spec(spec: PackSpec, output: Path) -> catalog.Release | None:
         _require_text(p)
     if spec.prefix is not None and not spec.prefix.is_dir():
         raise BadInput(f"--prefix {spec.prefix} is not a directory", "pass the path of a conda env")
+    _require_writable_folder(output.parent, "--output")
     if not spec.unpacked and not output.name.endswith(".tar.gz"):
         raise BadInput(f"--output {output.name} must end in .tar.gz",
                        "Triton extracts only .tar.gz envs; use --unpacked for a directory")
