@@ -113,6 +113,9 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     rel = catalog.normalize_release(opts.release)
     repo = load_repository(opts.repo)
     require_servable(repo)
+    if not repo.models:
+        raise BadInput(f"model repository {repo.path} holds no model folder", "pass the folder that holds one "
+                       "sub-folder per model (envtool verify model_repository)")
     inputs, expect = _read_json(opts.inputs, "--inputs"), _read_json(opts.expect, "--expect")
     match_inputs(inputs, *_declared(repo))  # a mistake the configs on disk show: no server is started
     # No model needs auto-complete: don't pay a stub start per python model to ask (about 1.2 s each)

@@ -202,14 +202,36 @@ def test_a_read_only_repository_whose_stub_fails_tritons_probe_is_refused(read_o
     assert out.returncode == 2 and "Failed to give execute permission" in out.stderr, out.stderr
 
 
-def test_a_stub_triton_left_unreadable_is_given_back_0755(tmp_path):
-    from envtool.repo.model_repo import load_repository
-    repo = _repo(tmp_path)
-    stub = repo / "m" / "triton_python_backend_stub"
-    stub.write_bytes(b"\x7fELF")
-    stub.chmod(0o100)  # what Triton's probe leaves
-    load_repository(repo)
-    assert stub.stat().st_mode & 0o777 == 0o755
+def test_a_stub_triton_left_unreadable_is_read_again_by_its_owner():
+    """As an ordinary user (root ignores modes, so the test drops to nobody for the reads): a stub at ---x------
+    after Triton's probe is given back 0755 by the first read that needs it, and read."""
+    import shutil
+    import tempfile
+
+    from envtool.cache import file_sha256
+    from envtool.elf import read_elf
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user")
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        stubs = []
+        for name in ("a", "b"):
+            stub = folder / name
+            stub.write_bytes(Path(sys.executable).resolve().read_bytes())
+            os.chown(stub, 65534, 65534)
+            stub.chmod(0o100)  # what Triton's probe leaves
+            stubs.append(stub)
+        os.seteuid(65534)
+        try:
+            digest = file_sha256(stubs[0])
+            facts = read_elf(stubs[1])
+        finally:
+            os.seteuid(0)
+        assert len(digest) == 64 and facts is not None
+        assert all(s.stat().st_mode & 0o777 == 0o755 for s in stubs)
+    finally:
+        shutil.rmtree(folder)
 
 
 # --- inject is a transaction: interrupted anywhere, the repository is the old one or the new one -----------

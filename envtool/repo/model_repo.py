@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from envtool.atomic import restore_after_triton_probe
 from envtool.catalog import tomllib
 from envtool.errors import BadInput
 from envtool.repo.config import ModelConfig, load_config
@@ -251,8 +250,6 @@ def load_repository(path: str | Path) -> Repository:
                        f"pass the folder that holds it: {root.parent}")
     models = {p.name: load_model(p) for p in sorted(root.iterdir())
               if p.is_dir() and not p.name.startswith(".")}
-    for m in models.values():  # stubs a server left at ---x------ (Triton's probe): readable again
-        restore_after_triton_probe(m.path / STUB_NAME)
     return Repository(root, models)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
+from envtool.cache import cache_root
 from envtool.catalog import Release
 from envtool.diagnose import load_failures
 from envtool.errors import BadInput, CheckFailed
@@ -40,6 +41,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+KEEP_LOGS = 20  # server logs kept in the cache's logs/ folder: the newest, for doctor --log
+
+
+def new_log_path() -> Path:
+    """A fresh server log in $ENVTOOL_CACHE_DIR/logs/, the oldest beyond KEEP_LOGS removed (one per verify
+    piled up in /tmp before)."""
+    folder = cache_root() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    logs = sorted(folder.glob("envtool-triton-*.log"), key=lambda p: p.stat().st_mtime)
+    for old in logs[:max(0, len(logs) - KEEP_LOGS + 1)]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return Path(tempfile.mkstemp(prefix="envtool-triton-", suffix=".log", dir=folder)[1])
 
 
 def require_free_ports(address: str, ports: dict[str, int]) -> None:
@@ -79,7 +95,7 @@ class Server:
         self.address = address
         self.repo = Path(repo).resolve()  # relative repos race in Triton's chdir (KNOWLEDGE 3)
         self.extra_args = extra_args
-        self.log_path = log_path or Path(tempfile.mkstemp(prefix="envtool-triton-", suffix=".log")[1])
+        self.log_path = log_path or new_log_path()
         self.http_port = self.grpc_port = self.metrics_port = 0
 
     def command(self) -> list[str]:
