@@ -15,6 +15,7 @@ from envtool.diagnose import Diagnosis, LogVerdict, diagnose_log, interesting
 from envtool.env.launch import ACTIVATE, secure_extract_error, start
 from envtool.env.validate import extract
 from envtool.env.view import EnvView, view_env
+from envtool.errors import CheckFailed
 from envtool.findings import Finding
 from envtool.repo.imports import image_python, missing, variant_of
 from envtool.repo.lint import lint_repository
@@ -110,7 +111,7 @@ class _Extractions:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
-        self.roots: dict[Path, Path] = {}
+        self.roots: dict[Path, Path | None] = {}
         self.refusals: dict[Path, str | None] = {}
 
     def refused(self, env: EnvView) -> str | None:
@@ -120,11 +121,16 @@ class _Extractions:
             self.refusals[env.path] = secure_extract_error(env.path, scratch)
         return self.refusals[env.path]
 
-    def root(self, env: EnvView) -> Path:
+    def root(self, env: EnvView) -> Path | None:
+        """The env's folder (a tarball extracted once, checked as pack checks its own); None where it cannot
+        be extracted safely (lint names why: env-damaged, env-escapes)."""
         if env.kind == "directory":
             return env.path
         if env.path not in self.roots:
-            self.roots[env.path] = extract(env.path, self.tmp / str(len(self.roots)))
+            try:
+                self.roots[env.path] = extract(env.path, self.tmp / str(len(self.roots)))
+            except CheckFailed:
+                self.roots[env.path] = None
         return self.roots[env.path]
 
 

@@ -148,6 +148,9 @@ def check_env(env: Path) -> None:
     if (view := view_env(env)).kind == "damaged":
         raise BadInput(f"env {env} is damaged ({view.damage}): Triton could not extract it",
                        "pack it again (envtool pack) and copy it whole")
+    if view.escaping:
+        raise BadInput(f"env {env} has entries that land outside the env, e.g. {view.escaping[0]}",
+                       "repack it with envtool pack (conda-pack writes none)")
 
 
 def _require_pair(stub: Path, env: Path, target: str) -> None:

@@ -363,3 +363,52 @@ def test_pack_and_stub_refuse_outputs_they_cannot_write(tmp_path):
     a_file.write_text("")
     out = run_cli("stub", "--triton", "r24.10", "--python", "3.10", "--cache", a_file)
     assert out.returncode == 2 and "is a file" in out.stderr
+
+
+def _with_members(path: Path, extra: list[tarfile.TarInfo]) -> Path:
+    good = _env_tarball(path.with_name("base.tar.gz"))
+    with tarfile.open(good) as src, tarfile.open(path, "w:gz") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m))
+        for info in extra:
+            dst.addfile(info)
+    return path
+
+
+def _link(name: str, target: str, hard: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = (tarfile.LNKTYPE if hard else tarfile.SYMTYPE), target
+    return info
+
+
+def _file(name: str) -> tarfile.TarInfo:
+    return tarfile.TarInfo(name)  # empty
+
+
+@pytest.mark.parametrize("member", [_file("../../outside"), _file("/tmp/envtool-abs-member"),
+                                    _link("lib/hard", "../outside", hard=True)], ids=["dotdot", "absolute", "hard"])
+def test_an_env_whose_members_land_outside_is_refused_by_inject_and_named_by_lint(tmp_path, member, host_stub):
+    env = _with_members(tmp_path / "custom_env.tar.gz", [member])
+    repo = _repo(tmp_path)
+    before = tree_snapshot(repo)
+    out = run_cli("inject", repo, "--stub", host_stub, "--env", env, "--force")
+    assert out.returncode == 2 and "outside the env" in out.stderr and tree_snapshot(repo) == before, out.stderr
+    (repo / "m" / "custom_env.tar.gz").write_bytes(env.read_bytes())
+    cfg = repo / "m" / "config.pbtxt"
+    cfg.write_text(cfg.read_text() + 'parameters: { key: "EXECUTION_ENV_PATH" value: { string_value: '
+                   '"$$TRITON_MODEL_DIRECTORY/custom_env.tar.gz" } }\n')
+    out = run_cli("doctor", repo, "--json")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "env-escapes" in {f["rule"] for f in json.loads(out.stdout)["findings"]}
+    assert not (tmp_path / "outside").exists() and not Path("/tmp/envtool-abs-member").exists()
+
+
+def test_an_env_whose_symlinks_point_outside_is_a_warning(tmp_path):
+    env = _with_members(tmp_path / "custom_env.tar.gz", [_link("lib/evil", "/etc/passwd")])
+    repo = _repo(tmp_path)
+    (repo / "m" / "custom_env.tar.gz").write_bytes(env.read_bytes())
+    cfg = repo / "m" / "config.pbtxt"
+    cfg.write_text(cfg.read_text() + 'parameters: { key: "EXECUTION_ENV_PATH" value: { string_value: '
+                   '"$$TRITON_MODEL_DIRECTORY/custom_env.tar.gz" } }\n')
+    found = {f["rule"]: f for f in json.loads(run_cli("lint", repo, "--json").stdout)["findings"]}
+    assert found["env-links-out"]["severity"] == "warning" and "/etc/passwd" in found["env-links-out"]["message"]

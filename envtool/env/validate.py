@@ -12,7 +12,6 @@ import errno
 import gzip
 import json
 import os
-import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from envtool.compat import Env, check, libstdcxx_of, max_glibc
 from envtool.env.launch import ACTIVATE, start
-from envtool.env.view import EnvView, add_member
+from envtool.env.view import EnvView, add_member, escapes, member_escapes
 from envtool.errors import CheckFailed
 
 # Run inside the env: facts about the interpreter, its packages and the imports asked for.
@@ -91,8 +90,7 @@ def extract_checked(archive: Path, dest: Path, view: EnvView | None = None) -> P
     try:
         with gzip.open(archive, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
             for m in tar:
-                if _escapes(m.name, "") or ((m.issym() or m.islnk()) and
-                                            _escapes(m.name if m.issym() else "", m.linkname)):
+                if member_escapes(m):
                     bad.append(m.name + (f" -> {m.linkname}" if m.linkname else ""))
                     continue
                 try:
@@ -146,21 +144,11 @@ def checked_copy(archive: Path, fallback: Path, view: EnvView | None = None):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _escapes(name: str, link: str) -> bool:
-    if posixpath.isabs(name) or (link and posixpath.isabs(link)):
-        return True
-    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), link) if link else name)
-    return target == ".." or target.startswith("../")
-
-
 def extract(archive: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        try:  # a user's file (doctor): the standard library's "tar" filter refuses what escapes
-            tar.extractall(dest, filter="tar")
-        except TypeError:  # a Python without extraction filters
-            tar.extractall(dest)
-    return dest
+    """A user's env (doctor) extracted with the same member checks as pack's own (nothing lands or points
+    outside dest, on every Python: 3.8 has no extraction filters); CheckFailed naming a damaged archive or the
+    escaping entries."""
+    return extract_checked(archive, dest)
 
 
 def check_tree(root: Path, xy: str) -> list[str]:
@@ -174,7 +162,7 @@ def check_tree(root: Path, xy: str) -> list[str]:
             p = Path(dirpath, n)
             if p.is_symlink():
                 link = os.readlink(p)
-                if os.path.isabs(link) or _escapes(str(p.relative_to(root)), link):
+                if os.path.isabs(link) or escapes(str(p.relative_to(root)), link):
                     problems.append(f"symlink {p.relative_to(root)} -> {link} escapes the env")
     return problems
 

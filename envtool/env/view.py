@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import pickle
+import posixpath
 import re
 import tarfile
 import zlib
@@ -39,6 +40,8 @@ class EnvView:
     packages: dict[str, str] = field(default_factory=dict)
     editable: list[str] = field(default_factory=list)
     damage: str | None = None  # kind "damaged": why the archive does not read to its end
+    escaping: list[str] = field(default_factory=list)  # members that land outside the env (a few): zip-slip
+    links_out: list[str] = field(default_factory=list)  # symlinks that point outside it (a few): not relocatable
 
     def has(self, name: str) -> bool:
         return name in self.names
@@ -139,8 +142,28 @@ def _code_key() -> str:
     return hashlib.sha256(Path(__file__).read_bytes() + Path(elf.__file__).read_bytes()).hexdigest()[:12]
 
 
+def escapes(name: str, link: str) -> bool:
+    """A tar member (or its link) that lands or points outside the folder it is extracted into."""
+    if posixpath.isabs(name) or (link and posixpath.isabs(link)):
+        return True
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), link) if link else name)
+    return target == ".." or target.startswith("../")
+
+
+def member_escapes(m: tarfile.TarInfo) -> bool:
+    """The member lands outside, or links outside (a symlink relative to its folder, a hard link to the
+    archive's root)."""
+    return escapes(m.name, "") or ((m.issym() or m.islnk()) and escapes(m.name if m.issym() else "", m.linkname))
+
+
 def add_member(view: EnvView, m: tarfile.TarInfo, read) -> None:
     """One archive member into the view (read() gives its bytes, on demand)."""
+    if member_escapes(m):
+        shown = m.name + (f" -> {m.linkname}" if m.linkname else "")
+        lands_outside = escapes(m.name, "") or m.islnk()
+        found = view.escaping if lands_outside else view.links_out
+        if len(found) < 5:
+            found.append(shown)
     name = _norm(m.name)
     if not name:
         return

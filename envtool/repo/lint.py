@@ -203,6 +203,15 @@ def _lint_env_path(m: Model, value: str, t: Messages) -> list[Finding]:
         out.append(Finding("env-damaged", "error", m.name, f"{path} is damaged ({view.damage})",
                            triton=t("env-archive"), fix="pack it again (envtool pack) and copy it whole",
                            where=where))
+    elif view.escaping:
+        out.append(Finding("env-escapes", "error", m.name, f"{path} has entries that land outside the env, e.g. "
+                           f"{view.escaping[0]}", fix="repack it with envtool pack (conda-pack writes none)",
+                           where=where))
+    elif view.links_out:
+        out.append(Finding("env-links-out", "warning", m.name, f"{path} has symlinks that point outside the env, "
+                           f"e.g. {view.links_out[0]}: they work only where that path exists (this host), and "
+                           "r26.06+ refuses the tarball", fix="repack it with envtool pack (conda-pack makes "
+                           "links relative)", where=where))
     return out
 
 
