@@ -61,7 +61,8 @@ def test_text_output_does_not_wrap_when_piped(tmp_path):
 def test_a_usage_error_is_one_line_naming_the_help(tmp_path):
     res = CliRunner().invoke(cli.main, ["lint", str(tmp_path), "--bogus"], prog_name="envtool")
     lines = [x for x in res.output.splitlines() if x.strip()]
-    assert res.exit_code == 2 and lines == ["error: No such option '--bogus'. (fix: envtool lint --help)"]
+    assert res.exit_code == 2 and len(lines) == 1  # click 8.1 and 8.2 word the message differently
+    assert lines[0].startswith("error: No such option") and lines[0].endswith("(fix: envtool lint --help)")
 
 
 @pytest.mark.parametrize("args,words", [
@@ -79,6 +80,14 @@ def test_bad_numbers_are_refused_before_anything_runs(tmp_path, args, words):
     assert len([x for x in text.splitlines() if x.strip()]) == 1
 
 
+def _separate_streams() -> CliRunner:
+    """stdout apart from stderr: click 8.1 mixes them unless told, 8.2 always keeps them apart."""
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:
+        return CliRunner()
+
+
 @pytest.mark.parametrize("fmt", ["--json", "--format=json", "sarif"])
 def test_machine_formats_print_a_document_on_every_exit(monkeypatch, tmp_path, fmt):
     """A CI step `lint --format sarif > x.sarif` never uploads an empty file: bad input, usage errors and
@@ -88,7 +97,7 @@ def test_machine_formats_print_a_document_on_every_exit(monkeypatch, tmp_path, f
     for args, code in (([str(tmp_path / "nope")], 2), ([str(tmp_path), "--bogus"], 2), ([str(tmp_path)], 3)):
         if code == 3:
             monkeypatch.setattr(api, "lint", _crash)
-        res = CliRunner().invoke(cli.main, ["lint", *args, *flag])
+        res = _separate_streams().invoke(cli.main, ["lint", *args, *flag])
         assert res.exit_code == code, res.output
         doc = json.loads(res.stdout)
         if fmt == "sarif":
