@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,31 @@ def test_an_env_whose_symlinks_point_outside_is_a_warning(tmp_path):
                    '"$$TRITON_MODEL_DIRECTORY/custom_env.tar.gz" } }\n')
     found = {f["rule"]: f for f in json.loads(run_cli("lint", repo, "--json").stdout)["findings"]}
     assert found["env-links-out"]["severity"] == "warning" and "/etc/passwd" in found["env-links-out"]["message"]
+
+
+def test_clean_up_beside_another_tritonserver_keeps_only_what_it_may_be_using(tmp_path):
+    """Another process named tritonserver runs (a real process, sleeping): an old env folder nobody uses is
+    removed; one it runs in (its cwd, as Triton's extraction chdir()s) and a brand-new one are kept."""
+    import shutil
+    import time
+
+    from envtool.servers.base import _claimed_elsewhere, removable
+    other = tmp_path / "tritonserver"
+    shutil.copy2(shutil.which("sleep"), other)
+    folders = {name: Path(tempfile.mkdtemp(prefix="python_env_", dir="/tmp")) for name in ("old", "cwd", "new")}
+    try:
+        for name in ("old", "cwd"):
+            os.utime(folders[name], (time.time() - 60, time.time() - 60))
+        proc = subprocess.Popen([str(other), "30"], cwd=folders["cwd"])
+        try:
+            time.sleep(0.2)
+            used, triton = _claimed_elsewhere()
+            assert triton and str(folders["cwd"]) in used
+            verdict = {n: removable(str(p), set(), used, triton) for n, p in folders.items()}
+            assert verdict == {"old": True, "cwd": False, "new": False}
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        for p in folders.values():
+            shutil.rmtree(p, ignore_errors=True)

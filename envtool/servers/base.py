@@ -257,10 +257,10 @@ class ProcessServer(Server):
         regions = sorted(set(glob.glob(SHM_GLOB)) - self._shm_before)
         used_elsewhere, triton_elsewhere = _claimed_elsewhere() if leftover or regions else (set(), False)
         for d in leftover:
-            if d in ours or not (d in used_elsewhere or triton_elsewhere):
+            if removable(d, ours, used_elsewhere, triton_elsewhere):
                 shutil.rmtree(d, ignore_errors=True)
         for r in regions:  # what this server's processes mapped (dying, they may still show it), or nobody maps
-            if r in ours or not (r in used_elsewhere or triton_elsewhere):
+            if removable(r, ours, used_elsewhere, triton_elsewhere):
                 with contextlib.suppress(OSError):
                     os.unlink(r)
 
@@ -278,7 +278,25 @@ class ProcessServer(Server):
 
 # /tmp/python_env_* is shared by every Triton on the machine: another server's extraction (a second envtool
 # verify, a CI job beside this one) must survive this server's clean-up. What this server's processes use is
-# ours; a new folder nobody uses is ours too, unless another tritonserver runs (it may be extracting it now).
+# ours; a new folder nobody uses is ours too. Another tritonserver extracting one has it as its cwd (the python
+# backend's ExtractTarFile chdir()s into it) or holds its files open: that is "used elsewhere". Only in the
+# moment between its mkdtemp() and that chdir() is it unused, so while another tritonserver runs a folder
+# younger than FRESH_S is kept.
+FRESH_S = 5.0
+
+
+def removable(path: str, ours: set[str], used_elsewhere: set[str], triton_elsewhere: bool) -> bool:
+    """May this server's clean-up remove an env folder or shm region that appeared while it ran?"""
+    if path in ours:
+        return True
+    if path in used_elsewhere:
+        return False
+    if triton_elsewhere:
+        try:
+            return time.time() - os.stat(path).st_mtime > FRESH_S
+        except OSError:
+            return False
+    return True
 
 def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
