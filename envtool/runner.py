@@ -5,6 +5,7 @@ output kept for the error, and a timeout where a hang is possible."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -36,10 +37,21 @@ def verbose() -> bool:
     return os.environ.get("ENVTOOL_VERBOSE") == "1"
 
 
+# Lines that name the real cause however early they came (pip and git print theirs long before the end).
+ROOT_CAUSE = re.compile(r"Could not resolve host|Temporary failure in name resolution|Name or service not known|"
+                        r"Connection refused|Network is unreachable|CERTIFICATE_VERIFY_FAILED|"
+                        r"No space left on device")
+
+
 def tail(text: str, n: int) -> str:
-    """The last n non-empty lines of a program's output, on one line."""
+    """The last n non-empty lines of a program's output, on one line; a network or disk error line from
+    earlier in it comes first."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return " | ".join(lines[-n:]) if lines else "(no output)"
+    if not lines:
+        return "(no output)"
+    last = lines[-n:]
+    cause = next((ln for ln in lines[:-n] if ROOT_CAUSE.search(ln)), None)
+    return " | ".join(([cause, "..."] if cause else []) + last)
 
 
 def missing(program: str, why: str = "") -> BadInput:

@@ -441,3 +441,14 @@ def test_clean_up_beside_another_tritonserver_keeps_only_what_it_may_be_using(tm
     finally:
         for p in folders.values():
             shutil.rmtree(p, ignore_errors=True)
+
+
+def test_a_failing_install_names_the_network_error_pip_printed_early():
+    from envtool.runner import tail
+    out = "\n".join(["Collecting git+https://github.com/x/y", "  Running command git clone -q https://github.com/x/y",
+                     "  fatal: unable to access 'https://github.com/x/y/': Could not resolve host: github.com",
+                     "  error: subprocess-exited-with-error", "", "× git clone did not run successfully.",
+                     "│ exit code: 128", "note: This error originates from a subprocess"])
+    text = tail(out, 3)
+    assert text.startswith("fatal: unable to access") and "Could not resolve host: github.com" in text
+    assert text.endswith("note: This error originates from a subprocess")
