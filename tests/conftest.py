@@ -136,8 +136,8 @@ def _no_process_left():
 
 def serve_cli(repo: Path, *extra: str) -> tuple[subprocess.Popen, list[str], list[str]]:
     """`envtool serve REPO --triton r24.10` on free ports: (process, its stdout up to "Ctrl-C", ports)."""
-    from envtool.servers.base import free_port
-    ports = [str(free_port()) for _ in range(3)]
+    from envtool.servers.base import free_ports
+    ports = [str(p) for p in free_ports(3)]
     proc = spawn([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
                   "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2], *extra],
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -135,14 +135,15 @@ def test_a_binary_requirements_file_is_one_line(tmp_path):
 def test_a_port_in_use_is_bad_input_naming_it(tmp_path):
     import socket
 
-    from envtool.servers.base import free_port
+    from envtool.servers.base import free_ports
     repo = _repo(tmp_path)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = run_cli("serve", repo, "--triton", "r24.10", "--http-port", port, "--grpc-port", free_port(),
-                      "--metrics-port", free_port())
+        grpc, metrics = free_ports(2)
+        out = run_cli("serve", repo, "--triton", "r24.10", "--http-port", port, "--grpc-port", grpc,
+                      "--metrics-port", metrics)
     assert out.returncode == 2 and f"--http-port {port} cannot be used" in out.stderr, out.stderr
 
 
@@ -302,13 +303,13 @@ def test_a_symlinked_config_stays_a_symlink_and_its_target_is_edited(tmp_path, h
 def test_serve_names_a_model_whose_stub_dies_at_import(tmp_path):
     """os._exit() in model.py: with auto-complete on, Triton waits on that stub forever; serve turns it off
     where no model needs it (as verify does), so the model fails at once and serve names it."""
-    from envtool.servers.base import free_port
+    from envtool.servers.base import free_ports
     repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
                                                             [("OUT", "TYPE_FP32", [-1])])},
                       "import os\nos._exit(3)\nclass TritonPythonModel:\n    pass\n")
     out = subprocess.run([sys.executable, "-m", "envtool", "serve", str(repo), "--triton", "r24.10",
-                          "--http-port", str(free_port()), "--grpc-port", str(free_port()),
-                          "--metrics-port", str(free_port())], capture_output=True, text=True, timeout=240)
+                          *[x for o, p in zip(("--http-port", "--grpc-port", "--metrics-port"), free_ports(3))
+                            for x in (o, str(p))]], capture_output=True, text=True, timeout=240)
     assert out.returncode == 1 and "not READY: m" in out.stderr and "not healthy" in out.stderr, out.stderr
 
 

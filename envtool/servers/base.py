@@ -37,10 +37,14 @@ ENV_GLOB = "/tmp/python_env_*"
 SHM_GLOB = "/dev/shm/triton_python_backend_shm_region_*"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: the sockets are held until all are chosen (one at a time, the kernel may hand out
+    the same port twice, and Triton then refuses "GRPC and metrics at the same address and port")."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
 
 
 KEEP_LOGS = 20  # server logs kept in the cache's logs/ folder: the newest, for doctor --log
@@ -143,7 +147,7 @@ class Server:
         return "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
 
     def __enter__(self):
-        self.http_port, self.grpc_port, self.metrics_port = self.ports or (free_port(), free_port(), free_port())
+        self.http_port, self.grpc_port, self.metrics_port = self.ports or free_ports(3)
         try:
             self.start(self.triton_args())
         except BaseException:
