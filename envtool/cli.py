@@ -101,6 +101,13 @@ def _emit_failure(error: dict) -> None:
         _emit_json(formats.sarif_failure(f"{error['error']}{fix}"))
 
 
+def _report(e: EnvtoolError) -> int:
+    """One line on stderr (and the document a machine format asks for); the exit code."""
+    _emit_failure(e.to_dict())
+    err.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
+    return e.exit_code
+
+
 # The machine's state, not a bug: a full or read-only disk, missing permissions, too many open files.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EMFILE}
 
@@ -115,11 +122,7 @@ class _Group(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:  # click's own text is 4 lines: one line, naming the fix
-            where = e.ctx.command_path if e.ctx else "envtool"
-            _emit_failure({"error": e.format_message(), "where": None, "fix": f"{where} --help", "exit_code": 2})
-            err.print(f"[bold red]error:[/] {e.format_message()} (fix: {where} --help)", highlight=False,
-                      soft_wrap=True)
-            sys.exit(2)
+            sys.exit(_report(BadInput(e.format_message(), f"{e.ctx.command_path if e.ctx else 'envtool'} --help")))
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
@@ -132,19 +135,14 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except EnvtoolError as e:
-            _emit_failure(e.to_dict())
-            err.print(f"[bold red]error:[/] {e.one_line()}", highlight=False, soft_wrap=True)
-            ctx.exit(e.exit_code)
+            ctx.exit(_report(e))
         except OSError as e:
             if e.errno not in ENVIRONMENT_ERRNOS:
                 raise
             target = e.filename2 or e.filename  # a copy names its source first, the destination second
             where = f" {target}" if target else ""
-            error = BadInput(f"cannot write{where}: {e.strerror}", "free space, or use a writable location "
-                             "(-o, --cache, ENVTOOL_CACHE_DIR); nothing half-written was left")
-            _emit_failure(error.to_dict())
-            err.print(f"[bold red]error:[/] {error.one_line()}", highlight=False, soft_wrap=True)
-            ctx.exit(error.exit_code)
+            ctx.exit(_report(BadInput(f"cannot write{where}: {e.strerror}", "free space, or use a writable "
+                                      "location (-o, --cache, ENVTOOL_CACHE_DIR); nothing half-written was left")))
         except KeyboardInterrupt as e:
             err.print("[bold red]interrupted[/]: nothing half-written and no process was left behind")
             ctx.exit(143 if isinstance(e, Terminated) else 130)

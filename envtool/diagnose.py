@@ -14,10 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from envtool.catalog import tomllib
-from envtool.catalog.history import ReleaseSpan, release_span
+from envtool.catalog.history import ReleaseSpan, first_release, release_span
 from envtool.findings import Finding
 from envtool.logs import Line, LogFacts, parse
 from envtool.repo.imports import distribution
+from envtool.repo.model_repo import STUB_NAME
 
 
 @dataclass(frozen=True)
@@ -202,12 +203,19 @@ def _as(d: Diagnosis, cause_id: str, **groups) -> Diagnosis:
                    hang=c.get("hang", False), mode=c["mode"], rank=c.get("rank", 1))
 
 
+def _derived_at(cause_id: str, line: Line, for_model: str | None, /, *more: str, **groups) -> Diagnosis:
+    """A cause derived from the whole log for a model, standing on `line` (and the `more` evidence); `groups`
+    fill its text."""
+    c = _derived(cause_id)
+    return Diagnosis(cause_id, c["cause"].format(**groups), c["fix"].format(**groups), line.text.strip()[:400],
+                     c.get("hang", False), c["mode"], for_model, (f"line {line.n}: {_short(line.text)}", *more),
+                     c.get("rank", 1))
+
+
 def _module(d: Diagnosis, line: Line, facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis:
     module = re.search(r"No module named '([^']+)'", line.msg).group(1)
     top = module.split(".")[0]
-    if top == "model":
-        return _as(d, "model-py-not-found")
-    if top in ("triton_python_backend_utils", "c_python_backend_utils"):
+    if top in ("model", "triton_python_backend_utils", "c_python_backend_utils"):
         return _as(d, "model-py-not-found")
     model = d.model
     config_env = _repo_env(repo, model)
@@ -257,7 +265,7 @@ def _repo_env(repo, model: str | None) -> dict | None:
 def _canonical(d: Diagnosis, line: Line, span: ReleaseSpan, repo) -> Diagnosis:
     path = re.search(r"canonical path for (\S+?)\.?\"?$", line.msg)
     path = path.group(1) if path else ""
-    if "$$TRITON_MODEL_DIRECTORY" in path and span.may_be(None, span.first_of("model-dir-variable")):
+    if "$$TRITON_MODEL_DIRECTORY" in path and span.may_be(None, first_release("model-dir-variable")):
         return _as(d, "canonical-path-old-release", path=path, release=span.text())
     if "$TRITON_MODEL_DIRECTORY" in path.replace("$$TRITON_MODEL_DIRECTORY", ""):
         return replace(d, cause=f"EXECUTION_ENV_PATH {path} has one '$': Triton only expands "
@@ -280,8 +288,7 @@ def _runtime_dir(facts: LogFacts) -> list[Diagnosis]:
                  None)
     if start is None:
         return []
-    d = _as(Diagnosis("", "", "", start.line.text.strip()[:400], False, 0, start.model,
-                      (f"line {start.line.n}: {start.line.text.strip()[:300]}",)), "model-py-not-found")
+    d = _derived_at("model-py-not-found", start.line, start.model)
     return [replace(d, cause=f"the stub is told to load model.py from {start.runtime_dir} (its last argument, "
                              "runtime_modeldir), not from the model's version folder: Triton took the python "
                              "backend for a python-based backend (a --backend-directory whose python/ folder "
@@ -312,18 +319,14 @@ def _hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
         return None  # the server went on for a long while: not stuck at this start
     model_output = [x for x in after if not x.triton]  # the stub's own stderr: model.py ran
     custom = not start.default_stub or _repo_has_stub(repo, start.model)
-    evidence = (f"line {start.line.n}: {_short(start.line.text)}", f"the log ends {len(after)} line(s) "
-                f"later, with no error and no end to {start.model or 'its'} load")
+    ends = f"the log ends {len(after)} line(s) later, with no error and no end to {start.model or 'its'} load"
     if custom and not model_output:
-        c = _derived("stub-release-mismatch")
-        cause = c["cause"].format(stub=start.stub, release=span.text())
-        return Diagnosis("stub-release-mismatch", cause, c["fix"].format(release=span.text()),
-                         start.line.text.strip()[:400], True, c["mode"], start.model, evidence)
-    c = _derived("model-init-hang")
+        return _derived_at("stub-release-mismatch", start.line, start.model, ends, stub=start.stub,
+                           release=span.text())
+    d = _derived_at("model-init-hang", start.line, start.model, ends, model=start.model or "the model")
     extra = (f"; model.py printed {len(model_output)} line(s) after the start, so the stub ran it"
              if model_output else "; the stub is the backend's own, so it matches the server")
-    return Diagnosis("model-init-hang", c["cause"].format(model=start.model or "the model") + extra,
-                     c["fix"], start.line.text.strip()[:400], True, c["mode"], start.model, evidence)
+    return replace(d, cause=d.cause + extra)
 
 
 def _unverbose_hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | None:
@@ -335,22 +338,16 @@ def _unverbose_hang(facts: LogFacts, span: ReleaseSpan, repo) -> Diagnosis | Non
     if m is None or "python" not in (last.src or ""):
         return None
     if _repo_has_stub(repo, last.model):
-        c = _derived("stub-release-mismatch")
-        stub = f"{last.model}/triton_python_backend_stub"
-        return Diagnosis("stub-release-mismatch", c["cause"].format(stub=stub, release=span.text()),
-                         c["fix"].format(release=span.text()), last.text.strip()[:400], True, c["mode"],
-                         last.model, (f"line {last.n}: {last.text.strip()[:300]}", "the log ends there"))
-    c = _derived("model-init-hang")
-    text = last.text.strip()
-    return Diagnosis("model-init-hang", c["cause"].format(model=m.group(1)), c["fix"], text[:400], True, c["mode"],
-                     last.model, (f"line {last.n}: {text[:300]}", "the log ends there"))
+        return _derived_at("stub-release-mismatch", last, last.model, "the log ends there",
+                           stub=f"{last.model}/{STUB_NAME}", release=span.text())
+    return _derived_at("model-init-hang", last, last.model, "the log ends there", model=m.group(1))
 
 
 def _repo_has_stub(repo, model: str | None) -> bool:
     if repo is None or model is None:
         return False
     m = repo.models.get(model)
-    return m is not None and (m.path / "triton_python_backend_stub").is_file()
+    return m is not None and (m.path / STUB_NAME).is_file()
 
 
 def hang_hint(text: str) -> str:

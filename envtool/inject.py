@@ -22,12 +22,19 @@ from envtool.env.view import is_gzip, view_env
 from envtool.errors import BadInput
 from envtool.findings import Finding
 from envtool.repo.edit import FileChange, plan_config_edit
-from envtool.repo.model_repo import ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, Model, Repository, load_repository
+from envtool.repo.model_repo import (
+    ENV_KEY,
+    FORCE_CPU_KEY,
+    MODEL_DIR_VAR,
+    STUB_NAME,
+    Model,
+    Repository,
+    load_repository,
+)
 from envtool.signals import deferred_signals
 from envtool.stub.store import stub_manifest, stub_release
 from envtool.transaction import Transaction, recover
 
-STUB_NAME = "triton_python_backend_stub"
 MINIMAL_CONFIG = 'backend: "python"\n'  # what a model Triton auto-completes gets, plus the parameters
 
 

@@ -1,9 +1,9 @@
 """A Triton server log read into events, in one streaming pass with bounded memory (a log of any size).
 
 What it keeps: which release printed the log (the container's banner, the server_version row, the log format),
-the models being loaded, whether each got an execution env ("Using Python execution env"), each stub start
-(its stub, its env, its model), the status table, every line a cause of diagnoses.toml matches (with the lines
-around it), and the lines after the last stub start. envtool/diagnose.py reasons over these facts.
+the model being loaded at each line, whether each got an execution env ("Using Python execution env"), each
+stub start (its stub, its env, its model), the status table, every line a cause of diagnoses.toml matches,
+and the lines after the last stub start. envtool/diagnose.py reasons over these facts.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ _MODEL_INIT = re.compile(r"TRITONBACKEND_ModelInitialize: (?P<model>\S+) \(versi
 _ENV = re.compile(r"Using Python execution env (?P<env>\S+?)\"?$")
 _START = re.compile(r"Starting Python backend stub(?P<custom> with custom environment)?: (?P<cmd>.*?)\"?$")
 _ROW = re.compile(r"^\s*\|\s*(?P<model>[^|\s]+)\s*\|\s*(?P<ver>-?\d+)\s*\|\s*(?P<status>[^|]*?)\s*\|?\s*$")
-_LOADED = re.compile(r"successfully loaded '(?P<model>[^']+)'")
-_LOAD_FAILED = re.compile(r"failed to load '(?P<model>[^']+)'")
 # Every line a cause (diagnoses.toml) or an error can match holds one of these (tests/test_doctor_logs.py
 # checks it over the corpus and every cause's example): a cheap test before the patterns run.
 KEYWORDS = ("rror", "ailed", "xception", "denied", "permitted", "not found", "annot", "atal", "Traceback",
@@ -80,9 +78,6 @@ class LogFacts:
     quoted: bool = False  # r24.05+ escapes messages (server r24.05 docs/protocol/extension_logging.md)
     banner_release: str | None = None  # "22.11", from the container's "NVIDIA Release 22.11" banner
     server_version: str | None = None  # "2.28.0", from the options table
-    loading: list[str] = field(default_factory=list)  # models in the order Triton started loading them
-    loaded: set[str] = field(default_factory=set)
-    failed: set[str] = field(default_factory=set)
     envs: dict[str, str] = field(default_factory=dict)  # model -> EXECUTION_ENV_PATH as Triton resolved it
     starts: list[StubStart] = field(default_factory=list)
     status: dict[str, str] = field(default_factory=dict)  # the status table: model -> READY / UNAVAILABLE: ...
@@ -224,12 +219,6 @@ class _Reader:
         if ("loading: " in msg or "ModelInitialize: " in msg) and (m := _LOADING.search(msg) or
                                                                     _MODEL_INIT.search(msg)):
             self.current = m.group("model")
-            if m.group("model") not in f.loading:
-                f.loading.append(m.group("model"))
-        elif "successfully loaded" in msg and (m := _LOADED.search(msg)):
-            f.loaded.add(m.group("model"))
-        elif "failed to load" in msg and (m := _LOAD_FAILED.search(msg)):
-            f.failed.add(m.group("model"))
         if "execution env" in msg and (m := _ENV.search(msg)):
             f.envs[self.current or "?"] = m.group("env")
         if "Starting Python backend stub" in msg and (start := _start_of(line)):

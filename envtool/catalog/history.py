@@ -33,10 +33,6 @@ def first_release(change: str) -> str:
     return next(c["first"] for c in _data()["change"] if c["id"] == change)
 
 
-def changes() -> list[dict]:
-    return list(_data()["change"])
-
-
 def release_of_server(version: str) -> str | None:
     """2.28.0 -> 22.11 (the catalog), 2.13.0 -> 21.08 (history.toml for the releases before it)."""
     by_server = {r.server: r.release for r in releases()}
@@ -60,9 +56,6 @@ class ReleaseSpan:
         if first and self.hi and release_key(self.hi) < release_key(first):
             return False
         return not (before and self.lo and release_key(self.lo) >= release_key(before))
-
-    def first_of(self, change: str) -> str:
-        return first_release(change)
 
     def before(self, change: str) -> bool:
         """Every release of the span predates the change."""
