@@ -19,7 +19,7 @@ from envtool.errors import CheckFailed
 from envtool.findings import Finding
 from envtool.repo.imports import image_python, missing, variant_of
 from envtool.repo.lint import lint_repository
-from envtool.repo.model_repo import ENV_KEY, Model, fails_triton_probe, load_repository
+from envtool.repo.model_repo import ENV_KEY, Model, load_repository
 from envtool.runner import Timeout
 from envtool.stub.store import STUB, stub_release
 
@@ -140,12 +140,6 @@ def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions
     stub_path = m.path / STUB
     env_path = m.existing_env()
     env = view_env(env_path) if env_path is not None else None
-    if stub_path.is_file() and (probe := fails_triton_probe(stub_path)):
-        out.append(_f("stub-probe", "info", m, f"the stub fails Triton's no-argument probe ({probe}): Triton "
-                      "chmods it to ---x------ at every load; on a read-only repository the model fails",
-                      "Failed to give execute permission to triton_python_backend_stub",
-                      "serve from a writable repository (envtool gives the stub back 0755 when it next reads it)",
-                      stub_path))
     if not stub_path.is_file():
         out.append(_f("stub-default", "info", m, "no stub in the model folder: the backend's default stub runs "
                       "it, linked to the server image's Python"))
