@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import typing
 from pathlib import Path
 
@@ -196,7 +197,10 @@ def _pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | N
     cmd = [*pip_command(prefix, xy), "install", "--no-warn-script-location", "--no-compile",
            "--progress-bar", "off", *where, *args]
     log("pip install " + " ".join(args))
-    out = run(cmd, env=isolated_env(), cwd=cwd)
+    # pip run from its wheel (a zip) extracts certifi's cacert.pem into TMPDIR and leaves it (275 KB a run):
+    # its own temporary folder, removed afterwards
+    with tempfile.TemporaryDirectory(prefix="envtool-pip-") as tmp:
+        out = run(cmd, env=isolated_env(TMPDIR=tmp), cwd=cwd)
     if out.returncode != 0:
         _install_failed(prefix, out, "pip")
 
