@@ -19,9 +19,10 @@ from envtool.errors import CheckFailed
 from envtool.findings import Finding
 from envtool.repo.imports import image_python, missing, variant_of
 from envtool.repo.lint import lint_repository
-from envtool.repo.model_repo import ENV_KEY, Model, load_repository
+from envtool.repo.model_repo import ENV_KEY, STUB_NAME, Model, load_repository
 from envtool.runner import Timeout
-from envtool.stub.store import STUB, stub_release
+from envtool.stub.launcher import is_launcher
+from envtool.stub.store import stub_release
 
 IMPORT_PROBE = r"""
 import importlib.util, sys, time, types
@@ -89,6 +90,8 @@ def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
         for m in sorted(repo.python_models(), key=lambda m: m.name):
             log(f"checking {m.name}")
             report.findings += check_model(m, rel, img, opts, roots)
+    refused = {f.model for f in report.findings if f.rule == "stub-probe-read-only"}  # said once, as an error
+    report.findings = [f for f in report.findings if f.rule != "stub-probe" or f.model not in refused]
     if opts.docker_shm_bytes is not None:
         report.findings += _shm(repo, opts.docker_shm_bytes, rel.release if rel else None)
     return report
@@ -137,14 +140,14 @@ class _Extractions:
 def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions,
                 roots: _Extractions) -> list[Finding]:
     out: list[Finding] = []
-    stub_path = m.path / STUB
+    stub_path = m.stub
     env_path = m.existing_env()
     env = view_env(env_path) if env_path is not None else None
-    if not stub_path.is_file():
+    if stub_path is None:
         out.append(_f("stub-default", "info", m, "no stub in the model folder: the backend's default stub runs "
                       "it, linked to the server image's Python"))
     readable = env is not None and env.kind in ("tarball", "directory")  # not gzip: lint says so
-    stub = compat.Stub.from_elf(stub_path, stub_release(stub_path)) if stub_path.is_file() else None
+    stub = compat.Stub.from_elf(stub_path, stub_release(stub_path)) if stub_path is not None else None
     env_side = compat.Env.from_view(env) if readable else None
     root = roots.root(env) if readable and not env.top_folder else None
     if root is not None:
@@ -153,6 +156,7 @@ def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions
             env_side = replace(env_side, refused=roots.refused(env))
     out += [replace(f, fix=f"{f.fix} --repo {m.path.parent}" if f.rule == "stub-python" else f.fix)
             for f in compat.check(stub, env_side, target, m.name)]
+    out += _stub_probe(m, stub, target)
     if root is not None and opts.import_check:
         out += _imports(m, root, opts.stub_timeout, target.launcher if target else ACTIVATE)
     if m.parameter(ENV_KEY) is None:
@@ -180,6 +184,23 @@ def _image_imports(m: Model, release: str | None, variant: str) -> list[Finding]
                f"give it an env: envtool pack --pip {dists.replace(' ', ' --pip ')}{release_opt} and "
                f"envtool inject {m.path.parent} --models {m.name} ...; or install them into your server "
                f"image (pip install {dists})", model_py)]
+
+
+def _stub_probe(m: Model, stub: compat.Stub | None, target: compat.Target | None) -> list[Finding]:
+    """A model's own ELF stub that fails Triton's no-argument probe in the release's image: its libpython is
+    not the image's Python, so the loader exits 127 before main. Triton then chmods it to ---x------ at every
+    load; on a read-only repository the model fails (lint's stub-probe-read-only, run on this host)."""
+    rel = target.release if target else None
+    if stub is None or rel is None or rel.runs_in or not rel.runs_stub_probe or is_launcher(m.path / STUB_NAME):
+        return []
+    if stub.python in (None, rel.default_python):
+        return []
+    return [_f("stub-probe", "warning", m, f"r{rel.release} runs the stub with no arguments and no env before "
+               f"every start; it links libpython{stub.python}, which the image (Python {rel.default_python}) "
+               "lacks, so it exits 127 and Triton chmods it to ---x------ (on a read-only repository the model "
+               "fails: Failed to give execute permission)",
+               fix=f"envtool inject {m.path.parent} --stub STUB --env ENV: it puts the stub behind a launcher "
+               "that answers the probe", where=m.path / STUB_NAME)]
 
 
 def _imports(m: Model, root: Path, timeout: float, launcher: str = ACTIVATE) -> list[Finding]:

@@ -32,6 +32,7 @@ from envtool.repo.model_repo import (
     load_repository,
 )
 from envtool.signals import deferred_signals
+from envtool.stub.launcher import ELF_NAME, LAUNCHER, real_stub
 from envtool.stub.store import stub_manifest, stub_release
 from envtool.transaction import Transaction, recover
 
@@ -174,14 +175,15 @@ def _require_pair(stub: Path, env: Path, target: str) -> None:
 
 def plan(opts: InjectOptions) -> InjectResult:
     repo = load_repository(opts.repo)
-    facts = require_executable(opts.stub)
+    stub = real_stub(opts.stub)  # another model folder's stub: the ELF behind its launcher
+    facts = require_executable(stub)
     if not any(n.startswith("libpython3") for n in facts.needed):
         raise BadInput(f"stub {opts.stub} links no libpython: it is not a triton_python_backend_stub",
                        "pass the stub built for your Python (`envtool stub`)")
     env = opts.env.resolve()
     check_env(env)
     if not opts.force:
-        _require_pair(opts.stub, env, opts.target)
+        _require_pair(stub, env, opts.target)
     models, errors = select_models(repo, opts.models)
     result = InjectResult([], dry_run=opts.dry_run, repo=repo.path, errors=errors)
     env_name = env.name
@@ -203,8 +205,9 @@ def plan(opts: InjectOptions) -> InjectResult:
             env_place = Placement(dest, source=env)
         else:
             env_place = Placement(dest, link_to=os.path.relpath(home, m.path))
-        stub_files = [Placement(m.path / STUB_NAME, source=opts.stub.resolve())]
-        stub_files += [Placement(m.path / lib.name, source=lib) for lib in stub_libraries(opts.stub, facts)]
+        stub_files = [Placement(m.path / STUB_NAME, source=LAUNCHER), Placement(m.path / ELF_NAME,
+                                                                                 source=stub.resolve())]
+        stub_files += [Placement(m.path / lib.name, source=lib) for lib in stub_libraries(stub, facts)]
         for p in (*stub_files, env_place):
             if not _same(p) and not p.up_to_date():
                 result.files.append(p)
@@ -313,4 +316,4 @@ def _fill(p: Placement, tmp: Path) -> None:
         shutil.copytree(p.source, tmp, symlinks=True)
     else:
         shutil.copyfile(p.source, tmp)
-        tmp.chmod(0o755 if p.dest.name == STUB_NAME else 0o644)
+        tmp.chmod(0o755 if p.dest.name in (STUB_NAME, ELF_NAME) else 0o644)

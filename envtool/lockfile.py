@@ -23,7 +23,6 @@ from envtool.cache import cache_root, file_sha256
 from envtool.elf import read_elf
 from envtool.env.view import view_env
 from envtool.repo.model_repo import Repository
-from envtool.stub.store import STUB
 
 SKIP_DIRS = {"__pycache__"}  # written by the stub's import of model.py while serving
 
@@ -101,8 +100,7 @@ def env_facts(path: Path, digests: Digests) -> dict:
 
 def model_entry(model, digests: Digests) -> dict:
     entry: dict = {}
-    stub = model.path / STUB
-    if stub.is_file():
+    if (stub := model.stub) is not None:
         entry["stub"] = {"sha256": digests.file(stub), "libpython": read_elf(stub).libpython}
     if (env := model.existing_env()) is not None:
         entry["env"] = env_facts(env, digests)

@@ -21,7 +21,6 @@ from envtool.lockfile import Digests, inputs_digest, lock_path, read_lock, write
 from envtool.repo.config import ModelConfig, dtype_name
 from envtool.repo.model_repo import ENV_KEY, Repository, load_repository, require_servable
 from envtool.servers import open_server
-from envtool.stub.store import STUB
 
 PROTOCOLS = ("http", "grpc")
 
@@ -309,8 +308,8 @@ def model_findings(repo: Repository, rel: catalog.Release) -> list[Finding]:
     """compat's rules on each python model's stub and env, against the release (verify's explanations)."""
     out = []
     for m in sorted(repo.python_models(), key=lambda m: m.name):
-        env, stub = m.existing_env(), m.path / STUB
-        out += compat.check(compat.Stub.from_elf(stub) if stub.is_file() else None,
+        env, stub = m.existing_env(), m.stub
+        out += compat.check(compat.Stub.from_elf(stub) if stub is not None else None,
                             compat.Env.from_view(view_env(env)) if env is not None else None,
                             compat.Target.of_release(rel), m.name)
     return out

@@ -69,7 +69,9 @@ SOURCES = {
     "dir_env": "python_backend src/pb_env.cc S_ISDIR branch, PR #266 (first in r23.07)",
     "launcher": "python_backend src/stub_launcher.cc + src/pb_utils.cc: `source bin/activate && exec env "
                 "LD_LIBRARY_PATH=...` up to r25.07; ParseActivationScript (VIRTUAL_ENV, PATH, LD_LIBRARY_PATH, no "
-                "PYTHONHOME; activate not sourced) from r25.08",
+                "PYTHONHOME; activate not sourced) from r25.08. The stub probe goes with it: `system(stub)` with "
+                "no arguments, chmod S_IXUSR unless it exits 1, up to r25.07; IsExecutableFile (a mode check) "
+                "from r25.08",
     "secure_extract": "python_backend src/pb_env.cc archive_write_disk_set_options(ARCHIVE_EXTRACT_SECURE_NODOTDOT"
                       " | SECURE_NOABSOLUTEPATHS | SECURE_SYMLINKS), first in r26.06",
     "pytriton": "pytriton tags: Makefile TRITONSERVER_IMAGE_VERSION and CHANGELOG",

@@ -177,7 +177,7 @@ def test_verify_with_the_docker_server(server_image, docker_client, tmp_path, se
     api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=tmp_path / "s").path, env=env,
                                  models=("pre", "post", "lonely")))
     out = run_cli("verify", repo, "--triton", "r24.10", "--server", "docker", "--image", server_image, "--json")
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     report = json.loads(out.stdout)
     assert report["server"]["kind"] == "docker" and report["server"]["version"] == "2.51.0"
     assert {i["protocol"] for i in report["inferences"] if i["ok"]} == {"http", "grpc"}
@@ -309,7 +309,7 @@ def test_the_headline_command_serves_the_article_and_add_sub_in_r22_11(build_ima
         out = run_cli("build", "--python", "3.9", "--triton", "r22.11", "--builder", "docker", "--base-image",
                       build_image, "-r", "envs/example.txt", "--repo", repo, "--verify", "--server", "docker",
                       "--image", server_image_2211, "--json", *extra, cwd=tmp_path)
-        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
         return json.loads(out.stdout)
     res = build("model_repository", "--inputs", "model_repository/inputs.json")
     models = res["verify"]["models"]
@@ -325,6 +325,12 @@ def test_the_headline_command_serves_the_article_and_add_sub_in_r22_11(build_ima
     assert add["stub"]["reused"] and add["env"]["reused"]
     assert {i["protocol"] for i in add["verify"]["inferences"] if i["model"] == "add_sub" and i["ok"]} == \
         {"http", "grpc"}
+    # Triton's no-argument probe ran in the release's image before every stub start and left the modes alone:
+    # the launcher answered it (the stub itself, its libpython only in the env, exits 127 there: ---x------).
+    stubs = [*tmp_path.glob("model_repository/*/triton_python_backend_stub*"),
+             *tmp_path.glob("add_sub_repo/*/triton_python_backend_stub*")]
+    assert len(stubs) >= 4 and all(p.stat().st_mode & 0o777 == 0o755 for p in stubs), \
+        {str(p): oct(p.stat().st_mode) for p in stubs}
     # Everything fits the release: the stub and every ELF file in the env.
     stub = read_elf(tmp_path / res["stub"]["stub"])  # the store is stubs/ beside the command
     assert stub.libpython == "3.9" and version_key(stub.versions["GLIBC"]) <= version_key("2.31")
@@ -396,7 +402,7 @@ def test_python_3_14_is_built_for_and_served_in_its_own_image(sid_server_image, 
         out = run_cli("build", "--python", "3.14", "--triton", "r24.10", "--builder", "docker", "--pybind11",
                       "v3.0.1", "--target", target, "--repo", repo, "--verify", "--server", "docker", "--json",
                       *extra, cwd=tmp_path)
-        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
         return json.loads(out.stdout)
     add = build("add_sub_repo")
     assert add["verify"]["models"]["add_sub"]["state"] == "READY"

@@ -77,7 +77,7 @@ def test_prepare_build_verify_scores_easy_above_hard(tmp_path):
     assert errors["text_model"] < errors["predict_the_mean"] and errors["tree_model"] < errors["predict_the_mean"]
     out = run_cli("build", "--python", "3.9", "--triton", "r24.10", "-r", "envs/example.txt", "--repo",
                   "model_repository", "--verify", "--inputs", "model_repository/inputs.json", "--json", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     res = json.loads(out.stdout)
     assert all(m["state"] == "READY" for m in res["verify"]["models"].values())
     easy, medium, hard = res["verify"]["inferences"][0]["outputs"]["SCORE"]["sample"][:3]

@@ -204,6 +204,24 @@ def test_a_read_only_repository_whose_stub_fails_tritons_probe_is_refused(read_o
     assert out.returncode == 2 and "Failed to give execute permission" in out.stderr, out.stderr
 
 
+@pytest.mark.server
+def test_a_read_only_repository_that_envtool_injected_is_served(read_only_mount, host_stub, tmp_path):
+    """The same stub put in by inject sits behind the launcher, which answers Triton's probe: the real r24.10
+    server serves the read-only repository, and no file's mode changes (Triton had no reason to chmod)."""
+    from tests.conftest import make_thin_env
+    src, mnt = read_only_mount
+    repo = _repo(src)
+    env = make_thin_env(tmp_path / "thin_env")
+    tarball = tmp_path / "custom_env.tar.gz"
+    subprocess.run(["tar", "-czf", str(tarball), "-C", str(env), "."], check=True)
+    assert run_cli("inject", repo, "--stub", host_stub, "--env", tarball).returncode == 0
+    modes = {p.name: p.stat().st_mode for p in (repo / "m").iterdir()}
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True)
+    out = run_cli("verify", mnt / "repo", "--triton", "r24.10", "--no-lock")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert {p.name: p.stat().st_mode for p in (repo / "m").iterdir()} == modes
+
+
 def test_a_stub_triton_left_unreadable_is_read_again_by_its_owner():
     """As an ordinary user (root ignores modes, so the test drops to nobody for the reads): a stub at ---x------
     after Triton's probe is given back 0755 by the first read that needs it, and read."""

@@ -61,6 +61,47 @@ def test_inject_places_stub_and_shared_env_and_edits_configs(repo, host_stub, th
     assert not api.lint(repo) or all(f.severity != "error" for f in api.lint(repo))
 
 
+def test_the_stub_sits_behind_a_launcher_that_answers_tritons_probe(repo, host_stub, thin_env_tarball):
+    """Triton r22.11-r25.07 runs a model's stub with no arguments and no env before each start, and chmods it to
+    ---x------ unless that exits 1 (python_backend src/stub_launcher.cc). The real stub cannot answer where its
+    libpython is only in the env (the loader exits 127); the launcher placed under the stub's name does, and
+    runs the real stub, placed beside it, whenever arguments are given."""
+    api.inject(opts(repo, host_stub, thin_env_tarball))
+    m = repo / "pre"
+    launcher, elf = m / STUB_NAME, m / "triton_python_backend_stub.elf"
+    assert elf.read_bytes() == host_stub.read_bytes() and os.access(elf, os.X_OK)
+    bare = {"PATH": "/usr/bin:/bin"}  # the probe's environment: no env applied, so no libpython
+    elf_probe = subprocess.run([elf], env=bare, capture_output=True, text=True)
+    assert elf_probe.returncode == 127 and "error while loading shared libraries" in elf_probe.stderr
+    assert subprocess.run([launcher], env=bare, capture_output=True).returncode == 1
+    launched = subprocess.run(["bash", "-c", f"exec env {launcher} a b"], env=bare, capture_output=True, text=True)
+    assert launched.returncode == 127 and f"{elf}: error while loading" in launched.stderr  # the ELF ran
+    assert load_repository(repo).models["pre"].stub == elf  # what doctor, lint and the lock read
+
+
+def test_doctor_names_a_bare_stub_that_fails_the_probe_in_the_release_image(repo, host_stub, thin_env_tarball):
+    """A stub copied in by hand (no launcher) whose libpython the release's image lacks: Triton will chmod it
+    at every load. doctor says so, statically (the image's Python from the catalog); envtool's own injection
+    (the launcher) is clean."""
+    from envtool.catalog import normalize_release
+    from envtool.elf import read_elf
+    release = "r22.11"
+    if read_elf(host_stub).libpython == normalize_release(release).default_python:
+        pytest.skip("this stub's Python is the image's own")
+    api.inject(opts(repo, host_stub, thin_env_tarball))
+
+    def probe_findings() -> list[dict]:
+        out = run_cli("doctor", repo, "--triton", release, "--no-import-check", "--json")
+        assert "findings" in json.loads(out.stdout), out.stdout[-2000:]
+        return [f for f in json.loads(out.stdout)["findings"] if f["rule"] == "stub-probe"]
+    assert probe_findings() == []
+    (repo / "pre" / STUB_NAME).unlink()
+    shutil.copy2(host_stub, repo / "pre" / STUB_NAME)
+    found = probe_findings()
+    assert [f["model"] for f in found] == ["pre"] and "exits 127" in found[0]["message"], found
+    assert found[0]["severity"] == "warning" and "launcher" in found[0]["fix"]
+
+
 def test_second_identical_run_changes_nothing(repo, host_stub, thin_env_tarball):
     api.inject(opts(repo, host_stub, thin_env_tarball))
     snap = tree_snapshot(repo)
@@ -192,7 +233,8 @@ def test_a_model_without_config_is_a_python_model_and_gets_the_minimal_config(tm
     assert cfg.backend == "python" and not cfg.name and not len(cfg.input)  # the rest is Triton's to complete
     assert cfg.parameters["EXECUTION_ENV_PATH"].string_value == "$$TRITON_MODEL_DIRECTORY/custom_env.tar.gz"
     assert sorted(p.name for p in (repo / "auto").iterdir()) == ["1", "config.pbtxt", "custom_env.tar.gz",
-                                                                  "triton_python_backend_stub"]
+                                                                  "triton_python_backend_stub",
+                                                                  "triton_python_backend_stub.elf"]
     assert not (repo / "data" / "config.pbtxt").exists()
     assert not api.inject(opts(repo, host_stub, thin_env_tarball)).changed  # idempotent
 

@@ -53,7 +53,7 @@ def test_build_verify_r2410_py39_end_to_end(tmp_path, stubs):
     args = ["build", "--python", "3.9", "--triton", "r24.10", "--repo", repo, "--verify", "--cache", stubs,
             "-o", tmp_path / "envs" / "custom_env.tar.gz", "--json"]
     out = run_cli(*args)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     res = json.loads(out.stdout)
     v = res["verify"]
     assert v["ok"] and v["models"]["pre"]["state"] == v["models"]["post"]["state"] == "READY"
@@ -97,7 +97,7 @@ def test_build_unpacked_serves_a_shared_directory_env_and_reuses_its_verdict(tmp
     args = ["build", "--python", "3.9", "--triton", "r24.10", "--repo", repo, "--verify", "--cache", stubs,
             "--unpacked", "-o", tmp_path / "envs" / "custom_env", "--json"]
     out = run_cli(*args)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
     res = json.loads(out.stdout)
     assert res["env"]["format"] == "directory" and res["verify"]["ok"] and res["verify"]["reused"] is None
     assert (repo / "post" / "custom_env").is_dir() and os.readlink(repo / "pre" / "custom_env") == "../post/custom_env"

@@ -67,6 +67,13 @@ class Release:
         return replace(self, runs_in=where, glibc=glibc or self.glibc, max_glibcxx=glibcxx or self.max_glibcxx)
 
     @property
+    def runs_stub_probe(self) -> bool:
+        """Triton runs a model's own stub with no arguments and no env before each start, and chmods it to
+        ---x------ unless that exits 1; it changed with the launcher (python_backend r25.08 src/stub_launcher.cc:
+        IsExecutableFile, a mode check)."""
+        return self.launcher == "activate"
+
+    @property
     def branch(self) -> str:
         return f"r{self.release}"
 

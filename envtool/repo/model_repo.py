@@ -11,6 +11,7 @@ from pathlib import Path
 from envtool.catalog import tomllib
 from envtool.errors import BadInput
 from envtool.repo.config import ModelConfig, load_config
+from envtool.stub.launcher import real_stub
 from envtool.transaction import recover
 
 CONFIG = "config.pbtxt"
@@ -42,6 +43,13 @@ class Model:
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG
+
+    @property
+    def stub(self) -> Path | None:
+        """The stub binary this model runs: its own (behind envtool's launcher, the ELF beside it), or None
+        where the backend's default stub runs it."""
+        own = self.path / STUB_NAME
+        return real_stub(own) if own.is_file() else None
 
     @property
     def backend(self) -> str:
