@@ -507,3 +507,29 @@ def test_a_named_solver_that_is_missing_is_an_error(monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     with pytest.raises(BadInput, match="--env-file needs mamba, and none is on PATH"):
         find_solver("mamba")
+
+
+def test_packages_debians_pip_put_under_local_are_moved_where_envs_keep_them(tmp_path):
+    """Debian's own pip (what python3-venv bundles) installs into local/lib/python3.X/dist-packages even with
+    --prefix; seen packing with /usr/bin/python3 as an ordinary user. They move to lib/python3.X/site-packages
+    (scripts to bin/), where every reader of an env looks; a view of an env made by other tools still finds
+    them under local/."""
+    from envtool.env.prefix import _merge_local_scheme
+    from envtool.env.view import view_env
+    prefix = tmp_path / "env"
+    dist = prefix / "local/lib/python3.11/dist-packages"
+    (dist / "numpy-1.26.4.dist-info").mkdir(parents=True)
+    (dist / "numpy-1.26.4.dist-info" / "METADATA").write_text("Name: numpy\nVersion: 1.26.4\n")
+    (dist / "numpy").mkdir()
+    (dist / "numpy" / "__init__.py").write_text("")
+    (prefix / "local/bin").mkdir(parents=True)
+    (prefix / "local/bin/f2py").write_text("#!/bin/sh\n")
+    (prefix / "lib/python3.11/site-packages").mkdir(parents=True)
+    tarball = tmp_path / "other_tool.tar.gz"
+    subprocess.run(["tar", "-czf", str(tarball), "-C", str(prefix), "."], check=True)
+    assert view_env(tarball).packages.get("numpy") == "1.26.4"
+    _merge_local_scheme(prefix, "3.11")
+    assert not (prefix / "local").exists()
+    assert (prefix / "lib/python3.11/site-packages/numpy/__init__.py").is_file()
+    assert (prefix / "bin/f2py").is_file()
+    assert view_env(prefix).packages.get("numpy") == "1.26.4"

@@ -203,6 +203,30 @@ def _pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | N
         out = run(cmd, env=isolated_env(TMPDIR=tmp), cwd=cwd)
     if out.returncode != 0:
         _install_failed(prefix, out, "pip")
+    _merge_local_scheme(prefix, xy)
+
+
+def _merge_local_scheme(prefix: Path, xy: str) -> None:
+    """Debian's own pip (the one its python3-venv bundles) installs into local/lib/python3.X/dist-packages
+    even with --prefix (its posix_local scheme). The env's site.py finds them there, but every reader of an
+    env (envtool's view, doctor, conda-pack users) looks in lib/python3.X/site-packages: move them there."""
+    local = prefix / "local"
+    for src, dest in ((local / "lib" / f"python{xy}" / "dist-packages", prefix / "lib" / f"python{xy}" /
+                       "site-packages"), (local / "bin", prefix / "bin")):
+        if src.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            for item in src.iterdir():
+                _remove(dest / item.name)  # a newer install of the same package or script wins
+                shutil.move(str(item), dest / item.name)
+    if local.is_dir():
+        shutil.rmtree(local)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _install_failed(prefix: Path, out, tool: str) -> None:

@@ -20,8 +20,9 @@ from envtool.atomic import write_atomic
 from envtool.cache import cache_root, file_sha256
 from envtool.elf import ElfFacts, elf_from_bytes
 
-DIST_INFO = re.compile(r"^lib/python(?P<py>3\.\d+)/site-packages/(?P<name>[^/]+?)-(?P<ver>[^-/]+)\.dist-info/"
-                       r"(?P<file>[^/]+)$")
+# site-packages, or where Debian's site.py also looks (an env made from Debian's own Python by other tools)
+DIST_INFO = re.compile(r"^(?:local/)?lib/python(?P<py>3\.\d+)/(?:site|dist)-packages/"
+                       r"(?P<name>[^/]+?)-(?P<ver>[^-/]+)\.dist-info/(?P<file>[^/]+)$")
 LIB_PYTHON = re.compile(r"^lib/python(3\.\d+)$")  # the stdlib folder names X.Y where no dist-info does
 TOP_LIB = re.compile(r"^(bin/python3(\.\d+)?|lib/lib[^/]+\.so[.\d]*)$")
 MAX_ELF = 64 * 2**20
