@@ -271,8 +271,11 @@ def _uv_install(uv: str, prefix: Path, xy: str, args: list[str], log: Log, cwd: 
     opts, env = _uv_settings(pip_settings(prefix, xy))
     cmd = [uv, "pip", "install", "--python", str(prefix / "bin" / f"python{xy}"), "--no-progress", *opts, *args]
     log("uv pip install " + " ".join(args))
-    # uv's own cache (UV_CACHE_DIR or ~/.cache/uv) holds the downloads, as pip's cache does for pip
-    return run(cmd, env=isolated_env(**env), cwd=cwd)
+    # uv's own cache (UV_CACHE_DIR or ~/.cache/uv) holds the downloads, as pip's cache does for pip. uv locks a
+    # prefix that is not a venv with TMPDIR/uv-<hash>.lock (and a build env with uv-setuptools-<hash>.lock)
+    # and never removes them: one per env built, so a TMPDIR of its own, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="envtool-uv-") as tmp:
+        return run(cmd, env=isolated_env(TMPDIR=tmp, **env), cwd=cwd)
 
 
 def pip_settings(prefix: Path, xy: str) -> dict[str, str]:
