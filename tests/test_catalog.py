@@ -1,4 +1,7 @@
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +111,48 @@ def test_the_launcher_changes_are_data():
     assert seen["25.07"] == ("activate", False) and seen["25.08"] == ("parsed", False)
     assert seen["26.05"] == ("parsed", False) and seen["26.06"] == ("parsed", True)
     assert {v[0] for v in seen.values()} == {"activate", "parsed"}
+
+
+def test_every_pinned_download_has_a_version_and_digests():
+    from envtool.catalog import tomllib
+    from envtool.catalog.downloads import DATA
+    data = tomllib.loads(DATA.read_text())
+    assert {"micromamba", "uv"} <= set(data)
+    for name, entry in data.items():
+        digests = entry["sha256"] if isinstance(entry["sha256"], list) else [entry["sha256"]]
+        assert digests and all(re.fullmatch(r"[0-9a-f]{64}", d) for d in digests), name
+        assert entry["version"] and entry["source"], name
+        assert entry.get("url", "").startswith("https://") or entry.get("requirement") == \
+            f"{name}=={entry['version']}", name
+        assert "latest" not in entry.get("url", ""), name
+
+
+def test_a_download_is_put_in_place_only_when_its_digest_matches(tmp_path, monkeypatch):
+    import hashlib
+
+    from envtool.catalog import downloads
+    payload = tmp_path / "tool"
+    payload.write_bytes(b"\x7fELF pretend tool")
+    good = hashlib.sha256(payload.read_bytes()).hexdigest()
+    data = tmp_path / "downloads.toml"
+    monkeypatch.setattr(downloads, "DATA", data)
+    dest = tmp_path / "bin" / "tool"
+    data.write_text(f'[tool]\nversion = "1"\nurl = "{payload.as_uri()}"\nsha256 = "{"0" * 64}"\n')
+    with pytest.raises(ValueError, match="refused"):
+        downloads.fetch("tool", dest)
+    assert not dest.exists() and not list(dest.parent.glob(".tool.*"))
+    data.write_text(f'[tool]\nversion = "1"\nurl = "{payload.as_uri()}"\nsha256 = "{good}"\n')
+    assert downloads.fetch("tool", dest).read_bytes() == payload.read_bytes()
+    assert dest.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.slow
+def test_the_pinned_uv_digest_is_the_one_pypi_serves_for_this_platform(tmp_path):
+    """pip --require-hashes with the line artifacts.sh uses: a wrong digest fails the download."""
+    from envtool.catalog.downloads import require_hashes_line
+    req = tmp_path / "uv.txt"
+    req.write_text(require_hashes_line("uv") + "\n")
+    out = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                          "--require-hashes", "-r", req, "-d", tmp_path / "d"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list((tmp_path / "d").glob("uv-*.whl"))) == 1

@@ -81,20 +81,17 @@ ensure_python() {  # the env's Python X.Y with libpython: the image's or apt's (
     if "$VENV/bin/python" -c "from envtool.env.interpreters import find_interpreter as f; f('$1')" 2>/dev/null
     then return 0; fi
     echo "envtool: no CPython $1 with libpython in the image; trying uv python install $1" >&2
-    "$VENV/bin/pip" install -q uv && "$VENV/bin/uv" python install "$1"
+    # uv pinned with its digests (envtool/catalog/downloads.toml)
+    "$VENV/bin/python" -c "from envtool.catalog.downloads import require_hashes_line as r; print(r('uv'))" \
+        > /tmp/envtool-uv.txt && "$VENV/bin/pip" install -q --require-hashes -r /tmp/envtool-uv.txt && \
+        rm -f /tmp/envtool-uv.txt && "$VENV/bin/uv" python install "$1"
 }
 
 ensure_conda() {  # micromamba for environment.yml, where the network allows
     command -v micromamba >/dev/null 2>&1 || command -v mamba >/dev/null 2>&1 || \
         command -v conda >/dev/null 2>&1 && return 0
-    "$VENV/bin/python" - <<'PY'
-import io, tarfile, urllib.request
-data = urllib.request.urlopen("https://micro.mamba.pm/api/micromamba/linux-64/latest", timeout=120).read()
-with tarfile.open(fileobj=io.BytesIO(data), mode="r:bz2") as t:
-    m = t.getmember("bin/micromamba")
-    m.name = "micromamba"
-    t.extract(m, "/usr/local/bin")
-PY
+    # a pinned version, refused unless its sha256 matches (envtool/catalog/downloads.toml)
+    "$VENV/bin/python" -m envtool.catalog.downloads micromamba /usr/local/bin/micromamba
 }
 
 case "$1" in
