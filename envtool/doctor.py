@@ -85,13 +85,15 @@ def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
     rel = catalog.normalize_release(opts.release) if opts.release else None
     report = DoctorReport(lint_repository(repo))
     img = compat.Target.named(f"image:{opts.image}" if opts.image else opts.target, rel)
+    # One finding per fact: what lint said of a model (the same rule, or the error a warning restates) is not
+    # said again by the model checks.
+    said = {(f.rule, f.model) for f in report.findings}
+    said |= {("stub-probe", model) for rule, model in said if rule == "stub-probe-read-only"}
     with tempfile.TemporaryDirectory(prefix="envtool-doctor-") as tmp:
         roots = _Extractions(Path(tmp))
         for m in sorted(repo.python_models(), key=lambda m: m.name):
             log(f"checking {m.name}")
-            report.findings += check_model(m, rel, img, opts, roots)
-    refused = {f.model for f in report.findings if f.rule == "stub-probe-read-only"}  # said once, as an error
-    report.findings = [f for f in report.findings if f.rule != "stub-probe" or f.model not in refused]
+            report.findings += [f for f in check_model(m, rel, img, opts, roots) if (f.rule, f.model) not in said]
     if opts.docker_shm_bytes is not None:
         report.findings += _shm(repo, opts.docker_shm_bytes, rel.release if rel else None)
     return report

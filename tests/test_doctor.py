@@ -98,6 +98,18 @@ def test_tarball_with_a_top_folder(tmp_path, stub39, env39):
     assert code == 1 and "myenv/" in f["message"] and "bin/activate does not exist" in f["triton"]
 
 
+def test_one_missing_file_is_one_finding(tmp_path, stub39, env39):
+    """A directory env that lost bin/activate: lint and the model checks both see it; doctor says it once."""
+    env = unpacked(env39, tmp_path / "custom_env")
+    repo = repo_with(tmp_path, stub39, env)
+    (repo / "m" / "custom_env" / "bin" / "activate").unlink()
+    code, report = doctor(repo, "--triton", "r24.10")
+    said = [f for f in report["findings"] if f["rule"] == "env-no-activate"]
+    assert code == 1 and len(said) == 1, report["findings"]
+    keys = [(f["rule"], f["model"]) for f in report["findings"]]
+    assert len(keys) == len(set(keys)), keys
+
+
 def test_xz_tarball(tmp_path, stub39, env39):
     repo = repo_with(tmp_path, stub39, env39)
     env_file = repo / "m" / "custom_env.tar.gz"
