@@ -158,6 +158,22 @@ def test_model_py_with_slow_imports(tmp_path, stub39, env39):
     assert code == 1 and "more than stub-timeout-seconds (1 s)" in rules(report)["import-slow"]["message"]
 
 
+def test_model_py_whose_import_never_ends(tmp_path, stub39, env39):
+    """Past twice stub-timeout-seconds plus 30 s the import probe gives up: import-timeout (about 31 s)."""
+    repo = repo_with(tmp_path, stub39, env39, "import time\ntime.sleep(600)\n")
+    code, report = doctor(repo, "--triton", "r24.10", "--stub-timeout", "0.5")
+    assert code == 1 and "import-timeout" in rules(report), report["findings"]
+
+
+def test_a_model_without_its_own_stub_runs_the_backends(tmp_path, stub39, env39):
+    repo = repo_with(tmp_path, stub39, env39)
+    for stub in (repo / "m").glob("triton_python_backend_stub*"):
+        stub.unlink()
+    code, report = doctor(repo, "--triton", "r24.10")
+    f = rules(report)["stub-default"]
+    assert f["severity"] == "info" and "default stub" in f["message"]
+
+
 def test_relative_env_path_and_editable_install_and_macos_python(tmp_path, stub39, env39):
     env = unpacked(env39, tmp_path / "custom_env")
     dist = next(env.glob("lib/python3.9/site-packages/numpy-*.dist-info"))

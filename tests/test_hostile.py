@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -49,6 +50,18 @@ def damaged(tmp_path) -> dict[str, Path]:
 def _repo(tmp_path: Path) -> Path:
     return write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
                                                             [("OUT", "TYPE_FP32", [-1])])})
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not tar", "crc"])
+def test_lint_names_a_damaged_env_in_a_model(tmp_path, damaged, kind):
+    repo = _repo(tmp_path)
+    shutil.copy(damaged[kind], repo / "m" / "custom_env.tar.gz")
+    config = repo / "m" / "config.pbtxt"
+    config.write_text(config.read_text() + 'parameters { key: "EXECUTION_ENV_PATH" value: { string_value: '
+                      '"$$TRITON_MODEL_DIRECTORY/custom_env.tar.gz" } }\n')
+    out = run_cli("lint", repo, "--json")
+    found = [f for f in json.loads(out.stdout)["findings"] if f["rule"] == "env-damaged"]
+    assert out.returncode == 1 and [f["model"] for f in found] == ["m"], out.stdout[-2000:]
 
 
 @pytest.mark.parametrize("kind,words", [("truncated", "EOFError"), ("not tar", "ReadError"),

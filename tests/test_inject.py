@@ -209,7 +209,7 @@ def test_a_broken_config_is_reported_not_skipped_and_strict_refuses_it(repo, hos
     assert len(p.stderr.strip().splitlines()) == 1 and tree_snapshot(repo) == snap
     p = run_cli("inject", repo, "--stub", host_stub, "--env", thin_env_tarball, "--json")
     report = json.loads(p.stdout)
-    assert p.returncode == 1 and [e["model"] for e in report["errors"]] == ["lonely"]
+    assert p.returncode == 1 and [(e["rule"], e["model"]) for e in report["errors"]] == [("inject-model", "lonely")]
     assert "lonely/config.pbtxt:2:" in report["errors"][0]["where"] and "lonely" not in report["models"]
     assert report["models"] and all((repo / m / STUB_NAME).exists() for m in report["models"])
     assert (repo / "lonely" / "config.pbtxt").read_text() == 'backend: "python"\nmax_batch_size: oops\n'

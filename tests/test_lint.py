@@ -110,6 +110,8 @@ BREAKERS = {
     "ensemble-instance-group": lambda: {"add": ADD, "ens": ensemble(steps=GOOD_STEP).replace(
         "max_batch_size", "instance_group [ { kind: KIND_CPU } ]\nmax_batch_size")},
     "ensemble-no-steps": lambda: {"ens": ensemble(steps="")},
+    "ensemble-step-incomplete": lambda: {"add": ADD, "ens": ensemble(
+        steps='{ model_name: "add" model_version: -1 input_map { key: "IN" value: "X" } }')},
     "name-mismatch": lambda: {"add": ADD.replace('name: "add"', 'name: "other"')},
     "no-backend": lambda: {"add": ADD.replace('backend: "python"', "")},
     # Triton reports this only where the library exists outside (else: "unable to find backend library")
@@ -173,6 +175,44 @@ CORE_BREAKERS = {
                                          step("join", {"A": "d", "B": "a"}, {"OUT": "Y"})]))},
 }
 SEQUENCE = "sequence_batching {{ {} }}\n"
+IN_DECL = 'name: "IN" data_type: TYPE_FP32 dims: [ -1 ]'
+START = "kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ]"
+SCATTER = "kind: BATCH_SCATTER_WITH_INPUT_SHAPE"
+CORE_BREAKERS.update({
+    "decoupled-cache": lambda: {"add": ADD + "model_transaction_policy { decoupled: true }\n"
+                                             "response_cache { enable: true }\n"},
+    "ensemble-scheduling-missing": lambda: {"ens": 'name: "ens"\nplatform: "ensemble"\nmax_batch_size: 0\n'
+                                            'input [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+                                            'output [ { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'},
+    "preserve-ordering-delay": lambda: {"add": ADD.replace("max_batch_size: 0", "max_batch_size: 4")
+                                        + "dynamic_batching { preserve_ordering: true default_queue_policy { "
+                                          "timeout_action: DELAY default_timeout_microseconds: 100 } }\n"},
+    "sequence-cache": lambda: {"add": ADD + "response_cache { enable: true }\n" + SEQUENCE.format("")},
+    "sequence-control-name": lambda: {"add": ADD + SEQUENCE.format(f"control_input [ {{ control [ {{ {START} }} ] }} ]")},
+    "sequence-control-tensor-reused": lambda: {"add": ADD + SEQUENCE.format(
+        f'control_input [ {{ name: "S" control [ {{ {START} }} ] }}, '
+        '{ name: "S" control [ { kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] } ] } ]')},
+    "sequence-control-many-values": lambda: {"add": ADD + SEQUENCE.format(
+        f'control_input [ {{ name: "S" control [ {{ {START} fp32_false_true: [ 0, 1 ] }} ] }} ]')},
+    "sequence-control-typed-value": lambda: {"add": ADD + SEQUENCE.format(
+        'control_input [ { name: "C" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 '
+        "int32_false_true: [ 0, 1 ] } ] } ]")},
+    "sequence-slot-utilization": lambda: {"add": ADD + SEQUENCE.format("direct { minimum_slot_utilization: 2.0 }")},
+    "io-name": lambda: {"add": ADD.replace('name: "IN" data_type', "data_type")},
+    "io-format-dims": lambda: {"add": ADD.replace(IN_DECL, 'name: "IN" data_type: TYPE_FP32 format: FORMAT_NHWC '
+                                                           "dims: [ -1 ]")},
+    "io-shape-tensor": lambda: {"add": ADD.replace(IN_DECL, IN_DECL + " is_shape_tensor: true")},
+    "io-non-linear": lambda: {"add": ADD.replace(IN_DECL, IN_DECL + " is_non_linear_format_io: true")},
+    "batch-input-type": lambda: {"add": ADD + 'batch_input [ { kind: BATCH_ELEMENT_COUNT target_name: "N" '
+                                              'data_type: TYPE_INT64 source_input: "IN" } ]\n'},
+    "batch-output-sources": lambda: {"add": ADD + f'batch_output [ {{ target_name: "OUT" {SCATTER} }} ]\n'},
+    "batch-target-unknown": lambda: {"add": ADD + f'batch_output [ {{ target_name: "NOPE" {SCATTER} '
+                                                  'source_input: "IN" } ]\n'},
+    "batch-target-twice": lambda: {"add": ADD + f'batch_output [ {{ target_name: [ "OUT", "OUT" ] {SCATTER} '
+                                                'source_input: "IN" } ]\n'},
+    "instance-gpus-on-model": lambda: {"add": ADD.replace("kind: KIND_CPU count: 1", "kind: KIND_MODEL gpus: [ 0 ]")},
+    "instance-profile": lambda: {"add": ADD.replace("kind: KIND_CPU count: 1", 'kind: KIND_CPU count: 1 profile: [ "0" ]')},
+})
 BREAKERS.update(CORE_BREAKERS)
 
 
@@ -434,3 +474,17 @@ def test_auto_complete_is_needed_only_where_a_model_asks_for_it(tmp_path):
     assert load_repository(repo).auto_complete_needed() == "model onnx has no readable config.pbtxt"
     (repo / "onnx" / "config.pbtxt").write_text('platform: "onnxruntime_onnx"\n')
     assert "may be completed by its backend" in load_repository(repo).auto_complete_needed()
+
+
+def test_a_model_folder_without_config_is_named_by_how_triton_would_take_it(tmp_path):
+    """No config.pbtxt: a python model (model.py) is completed by Triton (info); another model file must be
+    auto-completed (warning); with --disable-auto-complete-config neither loads (error)."""
+    repo = tmp_path / "repo"
+    (repo / "py" / "1").mkdir(parents=True)
+    (repo / "py" / "1" / "model.py").write_text("class TritonPythonModel:\n    pass\n")
+    (repo / "onnx" / "1").mkdir(parents=True)
+    (repo / "onnx" / "1" / "model.onnx").write_bytes(b"onnx")
+    found = {(f.model, f.severity) for f in api.lint(repo) if f.rule == "config-missing"}
+    assert found == {("py", "info"), ("onnx", "warning")}
+    strict = {(f.model, f.severity) for f in api.lint(repo, autocomplete=False) if f.rule == "config-missing"}
+    assert strict == {("py", "error"), ("onnx", "error")}
