@@ -17,12 +17,12 @@ from envtool.env.validate import extract
 from envtool.env.view import EnvView, view_env
 from envtool.errors import CheckFailed
 from envtool.findings import Finding
+from envtool.lockfile import stub_release
 from envtool.repo.imports import image_python, missing, variant_of
 from envtool.repo.lint import lint_repository
 from envtool.repo.model_repo import ENV_KEY, STUB_NAME, Model, load_repository
 from envtool.runner import Timeout
 from envtool.stub.launcher import is_launcher
-from envtool.stub.store import stub_release
 
 IMPORT_PROBE = r"""
 import importlib.util, sys, time, types

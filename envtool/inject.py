@@ -21,6 +21,7 @@ from envtool.elf import require_executable
 from envtool.env.view import is_gzip, view_env
 from envtool.errors import BadInput
 from envtool.findings import Finding
+from envtool.lockfile import stub_release
 from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.model_repo import (
     ENV_KEY,
@@ -33,7 +34,7 @@ from envtool.repo.model_repo import (
 )
 from envtool.signals import deferred_signals
 from envtool.stub.launcher import ELF_NAME, LAUNCHER, real_stub
-from envtool.stub.store import stub_manifest, stub_release
+from envtool.stub.store import stub_manifest
 from envtool.transaction import Transaction, recover
 
 MINIMAL_CONFIG = 'backend: "python"\n'  # what a model Triton auto-completes gets, plus the parameters

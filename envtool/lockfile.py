@@ -23,6 +23,7 @@ from envtool.cache import cache_root, file_sha256
 from envtool.elf import read_elf
 from envtool.env.view import view_env
 from envtool.repo.model_repo import Repository
+from envtool.stub.store import stub_manifest
 
 SKIP_DIRS = {"__pycache__"}  # written by the stub's import of model.py while serving
 
@@ -119,3 +120,18 @@ def write_lock(repo: Repository, release: str, server: dict, inputs: str, served
     path = lock_path(repo.path)
     write_atomic(path, json.dumps(lock_data(repo, release, server, inputs, served, digests), indent=2) + "\n")
     return path
+
+
+def stub_release(stub: Path) -> str | None:
+    """The release a stub was made for: a stub store manifest with the same sha256, or the envtool.lock of the
+    repository it sits in (stub = <repo>/<model>/triton_python_backend_stub[.elf])."""
+    digest = file_sha256(stub)
+    if (m := stub_manifest(stub, digest)) and m.get("release"):
+        return m["release"]
+    try:
+        lock = json.loads(lock_path(stub.parent.parent).read_text())
+        if lock["models"].get(stub.parent.name, {}).get("stub", {}).get("sha256") == digest:
+            return lock["release"]
+    except (OSError, ValueError, KeyError):
+        pass
+    return None

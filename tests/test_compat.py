@@ -159,7 +159,7 @@ def test_every_entry_point_reads_the_same_facts_from_the_same_artifacts(tmp_path
     import tarfile
 
     from envtool.env.view import view_env
-    from envtool.stub.store import stub_release
+    from envtool.lockfile import stub_release
     monkeypatch.setenv("ENVTOOL_STUBS_DIR", str(tmp_path / "stubs"))
     stub = api.stub("r24.10", "3.9")
     env = api.pack(api.PackSpec(python="3.9", triton="r24.10"), tmp_path / "custom_env.tar.gz")

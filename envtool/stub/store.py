@@ -113,20 +113,3 @@ def stub_manifest(stub: Path, digest: str | None = None) -> dict | None:
         if m.get("sha256") == digest:
             return m
     return None
-
-
-def stub_release(stub: Path) -> str | None:
-    """The release a stub was made for: a stub store manifest with the same sha256, or envtool.lock."""
-    from envtool.cache import file_sha256
-    from envtool.lockfile import lock_path
-
-    digest = file_sha256(stub)
-    if (m := stub_manifest(stub, digest)) and m.get("release"):
-        return m["release"]
-    try:  # stub = <repo>/<model>/triton_python_backend_stub
-        lock = json.loads(lock_path(stub.parent.parent).read_text())
-        if lock["models"].get(stub.parent.name, {}).get("stub", {}).get("sha256") == digest:
-            return lock["release"]
-    except (OSError, ValueError, KeyError):
-        pass
-    return None
