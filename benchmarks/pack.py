@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from envtool.api import DEFAULT_LEVEL, PackSpec, pack
+from envtool.env.condapack import load_env, pack_env
 from envtool.env.interpreters import find_interpreter
-from envtool.env.pack import load_env, pack_env
 from envtool.env.prefix import build_prefix
 
 DEFAULT_PIP = ["numpy<2", "pandas", "scikit-learn", "PyYAML"]

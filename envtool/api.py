@@ -6,17 +6,17 @@ from pathlib import Path
 
 from envtool import catalog
 from envtool.build import BuildResult, BuildSpec, build
+from envtool.builders.env import PackResult, PackSpec, pack
+from envtool.builders.stub import produce as stub
+from envtool.builders.stub import produce_many as stubs
 from envtool.doctor import DoctorOptions, DoctorReport, doctor
 from envtool.doctor import explain_log as _explain
-from envtool.env.build import PackResult, PackSpec, pack
-from envtool.env.pack import DEFAULT_LEVEL
+from envtool.env.condapack import DEFAULT_LEVEL
 from envtool.findings import Finding
 from envtool.inject import InjectOptions, InjectResult, inject
 from envtool.repo.lint import LintOptions, lint_repository
 from envtool.repo.model_repo import load_repository
 from envtool.serve import serve
-from envtool.stub.produce import produce as stub
-from envtool.stub.produce import produce_many as stubs
 from envtool.stub.store import StubArtifact
 from envtool.verify import VerifyOptions, VerifyReport, verify
 

@@ -81,7 +81,7 @@ def write_bake(path: Path, cells, *, base_image: str | None = None, sources: Pat
         raise BadInput("--bake with --target host: a bake builds in images, not for this machine",
                        "use --target release (the default) or --target image:NAME")
     base_image = base_image or image_of(target)
-    from envtool.containers.artifacts import stage_context
+    from envtool.builders.docker import stage_context
     from envtool.stub.sources import cached_sources
     possible = [c for c in cells if not c.why]
     path = Path(path)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envtool import catalog, compat
-from envtool.env.build import PackResult, PackSpec, pack
+from envtool.builders.env import PackResult, PackSpec, pack
+from envtool.builders.stub import produce
 from envtool.errors import BadInput
 from envtool.inject import InjectOptions, InjectResult, inject, select_models
 from envtool.repo.model_repo import load_repository
-from envtool.stub.produce import produce
 from envtool.stub.store import StubArtifact
 from envtool.verify import VerifyOptions, VerifyReport, check_inputs, verify
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from envtool.catalog import Release
+from envtool.containers.engine import runtime_versions
 from envtool.diagnose import causes
 from envtool.elf import read_elf, version_key
 from envtool.env.launch import ACTIVATE, HOOKS, PARSED, activate_hooks
+from envtool.env.prefix import elf_files
 from envtool.errors import BadInput, CheckFailed
 from envtool.findings import Finding
 
@@ -130,7 +132,6 @@ def _machine(python3: Path) -> str | None:
 
 def max_glibc(root: Path) -> str | None:
     """The newest GLIBC any ELF file under root needs."""
-    from envtool.env.prefix import elf_files
     best: str | None = None
     for path in elf_files(root):
         try:
@@ -187,7 +188,6 @@ class Target:
     def of_image(cls, image: str, rel: Release | None = None) -> Target:
         """A server image of the user's own (say, the release's server rebuilt on a newer distro for a newer
         Python): its glibc and libstdc++ read with docker."""
-        from envtool.containers.engine import runtime_versions
         glibc, glibcxx = runtime_versions(image)
         return cls(f"image {image}", glibc, glibcxx, rel)
 

@@ -10,19 +10,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from envtool import catalog, compat, logs
+from envtool.builders.validate import extract
 from envtool.catalog.history import first_release, release_key
 from envtool.diagnose import Diagnosis, LogVerdict, diagnose_log, interesting
 from envtool.env.launch import ACTIVATE, secure_extract_error, start
-from envtool.env.validate import extract
 from envtool.env.view import EnvView, view_env
 from envtool.errors import CheckFailed
 from envtool.findings import Finding
+from envtool.launcher import is_launcher
 from envtool.lockfile import stub_release
 from envtool.repo.imports import image_python, missing, variant_of
 from envtool.repo.lint import lint_repository
 from envtool.repo.model_repo import ENV_KEY, STUB_NAME, Model, load_repository
 from envtool.runner import Timeout
-from envtool.stub.launcher import is_launcher
 
 IMPORT_PROBE = r"""
 import importlib.util, sys, time, types

@@ -21,6 +21,7 @@ from envtool.elf import require_executable
 from envtool.env.view import is_gzip, view_env
 from envtool.errors import BadInput
 from envtool.findings import Finding
+from envtool.launcher import ELF_NAME, LAUNCHER, real_stub
 from envtool.lockfile import stub_release
 from envtool.repo.edit import FileChange, plan_config_edit
 from envtool.repo.model_repo import (
@@ -33,7 +34,6 @@ from envtool.repo.model_repo import (
     load_repository,
 )
 from envtool.signals import deferred_signals
-from envtool.stub.launcher import ELF_NAME, LAUNCHER, real_stub
 from envtool.stub.store import stub_manifest
 from envtool.transaction import Transaction, recover
 

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from envtool import catalog, compat
+from envtool.builders.stub import produce
 from envtool.elf import version_key
 from envtool.errors import BadInput, EnvtoolError
-from envtool.stub.produce import produce
 from envtool.stub.store import StubArtifact, default_root
 
 
@@ -147,7 +147,7 @@ def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Pa
     """Inject the cell's stub and an env of its Python into a copy of the model set; verify on the release's
     embedded server (or, for --target image:NAME, in that image with docker). The env (numpy < 2 where the
     release needs it) is made once per Python and flavour."""
-    from envtool.env.build import PackSpec, pack
+    from envtool.builders.env import PackSpec, pack
     from envtool.env.interpreters import find_interpreter
     from envtool.inject import InjectOptions, inject
     from envtool.verify import VerifyOptions, verify

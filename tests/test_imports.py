@@ -16,7 +16,7 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(envtool.__path__, "envtoo
 
 
 def test_every_module_is_found():
-    assert {"envtool.cli", "envtool.stub.produce", "envtool.containers.artifacts", "envtool.servers.embedded"} \
+    assert {"envtool.cli", "envtool.builders.stub", "envtool.builders.docker", "envtool.servers.embedded"} \
         <= set(MODULES)
 
 

@@ -393,7 +393,7 @@ def test_pips_index_settings_become_uv_options(tmp_path, monkeypatch):
 def test_an_archive_escaping_the_env_is_refused_and_nothing_is_left(tmp_path):
     """The validation copy: members that would land or point outside are never written; the copy (in memory
     or on disk) is gone after."""
-    from envtool.env.validate import checked_copy
+    from envtool.builders.validate import checked_copy
     src = tmp_path / "src"
     (src / "bin").mkdir(parents=True)
     (src / "bin" / "python3").write_text("#")
@@ -414,7 +414,7 @@ def test_an_archive_escaping_the_env_is_refused_and_nothing_is_left(tmp_path):
 
 
 def test_a_damaged_archive_fails_its_crc(tmp_path):
-    from envtool.env.validate import checked_copy
+    from envtool.builders.validate import checked_copy
     root = tmp_path / "env"
     root.mkdir()
     (root / "data").write_bytes(os.urandom(300_000))

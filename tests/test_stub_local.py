@@ -274,7 +274,7 @@ def test_shared_tree_compiles_python_independent_code_once(sources, tmp_path):
     if not any(s == "pyenv" for _, s in candidates("3.8")):
         pytest.skip("needs pyenv Python 3.8")
     from envtool import catalog
-    from envtool.stub import local
+    from envtool.builders import local
     from envtool.stub.store import Target
     rel, tree = catalog.normalize_release("r24.10"), tmp_path / "tree"
     tree.mkdir()
@@ -307,7 +307,7 @@ target_compile_options(stub PRIVATE
 def test_werror_relaxation_replaces_the_targets_own_werror(tmp_path, relax):
     """The CMAKE_PROJECT_INCLUDE file: python_backend's `-Werror>` inside a generator expression becomes
     -Wno-error with ENVTOOL_RELAX_WERROR, and two project() calls do not define the override twice."""
-    from envtool.stub.local import BOOST_CMAKE
+    from envtool.builders.local import BOOST_CMAKE
     (tmp_path / "inner").mkdir()
     (tmp_path / "CMakeLists.txt").write_text(WERROR_PROJECT)
     (tmp_path / "inner" / "CMakeLists.txt").write_text(WERROR_INNER)
@@ -347,7 +347,7 @@ def test_a_pybind11_override_is_built_recorded_and_keyed(sources, tmp_path, monk
     assert reads_numpy2(m) and not reads_numpy2({**m, "pybind11": {"tag": "v2.10.0", "override": True}})
     assert not reads_numpy2({"release": "24.10"})  # the release's own pin: the release decides
     # The env that goes with it: numpy 2 not pinned away, and not refused (pack --numpy2).
-    from envtool.env.build import PackSpec, pack
+    from envtool.builders.env import PackSpec, pack
     env = pack(PackSpec(python=py, triton="24.10", numpy2=True, target="host"), tmp_path / "e.tar.gz")
     assert env.manifest["numpy"].startswith("2."), env.manifest["numpy"]
 
@@ -356,7 +356,7 @@ def test_a_pybind11_override_is_built_recorded_and_keyed(sources, tmp_path, monk
 def test_old_googletest_gets_the_gtest_aliases_common_links(tmp_path):
     """common r23.04+ links GTest::gtest; the googletest of Ubuntu 20.04 / Debian 11 (1.10), used offline, has
     only `gtest`. The CMAKE_PROJECT_INCLUDE file adds the aliases: configure fails without it, passes with it."""
-    from envtool.stub.local import BOOST_CMAKE
+    from envtool.builders.local import BOOST_CMAKE
     (tmp_path / "old").mkdir()
     (tmp_path / "use").mkdir()
     (tmp_path / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.18)\nproject(top LANGUAGES CXX)\n"

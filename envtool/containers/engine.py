@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envtool.cache import cache_root
+from envtool.elf import elf_from_bytes
 from envtool.errors import BadInput, CheckFailed
 
 
@@ -169,7 +170,6 @@ _RUNTIME: dict[str, tuple[str | None, str | None]] = {}
 
 
 def _read_runtime(cl, image: str) -> tuple[str | None, str | None]:
-    from envtool.elf import elf_from_bytes
     out = cl.containers.run(image, ["sh", "-c", RUNTIME_PROBE], remove=True, entrypoint=[]).decode()
     lines = out.strip().splitlines()
     glibc = m.group(1) if lines and (m := re.search(r"(\d+\.\d+)\s*$", lines[0])) else None

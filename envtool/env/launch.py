@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from envtool.errors import BadInput
 from envtool.runner import run
 
 ACTIVATE = "activate"
@@ -55,7 +56,6 @@ def secure_extract_error(archive: Path, scratch: Path) -> str | None:
     try:
         import libarchive  # noqa: F401  (the binding, and the system library under it)
     except (ImportError, OSError) as e:
-        from envtool.errors import BadInput
         raise BadInput(f"libarchive is needed to check r26.06's secure extraction ({e})",
                        "pip install libarchive-c, and apt-get install libarchive13") from None
     out = run([sys.executable, "-c", _SECURE, str(archive.resolve())], cwd=scratch, timeout=1800)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from envtool.catalog import tomllib
 from envtool.errors import BadInput
+from envtool.launcher import real_stub
 from envtool.repo.config import ModelConfig, load_config
-from envtool.stub.launcher import real_stub
 from envtool.transaction import recover
 
 CONFIG = "config.pbtxt"

@@ -23,6 +23,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from envtool.atomic import write_atomic
+from envtool.cache import file_sha256
 
 STUB = "triton_python_backend_stub"
 
@@ -103,7 +104,6 @@ def publish(root: Path, target: Target, build: Callable[[Path], dict]) -> StubAr
 def stub_manifest(stub: Path, digest: str | None = None) -> dict | None:
     """The store manifest of this very stub (same sha256): beside it in its store folder, or in the default
     store; None for a stub the store never made."""
-    from envtool.cache import file_sha256
     digest = digest or file_sha256(stub)
     for folder in (stub.parent, default_root() / digest[:16]):
         try:

@@ -7,8 +7,10 @@ import tempfile
 from pathlib import Path
 
 from envtool import catalog, compat
+from envtool.builders import local, prebuilt
+from envtool.builders.docker import stub_from_docker
+from envtool.containers import engine
 from envtool.errors import BadInput, EnvtoolError
-from envtool.stub import local, prebuilt
 from envtool.stub.store import StubArtifact, Target, default_root, lookup, publish, target_lock
 
 BUILDERS = ("auto", "prebuilt", "local", "docker")
@@ -71,9 +73,7 @@ def _build(way: str, rel, target: Target, tmp: Path, sources, base_image, tree, 
     if way == "prebuilt":
         return prebuilt.build(rel, target, tmp, log)
     if way == "docker":
-        from envtool.containers.artifacts import stub_from_docker
         if auto:
-            from envtool.containers import engine
             engine.require_image(engine.client(), engine.release_image(rel, base_image), "base image", pull=False)
         return stub_from_docker(rel, target, tmp, sources, base_image, log)
     return local.build(rel, target, tmp, sources, log, tree)

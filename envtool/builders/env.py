@@ -25,14 +25,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from envtool import catalog, compat
 from envtool.atomic import copy_into_place
+from envtool.builders.docker import env_from_docker, env_key
+from envtool.builders.validate import checked_copy, validate
 from envtool.cache import cache_root, file_sha256, publish_dir
 from envtool.env import conda
 from envtool.env import prefix as prefixes
+from envtool.env.condapack import DEFAULT_LEVEL, load_env, pack_env
 from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
-from envtool.env.pack import DEFAULT_LEVEL, load_env, pack_env
 from envtool.env.prefix import disk_full
-from envtool.env.validate import checked_copy, validate
 from envtool.env.view import EnvView, finish_view, remember_view
 from envtool.errors import BadInput, CheckFailed
 
@@ -106,7 +107,6 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
     output = Path(output or default_output(spec.unpacked)).absolute()
     release = _check_spec(spec, output)
     if spec.builder == "docker":
-        from envtool.containers.artifacts import env_from_docker, env_key
         key, fill = env_key(spec, release), lambda tmp: env_from_docker(spec, release, tmp, log)
     else:
         plan = _plan(spec, release, log)

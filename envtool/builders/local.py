@@ -25,7 +25,7 @@ from envtool.env.interpreters import find_interpreter
 from envtool.errors import BadInput, CheckFailed
 from envtool.runner import missing, patchelf, run
 from envtool.stub.check import require_fit
-from envtool.stub.sources import cached_sources
+from envtool.stub.sources import cached_sources, clone_once
 from envtool.stub.store import STUB, Target
 
 REPOS = ("python_backend", "common", "core", "backend", "pybind11", "dlpack")
@@ -156,7 +156,6 @@ def pybind11_sources(tag: str, log, src: Path | None = None) -> Path:
     once into the cache dir (from GitHub or $ENVTOOL_GIT_URL)."""
     if src is not None and (src / f"pybind11-{tag}" / "CMakeLists.txt").is_file():
         return src / f"pybind11-{tag}"
-    from envtool.stub.sources import clone_once
     return clone_once("pybind/pybind11", tag, cache_root() / "sources" / f"pybind11-{tag}", log)
 
 

@@ -15,12 +15,14 @@ import tempfile
 from pathlib import Path
 
 import envtool
+from envtool.builders.local import pybind11_sources
 from envtool.cache import file_sha256
 from envtool.catalog import Release
 from envtool.compat import image_of
 from envtool.containers import engine
 from envtool.elf import version_key
 from envtool.errors import BadInput, CheckFailed
+from envtool.stub.sources import cached_sources
 
 PROJECT = Path(envtool.__file__).resolve().parent.parent
 DOCKERFILE = "Dockerfile.build"
@@ -56,7 +58,6 @@ def stage_context(dest: Path, sources: Path | None = None, requirements: tuple[P
     if requirements:
         (inputs / "requirements.txt").write_text("".join(Path(r).read_text() + "\n" for r in requirements))
     if pybind11:  # a --pybind11 checkout travels in the context: the build needs no git access for it
-        from envtool.stub.local import pybind11_sources
         shutil.copytree(pybind11_sources(pybind11, log), inputs / "sources" / f"pybind11-{pybind11}",
                         symlinks=True, ignore=shutil.ignore_patterns(".git"))
     return dest
@@ -74,7 +75,6 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
     if not release.runs_in:  # built for its own image: the container is the target (TARGET=host inside)
         require_release_glibc(image, release)
     if only == "stub" and sources is None:  # after the cheap checks: a fetch takes a while
-        from envtool.stub.sources import cached_sources
         sources = cached_sources(release, log)
     work = Path(tempfile.mkdtemp(prefix="envtool-docker-"))
     try:
