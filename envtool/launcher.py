@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from envtool.names import STUB_ELF_NAME as ELF_NAME
+
 LAUNCHER = Path(__file__).with_name("launcher.sh")
-ELF_NAME = "triton_python_backend_stub.elf"  # the real stub, beside the launcher
 
 
 def is_launcher(path: Path) -> bool:

@@ -23,10 +23,11 @@ from envtool.catalog import Release
 from envtool.elf import version_key
 from envtool.env.interpreters import find_interpreter
 from envtool.errors import BadInput, CheckFailed
+from envtool.names import STUB_NAME as STUB
 from envtool.runner import missing, patchelf, run
 from envtool.stub.check import require_fit
 from envtool.stub.sources import cached_sources, clone_once
-from envtool.stub.store import STUB, Target
+from envtool.stub.store import Target
 
 REPOS = ("python_backend", "common", "core", "backend", "pybind11", "dlpack")
 FETCHCONTENT = {"common": "REPO-COMMON", "core": "REPO-CORE", "backend": "REPO-BACKEND", "pybind11": "PYBIND11",

@@ -17,9 +17,10 @@ from envtool.cache import file_sha256 as sha256
 from envtool.catalog import Release
 from envtool.elf import LIBPYTHON, read_elf
 from envtool.errors import BadInput
+from envtool.names import STUB_NAME as STUB
 from envtool.runner import patchelf, run
 from envtool.stub.check import require_fit
-from envtool.stub.store import STUB, Target
+from envtool.stub.store import Target
 from envtool.wheels import download_wheel
 
 ROOT = "pytriton/tritonserver"

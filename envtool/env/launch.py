@@ -16,11 +16,8 @@ import sys
 from pathlib import Path
 
 from envtool.errors import BadInput
+from envtool.names import ACTIVATE, HOOKS, PARSED  # noqa: F401 (re-exported)
 from envtool.runner import run
-
-ACTIVATE = "activate"
-PARSED = "parsed"
-HOOKS = "etc/conda/activate.d/"
 
 # libarchive (the libarchive-c binding over the system's libarchive.so.13) with Triton's own flags, in a child
 # process: extraction writes relative to the working directory.

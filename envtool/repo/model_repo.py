@@ -11,16 +11,9 @@ from pathlib import Path
 from envtool.catalog import tomllib
 from envtool.errors import BadInput
 from envtool.launcher import real_stub
+from envtool.names import CONFIG, ENSEMBLE, ENV_KEY, FORCE_CPU_KEY, MODEL_DIR_VAR, PYTHON_FILE, STUB_NAME  # noqa: F401 (re-exported)
 from envtool.repo.config import ModelConfig, load_config
 from envtool.transaction import recover
-
-CONFIG = "config.pbtxt"
-ENSEMBLE = "ensemble"
-ENV_KEY = "EXECUTION_ENV_PATH"
-STUB_NAME = "triton_python_backend_stub"  # a model folder's own stub, as Triton looks it up
-FORCE_CPU_KEY = "FORCE_CPU_ONLY_INPUT_TENSORS"
-MODEL_DIR_VAR = "$$TRITON_MODEL_DIRECTORY"
-PYTHON_FILE = "model.py"
 
 
 @dataclass

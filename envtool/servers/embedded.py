@@ -19,8 +19,8 @@ from envtool.catalog import Release
 from envtool.elf import read_elf
 from envtool.env.interpreters import find_interpreter
 from envtool.errors import BadInput, EnvtoolError
+from envtool.names import STUB_NAME as STUB
 from envtool.servers.base import ProcessServer
-from envtool.stub.store import STUB
 from envtool.wheels import download_wheel
 
 

@@ -24,8 +24,7 @@ from filelock import FileLock
 
 from envtool.atomic import write_atomic
 from envtool.cache import file_sha256
-
-STUB = "triton_python_backend_stub"
+from envtool.names import STUB_NAME as STUB
 
 
 @dataclass(frozen=True)
