@@ -21,7 +21,7 @@ from envtool.stub.store import StubArtifact
 from envtool.verify import VerifyOptions, VerifyReport, verify
 
 __all__ = ["build", "BuildResult", "BuildSpec", "DEFAULT_LEVEL", "doctor", "DoctorOptions", "DoctorReport",
-           "explain_log", "fetch_sources", "inject", "InjectOptions",
+           "bake", "explain_log", "fetch_sources", "matrix", "inject", "InjectOptions",
            "InjectResult", "lint", "pack", "PackResult", "PackSpec", "release", "releases", "serve", "stub",
            "StubArtifact", "stubs", "verify", "VerifyOptions", "VerifyReport"]
 
@@ -51,7 +51,16 @@ def explain_log(path: str | Path, release: str | None = None, repo: str | Path |
     return _explain(Path(path), release, Path(repo) if repo is not None else None)
 
 
-def matrix(releases: list[str], pythons: list[str], **kw):
-    """(release x Python) cells: see envtool.matrix.run."""
+def matrix(releases: str | list[str], pythons: str | list[str], **kw):
+    """(release x Python) cells: see envtool.matrix.run (releases: names, comma-separated or "all")."""
     from envtool.matrix import run
     return run(releases, pythons, **kw)
+
+
+def bake(path: str | Path, releases: str | list[str], pythons: str | list[str], *, pybind11: str | None = None,
+         **kw) -> tuple[list[str], list]:
+    """matrix --bake: the possible cells written as a docker-bake.hcl; (its target names, the cells)."""
+    from envtool.bake import write_bake
+    from envtool.matrix import normalize_pythons, normalize_releases, plan
+    cells = plan(normalize_releases(releases), normalize_pythons(pythons), pybind11)
+    return write_bake(Path(path), cells, pybind11=pybind11, **kw), cells

@@ -12,7 +12,7 @@ import sysconfig
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from envtool import catalog, compat
@@ -40,7 +40,7 @@ class BuildSpec:
     gpu: bool = False
     deployment: str | None = None  # cpu | gpu-models | gpu-all: see inject
     verify: bool = False
-    verify_options: dict = field(default_factory=dict)  # server, server_bin, inputs, expect, timeout
+    verify_options: VerifyOptions | None = None  # how to verify (its repo and release are the build's)
     target: str = "release"  # where stub and env will run: release (its image) | host (this machine only)
     pybind11: str | None = None  # a pybind11 tag in place of the release's pin (a source build)
     rebuild: bool = False  # ignore the stub store and the env cache
@@ -72,7 +72,7 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
         if errors:  # build injects strictly: say so now, not after the stub and the env are made
             raise BadInput(errors[0].message, errors[0].fix, where=errors[0].where)
         if spec.verify:
-            check_inputs(spec.repo, spec.verify_options.get("inputs"))
+            check_inputs(spec.repo, spec.verify_options.inputs if spec.verify_options else None)
     timings: dict[str, float] = {}
 
     @contextmanager
@@ -122,10 +122,11 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
                                              deployment=spec.deployment, target=spec.target, strict=True))
     if spec.verify:
         with step("verify"):
-            opts = dict(spec.verify_options)
-            if opts.get("server") == "docker" and not opts.get("image"):  # served from the image it was made for
-                opts["image"] = compat.image_of(spec.target)
-            result.verify = verify(VerifyOptions(repo=spec.repo, release=rel.release, **opts), log)
+            opts = replace(spec.verify_options or VerifyOptions(spec.repo, rel.release), repo=spec.repo,
+                           release=rel.release)
+            if opts.server == "docker" and not opts.image:  # served from the image it was made for
+                opts = replace(opts, image=compat.image_of(spec.target))
+            result.verify = verify(opts, log)
     return result
 
 

@@ -15,7 +15,7 @@ from envtool.catalog.history import first_release, release_key
 from envtool.diagnose import Diagnosis, LogVerdict, diagnose_log, interesting
 from envtool.env.launch import ACTIVATE, secure_extract_error, start
 from envtool.env.view import EnvView, view_env
-from envtool.errors import CheckFailed
+from envtool.errors import BadInput, CheckFailed
 from envtool.findings import Finding
 from envtool.launcher import is_launcher
 from envtool.lockfile import stub_release
@@ -42,13 +42,14 @@ print(f"{time.monotonic() - t0:.3f}")
 
 @dataclass
 class DoctorOptions:
-    repo: Path
+    repo: Path | None = None  # the repository to check (None: --log alone)
     release: str | None = None
     stub_timeout: float = 30.0  # the python backend's stub-timeout-seconds
     import_check: bool = True
     image: str | None = None  # check against this image's glibc/libstdc++ instead of the catalog's
     docker_shm_bytes: int | None = None  # /dev/shm of the container it will run in (docker default 64 MB)
     target: str = "release"  # release (its image) | host (this machine)
+    log: Path | None = None  # a Triton server log to explain ("-": stdin); with repo, its configs weigh in
 
 
 @dataclass
@@ -81,6 +82,17 @@ class DoctorReport:
 
 
 def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
+    """The repository's findings (opts.repo), the log's causes (opts.log), or both in one report."""
+    if opts.repo is None and opts.log is None:
+        raise BadInput("give a repository, or --log FILE", "envtool doctor model_repository --triton r24.10")
+    report = check_repository(opts, log) if opts.repo is not None else None
+    if opts.log is not None:
+        from_log = explain_log(Path(opts.log), opts.release, opts.repo)
+        report = from_log if report is None else report.with_log(from_log)
+    return report
+
+
+def check_repository(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
     repo = load_repository(opts.repo)
     rel = catalog.normalize_release(opts.release) if opts.release else None
     report = DoctorReport(lint_repository(repo))

@@ -44,12 +44,26 @@ class Cell:
         return {**asdict(self), "status": self.status}
 
 
-def normalize_pythons(text: str) -> list[str]:
+def _items(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """--triton / --python values: a comma-separated string (the CLI) or a list (the library)."""
+    parts = value.split(",") if isinstance(value, str) else [p for v in value for p in str(v).split(",")]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def normalize_releases(value: str | list[str]) -> list[str]:
+    """yy.mm of each release named (r22.11, 22.11, 2.28.0); "all": every release with a server here."""
+    names = _items(value)
+    if names == ["all"]:
+        return [r.release for r in catalog.releases() if r.embedded_available]
+    return [catalog.normalize_release(n).release for n in names]
+
+
+def normalize_pythons(value: str | list[str]) -> list[str]:
     """X.Y,... among the matrix's Pythons and pre-releases (pythons.toml)."""
     facts = catalog.python_facts()
     known = facts["matrix"] + facts["prerelease"]
     out = []
-    for p in (t.strip() for t in text.split(",") if t.strip()):
+    for p in _items(value):
         xy = ".".join(re.sub(r"^python", "", p).split(".")[:2])
         if xy not in known:
             raise BadInput(f"--python {p}: not a Python the matrix covers", f"use some of {', '.join(known)}")
@@ -113,14 +127,16 @@ def make_stub(cell: Cell, *, builder: str, root: Path, tree: Path, sources: Path
     return art
 
 
-def run(releases: list[str], pythons: list[str], *, repo: Path | None = None, verify: bool = False,
+def run(releases: str | list[str], pythons: str | list[str], *, repo: Path | None = None, verify: bool = False,
         builder: str = "auto", sources: Path | None = None, stubs_root: Path | None = None,
         pybind11: str | None = None, base_images: dict[str, str] | None = None, target: str = "release",
         log=lambda _m: None) -> list[Cell]:
     """Every cell: planned, its stub made and ELF-checked, and served where asked and possible here.
     base_images: release ("22.11") -> the image the docker builder uses for it (a stand-in, a mirror).
     target image:NAME: cells for the user's own server image, made in it and served there (docker)."""
-    cells = plan(releases, pythons, pybind11)
+    if repo is not None and not Path(repo).is_dir():
+        raise BadInput(f"--repo {repo} is not a directory", "pass a model repository")
+    cells = plan(normalize_releases(releases), normalize_pythons(pythons), pybind11)
     root = Path(stubs_root or default_root())
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="envtool-matrix-"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from envtool import catalog
-from envtool.errors import CheckFailed
+from envtool.errors import BadInput, CheckFailed
 from envtool.repo.model_repo import load_repository, require_servable
 from envtool.servers import open_server
 from envtool.servers.base import require_free_ports
@@ -19,6 +19,9 @@ def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Pat
     """Blocks until the server exits (its exit code) or the caller is interrupted (server stopped).
     Refuses to serve (CheckFailed, server stopped) while a model is not READY, unless allow_partial: then
     the rest is served and /v2/health/ready says ready."""
+    if len(set(ports)) < 3:
+        raise BadInput(f"--http-port {ports[0]}, --grpc-port {ports[1]} and --metrics-port {ports[2]} must differ",
+                       "give each endpoint its own port")
     rel = catalog.normalize_release(release)
     repository = load_repository(repo)
     require_servable(repository)  # one line, not a server that waits
