@@ -491,8 +491,8 @@ def test_a_failing_install_names_the_network_error_pip_printed_early():
 def test_an_install_leaves_nothing_in_tmp(tmp_path, installer):
     """pip run from its bundled wheel extracts certifi's cacert.pem into TMPDIR and never removes it; uv leaves
     a uv-<hash>.lock there for every prefix it installs into that is not a venv (one per env built)."""
+    from envtool.env.install import uv_bin
     from envtool.env.interpreters import candidates
-    from envtool.env.prefix import uv_bin
     if not any(s == "pyenv" for _, s in candidates("3.9")):
         pytest.skip("needs pyenv 3.9")
     if installer == "uv" and not uv_bin():

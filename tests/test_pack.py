@@ -372,7 +372,7 @@ def test_uv_installs_under_pips_constraints_and_pip_gives_the_same_env(tmp_path)
 def test_pips_index_settings_become_uv_options(tmp_path, monkeypatch):
     """pip's own `config list` (files and PIP_* variables, the variables and [install] winning) read into
     the uv options that name the same indexes, links and hosts."""
-    from envtool.env.prefix import _uv_settings, pip_settings
+    from envtool.env.install import _uv_settings, pip_settings
     (tmp_path / "pip.conf").write_text("[install]\nindex-url = https://mirror.example/simple\n"
                                        "extra-index-url = https://a.example/simple https://b.example/simple\n"
                                        "find-links = /srv/wheels\n")
@@ -514,7 +514,7 @@ def test_packages_debians_pip_put_under_local_are_moved_where_envs_keep_them(tmp
     --prefix; seen packing with /usr/bin/python3 as an ordinary user. They move to lib/python3.X/site-packages
     (scripts to bin/), where every reader of an env looks; a view of an env made by other tools still finds
     them under local/."""
-    from envtool.env.prefix import _merge_local_scheme
+    from envtool.env.install import _merge_local_scheme
     from envtool.env.view import view_env
     prefix = tmp_path / "env"
     dist = prefix / "local/lib/python3.11/dist-packages"

@@ -275,14 +275,14 @@ def test_shared_tree_compiles_python_independent_code_once(sources, tmp_path):
         pytest.skip("needs pyenv Python 3.8")
     from envtool import catalog
     from envtool.builders import local
-    from envtool.stub.store import Target
+    from envtool.stub.store import StubKey
     rel, tree = catalog.normalize_release("r24.10"), tmp_path / "tree"
     tree.mkdir()
 
     def build(py: str) -> dict[str, int]:
         work = tmp_path / py
         work.mkdir()
-        m = local.build(rel, Target("24.10", py), work, sources, lambda _m: None, tree)
+        m = local.build(rel, StubKey("24.10", py), work, sources, lambda _m: None, tree)
         assert read_elf(work / "triton_python_backend_stub").libpython == py and m["python"] == py
         return {o.name: o.stat().st_mtime_ns for o in tree.rglob("*.cc.o")}
     first, second = build("3.9"), build("3.8")

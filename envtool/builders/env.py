@@ -31,9 +31,9 @@ from envtool.cache import cache_root, file_sha256, publish_dir
 from envtool.env import conda
 from envtool.env import prefix as prefixes
 from envtool.env.condapack import DEFAULT_LEVEL, load_env, pack_env
+from envtool.env.install import disk_full, installer_of
 from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
-from envtool.env.prefix import disk_full
 from envtool.env.view import EnvView, finish_view, remember_view
 from envtool.errors import BadInput, CheckFailed
 
@@ -226,7 +226,7 @@ def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
         lib = it.libpython.stat()
         inputs = {**common, "python": it.version, "interpreter": str(it.executable.resolve()),
                   "libpython": [lib.st_size, lib.st_mtime_ns], "pip": pip_args,
-                  "installer": prefixes.installer_of(it, spec.installer),
+                  "installer": installer_of(it, spec.installer),
                   "strip_debug": spec.trim and shutil.which("strip") is not None,
                   "requirements": {str(r): file_sha256(r) for r in spec.requirements},
                   **({"bytecode": "unchecked-hash"} if spec.bytecode else {})}

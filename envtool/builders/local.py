@@ -27,7 +27,7 @@ from envtool.names import STUB_NAME as STUB
 from envtool.runner import missing, patchelf, run
 from envtool.stub.check import require_fit
 from envtool.stub.sources import cached_sources, clone_once
-from envtool.stub.store import Target
+from envtool.stub.store import StubKey
 
 REPOS = ("python_backend", "common", "core", "backend", "pybind11", "dlpack")
 FETCHCONTENT = {"common": "REPO-COMMON", "core": "REPO-CORE", "backend": "REPO-BACKEND", "pybind11": "PYBIND11",
@@ -38,7 +38,7 @@ BOOST_CMAKE = Path(__file__).with_name("boost_local.cmake")
 FORGET_PYTHON = ["-U", "*PYTHON*", "-U", "*Python*", "-U", "*python*"]  # cmake -U takes globs
 
 
-def build(release: Release, target: Target, tmp: Path, sources: Path | None, log,
+def build(release: Release, target: StubKey, tmp: Path, sources: Path | None, log,
           tree: Path | None = None) -> dict:
     """Build into tmp; with tree (a build folder shared by the Pythons of one request), reconfigure it
     for this Python so that what does not depend on Python (triton-backend-utils, the fetched
@@ -90,7 +90,7 @@ def build(release: Release, target: Target, tmp: Path, sources: Path | None, log
             "werror_relaxed": relax, "timings": times, "reused_tree": bool(forget)}
 
 
-def cmake_args(release: Release, target: Target, src: Path, python: Path, boost: Path,
+def cmake_args(release: Release, target: StubKey, src: Path, python: Path, boost: Path,
                cmake_ver: str, pybind11: Path | None = None, relax: bool = False) -> list[str]:
     """The recipe as -D flags: release branch tags, offline FetchContent, local Boost, the Python, and
     where asked, another pybind11 and -Werror relaxed."""
@@ -135,7 +135,7 @@ def _host_glibc_fits(release: Release) -> None:
                           "build it inside the release's container (--builder docker, or Dockerfile.build)")
 
 
-def relax_werror(release: Release, target: Target) -> str | None:
+def relax_werror(release: Release, target: StubKey) -> str | None:
     """Why -Werror is relaxed for this build (recorded in the manifest), or None to keep it."""
     if target.pybind11:
         return f"pybind11 {target.pybind11} replaces the release's {release.recipe.pybind11_version}"
@@ -245,7 +245,7 @@ def _run_logged(cmd: list[str], logfile: Path) -> float:
     return round(time.monotonic() - t0, 2)
 
 
-def _keep_log(logfile: Path, target: Target) -> Path:
+def _keep_log(logfile: Path, target: StubKey) -> Path:
     kept = cache_root() / "logs" / f"stub-{target.key}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     kept.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(logfile, kept)

@@ -20,7 +20,7 @@ from envtool.errors import BadInput
 from envtool.names import STUB_NAME as STUB
 from envtool.runner import patchelf, run
 from envtool.stub.check import require_fit
-from envtool.stub.store import Target
+from envtool.stub.store import StubKey
 from envtool.wheels import download_wheel
 
 ROOT = "pytriton/tritonserver"
@@ -36,7 +36,7 @@ def wheel_pythons(names: list[str]) -> list[str]:
     return sorted(found, key=lambda v: int(v.split(".")[1]))
 
 
-def build(release: Release, target: Target, tmp: Path, log) -> dict:
+def build(release: Release, target: StubKey, tmp: Path, log) -> dict:
     if not release.pytriton:
         raise NotInWheel(f"no nvidia-pytriton wheel bundles r{release.release}",
                          "use --builder local (or docker) for this release")

@@ -11,7 +11,7 @@ from envtool.builders import local, prebuilt
 from envtool.builders.docker import stub_from_docker
 from envtool.containers import engine
 from envtool.errors import BadInput, EnvtoolError
-from envtool.stub.store import StubArtifact, Target, default_root, lookup, publish, target_lock
+from envtool.stub.store import StubArtifact, StubKey, default_root, lookup, publish, target_lock
 
 BUILDERS = ("auto", "prebuilt", "local", "docker")
 
@@ -33,7 +33,8 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
         where = compat.Target.named(target, rel)
         rel = rel.running_in(where.name, where.glibc, where.glibcxx)
         base_image = base_image or compat.image_of(target)
-    target = Target(rel.release, catalog.normalize_python(python), gpu, pybind11=pybind11 or "", image=rel.runs_in)
+    target = StubKey(rel.release, catalog.normalize_python(python), gpu, pybind11=pybind11 or "",
+                     image=rel.runs_in)
     root = Path(root or default_root())
     root.mkdir(parents=True, exist_ok=True)
     with target_lock(root, target):  # a concurrent identical request waits here, then reuses
@@ -69,7 +70,7 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
 WAYS = ("prebuilt", "docker", "local")
 
 
-def _build(way: str, rel, target: Target, tmp: Path, sources, base_image, tree, auto: bool, log) -> dict:
+def _build(way: str, rel, target: StubKey, tmp: Path, sources, base_image, tree, auto: bool, log) -> dict:
     if way == "prebuilt":
         return prebuilt.build(rel, target, tmp, log)
     if way == "docker":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from envtool.env.prefix import Log, isolated_env
+from envtool.env.install import Log, isolated_env
 from envtool.errors import BadInput
 from envtool.runner import run, tail
 

@@ -28,7 +28,7 @@ from envtool.names import STUB_NAME as STUB
 
 
 @dataclass(frozen=True)
-class Target:
+class StubKey:
     release: str  # "24.10"
     python: str  # "3.9"
     gpu: bool = False
@@ -62,7 +62,7 @@ def default_root() -> Path:
     return Path(os.environ.get("ENVTOOL_STUBS_DIR") or "stubs")
 
 
-def lookup(root: Path, target: Target) -> StubArtifact | None:
+def lookup(root: Path, target: StubKey) -> StubArtifact | None:
     index = root / "targets" / f"{target.key}.json"
     try:
         entry = json.loads(index.read_text())
@@ -75,13 +75,13 @@ def lookup(root: Path, target: Target) -> StubArtifact | None:
 
 
 @contextmanager
-def target_lock(root: Path, target: Target):
+def target_lock(root: Path, target: StubKey):
     (root / "targets").mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / "targets" / f"{target.key}.lock")):
         yield
 
 
-def publish(root: Path, target: Target, build: Callable[[Path], dict]) -> StubArtifact:
+def publish(root: Path, target: StubKey, build: Callable[[Path], dict]) -> StubArtifact:
     """build(tmp) leaves the stub (and its libraries) in tmp and returns the manifest; the folder is
     then named by the stub's sha256 and the target index points at it. Call under target_lock."""
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
