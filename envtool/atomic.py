@@ -8,7 +8,8 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -37,6 +38,26 @@ def stage(dest: Path, fill: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp.parent, ignore_errors=True)
         raise
     return tmp
+
+
+@contextmanager
+def staging_folder(parent: Path, prefix: str) -> Iterator[Path]:
+    """A fresh hidden folder in parent to build into; removed on the way out unless publish_folder renamed it
+    into place: the temp-then-rename of every build (the env cache, the stub store, the server trees)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_folder(tmp: Path, dest: Path) -> None:
+    """Rename a staging folder to dest, replacing what an earlier run left there; mode 0755 (mkdtemp makes
+    0700, and the server may run as another user)."""
+    tmp.chmod(0o755)
+    if dest.exists() or dest.is_symlink():
+        remove(dest)
+    tmp.rename(dest)
 
 
 def publish(tmp: Path, dest: Path) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
 from filelock import FileLock
 
-from envtool.atomic import restore_after_triton_probe
+from envtool.atomic import publish_folder, restore_after_triton_probe, staging_folder
 
 
 def cache_root() -> Path:
@@ -51,10 +50,7 @@ def publish_dir(target: Path, build: Callable[[Path], None], replace: bool = Fal
             shutil.rmtree(target, ignore_errors=True)
         elif target.exists():  # another process built it while we waited
             return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with staging_folder(target.parent, f".{target.name}.") as tmp:
             build(tmp)
-            tmp.rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            publish_folder(tmp, target)
     return target

@@ -8,10 +8,9 @@ Without --sources, a source build takes them from the cache dir (`cached_sources
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from envtool.atomic import publish_folder, staging_folder
 from envtool.cache import cache_root, publish_dir
 from envtool.catalog import Release
 from envtool.errors import BadInput
@@ -53,13 +52,10 @@ def _fetch_all(dest: Path, release: Release, template: str, log) -> None:
         owner, name = repo.split("/")
         url = template.format(owner=owner, name=name)
         log(f"{folder}: {url} @ {ref}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=dest))
-        try:
-            _git(["clone", "-q", "--no-checkout", url, str(tmp / folder)], url)
-            _git(["-C", str(tmp / folder), "checkout", "-q", ref], url)
-            (tmp / folder).rename(dest / folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with staging_folder(dest, f".{folder}.") as tmp:
+            _git(["clone", "-q", "--no-checkout", url, str(tmp)], url)
+            _git(["-C", str(tmp), "checkout", "-q", ref], url)
+            publish_folder(tmp, dest / folder)
 
 
 def _git(args: list[str], url: str) -> None:

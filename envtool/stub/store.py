@@ -13,8 +13,6 @@ import json
 import os
 import platform
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from envtool.atomic import write_atomic
+from envtool.atomic import publish_folder, staging_folder, write_atomic
 from envtool.cache import file_sha256
 from envtool.names import STUB_NAME as STUB
 
@@ -84,17 +82,11 @@ def target_lock(root: Path, target: StubKey):
 def publish(root: Path, target: StubKey, build: Callable[[Path], dict]) -> StubArtifact:
     """build(tmp) leaves the stub (and its libraries) in tmp and returns the manifest; the folder is
     then named by the stub's sha256 and the target index points at it. Call under target_lock."""
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-    try:
+    with staging_folder(root, ".build-") as tmp:
         manifest = build(tmp)
-        folder = root / manifest["sha256"][:16]
+        folder = root / manifest["sha256"][:16]  # same bytes from another key or an earlier run: replaced
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if folder.exists():  # same bytes from another target or an earlier run
-            shutil.rmtree(folder)
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; the server may run as another user
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        publish_folder(tmp, folder)
     index = root / "targets" / f"{target.key}.json"
     write_atomic(index, json.dumps({"sha256": manifest["sha256"], "dir": folder.name}) + "\n")
     return StubArtifact(folder / STUB, manifest)
