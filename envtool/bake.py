@@ -36,7 +36,7 @@ def _hcl(value) -> str:
 
 def bake_text(file_name: str, cells, contexts: dict[str, str], images: dict[str, str], pybind11: str = "",
               target: str = "release") -> str:
-    from envtool.compat import pybind11_reads_numpy2
+    from envtool.facts import pybind11_reads_numpy2
     numpy2 = "1" if pybind11_reads_numpy2(pybind11) else "0"
     lines = [HEADER.format(file=file_name)]
     defaults = {"OUT": "matrix-out", "ONLY": "", "REQUIREMENTS": "", "PYBIND11": pybind11, "NUMPY2": numpy2,
@@ -76,7 +76,7 @@ def write_bake(path: Path, cells, *, base_image: str | None = None, sources: Pat
                pybind11: str | None = None, target: str = "release", log=lambda _m: None) -> list[str]:
     """Writes the bake file and the per-release contexts; returns the target names. target: envtool's
     --target (image:NAME builds every cell in NAME, for NAME)."""
-    from envtool.compat import image_of
+    from envtool.facts import image_of
     if target == "host":
         raise BadInput("--bake with --target host: a bake builds in images, not for this machine",
                        "use --target release (the default) or --target image:NAME")

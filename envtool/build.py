@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from envtool import catalog, compat
+from envtool import catalog, compat, facts
 from envtool.builders.env import PackResult, PackSpec, pack
 from envtool.builders.stub import produce
 from envtool.errors import BadInput
@@ -125,7 +125,7 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
             opts = replace(spec.verify_options or VerifyOptions(spec.repo, rel.release), repo=spec.repo,
                            release=rel.release)
             if opts.server == "docker" and not opts.image:  # served from the image it was made for
-                opts = replace(opts, image=compat.image_of(spec.target))
+                opts = replace(opts, image=facts.image_of(spec.target))
             result.verify = verify(opts, log)
     return result
 
@@ -142,7 +142,7 @@ def _env_spec(spec: BuildSpec, rel: catalog.Release, python: str, stub: StubArti
     return PackSpec(**{**spec.env.__dict__, "triton": rel.release, "target": spec.target,
                        "python": spec.env.python or (None if spec.env.kind != "python" else python),
                        # numpy follows the stub's pybind11, not the release alone
-                       "numpy2": compat.reads_numpy2(stub.manifest) if stub else False,
+                       "numpy2": facts.reads_numpy2(stub.manifest) if stub else False,
                        **(_same_image(stub, spec.env) if stub else {})})
 
 
@@ -157,7 +157,7 @@ def _same_image(stub: StubArtifact, env: PackSpec) -> dict:
 def preflight(rel: catalog.Release, stub: StubArtifact, env: PackResult, target: str = "release") -> list[str]:
     """The mismatches that make Triton hang or fail, refused before the repository changes: every compat
     rule, against the release's image (or this host with target="host"). Returns the warnings."""
-    where = compat.Target.named(target, rel)
-    found = compat.require(compat.Stub.from_manifest(stub.manifest, stub.path),
-                           compat.Env.from_manifest(env.manifest, env.output), where)
+    where = facts.Target.named(target, rel)
+    found = compat.require(facts.Stub.from_manifest(stub.manifest, stub.path),
+                           facts.Env.from_manifest(env.manifest, env.output), where)
     return [f.message for f in found]

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from envtool import catalog, compat, logs
+from envtool import catalog, compat, facts, logs
 from envtool.builders.validate import extract
 from envtool.catalog.history import first_release, release_key
 from envtool.diagnose import Diagnosis, LogVerdict, diagnose_log, interesting
@@ -96,7 +96,7 @@ def check_repository(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
     repo = load_repository(opts.repo)
     rel = catalog.normalize_release(opts.release) if opts.release else None
     report = DoctorReport(lint_repository(repo))
-    img = compat.Target.named(f"image:{opts.image}" if opts.image else opts.target, rel)
+    img = facts.Target.named(f"image:{opts.image}" if opts.image else opts.target, rel)
     # One finding per fact: what lint said of a model (the same rule, or the error a warning restates) is not
     # said again by the model checks.
     said = {(f.rule, f.model) for f in report.findings}
@@ -151,7 +151,7 @@ class _Extractions:
         return self.roots[env.path]
 
 
-def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions,
+def check_model(m: Model, rel, target: facts.Target | None, opts: DoctorOptions,
                 roots: _Extractions) -> list[Finding]:
     out: list[Finding] = []
     stub_path = m.stub
@@ -161,8 +161,8 @@ def check_model(m: Model, rel, target: compat.Target | None, opts: DoctorOptions
         out.append(_f("stub-default", "info", m, "no stub in the model folder: the backend's default stub runs "
                       "it, linked to the server image's Python"))
     readable = env is not None and env.kind in ("tarball", "directory")  # not gzip: lint says so
-    stub = compat.Stub.from_elf(stub_path, stub_release(stub_path)) if stub_path is not None else None
-    env_side = compat.Env.from_view(env) if readable else None
+    stub = facts.Stub.from_elf(stub_path, stub_release(stub_path)) if stub_path is not None else None
+    env_side = facts.Env.from_view(env) if readable else None
     root = roots.root(env) if readable and not env.top_folder else None
     if root is not None:
         env_side = env_side.with_tree(root)
@@ -200,7 +200,7 @@ def _image_imports(m: Model, release: str | None, variant: str) -> list[Finding]
                f"image (pip install {dists})", model_py)]
 
 
-def _stub_probe(m: Model, stub: compat.Stub | None, target: compat.Target | None) -> list[Finding]:
+def _stub_probe(m: Model, stub: facts.Stub | None, target: facts.Target | None) -> list[Finding]:
     """A model's own ELF stub that fails Triton's no-argument probe in the release's image: its libpython is
     not the image's Python, so the loader exits 127 before main. Triton then chmods it to ---x------ at every
     load; on a read-only repository the model fails (lint's stub-probe-read-only, run on this host)."""
@@ -298,7 +298,7 @@ def explain_lines(lines, release: str | None = None, repo: Path | None = None) -
     return _verdict(logs.parse(lines, interesting()), release, repo)
 
 
-def _verdict(facts: logs.LogFacts, release: str | None, repo: Path | None) -> DoctorReport:
+def _verdict(log_facts: logs.LogFacts, release: str | None, repo: Path | None) -> DoctorReport:
     repository = load_repository(repo) if repo is not None else None
-    verdict = diagnose_log(facts, release, repository)
+    verdict = diagnose_log(log_facts, release, repository)
     return DoctorReport(verdict.findings, verdict.diagnoses, verdict)

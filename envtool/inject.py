@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from envtool import compat
+from envtool import compat, facts
 from envtool.atomic import same_content
 from envtool.catalog import normalize_release
 from envtool.elf import require_executable
@@ -167,18 +167,18 @@ def _require_pair(stub: Path, env: Path, target: str) -> None:
     release's image, is known when the stub came from the stub store or envtool.lock."""
     made_for = stub_release(stub)
     rel = normalize_release(made_for) if made_for else None
-    where = compat.Target.named(target, rel)
-    side = compat.Stub.from_elf(stub, made_for)
-    if (m := stub_manifest(stub)) and compat.reads_numpy2(m):  # a --pybind11 >= v2.12 stub reads numpy 2
+    where = facts.Target.named(target, rel)
+    side = facts.Stub.from_elf(stub, made_for)
+    if (m := stub_manifest(stub)) and facts.reads_numpy2(m):  # a --pybind11 >= v2.12 stub reads numpy 2
         side = replace(side, numpy2=True)
-    compat.require(side, compat.Env.from_view(view_env(env)).pair(), where)
+    compat.require(side, facts.Env.from_view(view_env(env)).pair(), where)
 
 
 def plan(opts: InjectOptions) -> InjectResult:
     repo = load_repository(opts.repo)
     stub = real_stub(opts.stub)  # another model folder's stub: the ELF behind its launcher
-    facts = require_executable(stub)
-    if not any(n.startswith("libpython3") for n in facts.needed):
+    elf = require_executable(stub)
+    if not any(n.startswith("libpython3") for n in elf.needed):
         raise BadInput(f"stub {opts.stub} links no libpython: it is not a triton_python_backend_stub",
                        "pass the stub built for your Python (`envtool stub`)")
     env = opts.env.resolve()
@@ -208,7 +208,7 @@ def plan(opts: InjectOptions) -> InjectResult:
             env_place = Placement(dest, link_to=os.path.relpath(home, m.path))
         stub_files = [Placement(m.path / STUB_NAME, source=LAUNCHER), Placement(m.path / ELF_NAME,
                                                                                  source=stub.resolve())]
-        stub_files += [Placement(m.path / lib.name, source=lib) for lib in stub_libraries(stub, facts)]
+        stub_files += [Placement(m.path / lib.name, source=lib) for lib in stub_libraries(stub, elf)]
         for p in (*stub_files, env_place):
             if not _same(p) and not p.up_to_date():
                 result.files.append(p)
@@ -274,13 +274,13 @@ def edge_models(repo) -> set[str]:
     return edges
 
 
-def stub_libraries(stub: Path, facts) -> list[Path]:
+def stub_libraries(stub: Path, elf) -> list[Path]:
     """Libraries a self-contained stub (`envtool stub`: RUNPATH $ORIGIN) keeps beside itself; they
     travel with it into each model folder."""
-    if "$ORIGIN" not in facts.runpath:
+    if "$ORIGIN" not in elf.runpath:
         return []
     here = stub.resolve().parent
-    return [here / n for n in facts.needed if (here / n).is_file()]
+    return [here / n for n in elf.needed if (here / n).is_file()]
 
 
 def _same(p: Placement) -> bool:

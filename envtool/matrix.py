@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from envtool import catalog, compat
+from envtool import catalog, compat, facts
 from envtool.builders.stub import produce
 from envtool.elf import version_key
 from envtool.errors import BadInput, EnvtoolError
@@ -60,8 +60,8 @@ def normalize_releases(value: str | list[str]) -> list[str]:
 
 def normalize_pythons(value: str | list[str]) -> list[str]:
     """X.Y,... among the matrix's Pythons and pre-releases (pythons.toml)."""
-    facts = catalog.python_facts()
-    known = facts["matrix"] + facts["prerelease"]
+    py = catalog.python_facts()
+    known = py["matrix"] + py["prerelease"]
     out = []
     for p in _items(value):
         xy = ".".join(re.sub(r"^python", "", p).split(".")[:2])
@@ -74,16 +74,16 @@ def normalize_pythons(value: str | list[str]) -> list[str]:
 def impossible(rel: catalog.Release, python: str, pybind11: str | None = None) -> str | None:
     """Why no working (stub, env) pair exists for this cell, from the release's and Python's facts; with a
     pybind11 override, only what that cannot change."""
-    facts = catalog.python_facts()
-    if python in facts["prerelease"]:
+    py = catalog.python_facts()
+    if python in py["prerelease"]:
         return f"Python {python} is a pre-release: no release's python_backend is built or tested for it"
     if pybind11:
-        return None if compat.pybind11_reads_numpy2(pybind11) or \
-            python in facts["numpy1_pythons"] else (f"pybind11 {pybind11} misreads numpy 2 arrays, and numpy 1.x "
+        return None if facts.pybind11_reads_numpy2(pybind11) or \
+            python in py["numpy1_pythons"] else (f"pybind11 {pybind11} misreads numpy 2 arrays, and numpy 1.x "
                                                     f"has no build for Python {python}: use pybind11 >= v2.12")
-    if not rel.numpy2 and python not in facts["numpy1_pythons"]:
+    if not rel.numpy2 and python not in py["numpy1_pythons"]:
         return (f"r{rel.release}'s stub (pybind11 {rel.recipe.pybind11_version}) misreads numpy 2 arrays, and "
-                f"numpy 1.x has no build for Python {python}: use Python {facts['numpy1_pythons'][-1]} or older, "
+                f"numpy 1.x has no build for Python {python}: use Python {py['numpy1_pythons'][-1]} or older, "
                 f"or r24.11+ (pybind11 2.12, numpy 2), or --pybind11 v3.0.1 with a server image of your own that "
                 f"has Python {python} (--target image:NAME)")
     if python not in rel.recipe.pybind11_pythons and \
@@ -121,7 +121,7 @@ def make_stub(cell: Cell, *, builder: str, root: Path, tree: Path, sources: Path
         cell.error = f"no stub: {e.message}" + (f" (fix: {e.fix})" if e.fix else "")
         return None
     cell.made = art.manifest.get("chosen") or art.manifest.get("builder")
-    found = compat.check(compat.Stub.from_manifest(art.manifest, art.path), None, compat.Target.named(target, rel))
+    found = compat.check(facts.Stub.from_manifest(art.manifest, art.path), None, facts.Target.named(target, rel))
     errors = [f for f in found if f.severity == "error"]
     cell.elf = "fits" if not errors else f"no: {errors[0].message}"
     return art
@@ -168,7 +168,7 @@ def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Pa
     from envtool.inject import InjectOptions, inject
     from envtool.verify import VerifyOptions, verify
     rel = catalog.normalize_release(cell.release)
-    image = compat.image_of(target)
+    image = facts.image_of(target)
     where = {"target": target, "builder": "docker"} if image else {"target": "host"}
     if not image and not rel.embedded_available:
         return "not available here: no nvidia-pytriton wheel bundles this release's server"
@@ -177,7 +177,7 @@ def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Pa
             find_interpreter(cell.python)
     except EnvtoolError as e:
         return f"not available here: {e.message}"
-    numpy2 = rel.numpy2 or compat.reads_numpy2(art.manifest)  # numpy follows the stub's pybind11
+    numpy2 = rel.numpy2 or facts.reads_numpy2(art.manifest)  # numpy follows the stub's pybind11
     key = (cell.python, numpy2)
     try:
         if key not in envs:

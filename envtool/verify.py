@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from importlib.metadata import version as dist_version
 from pathlib import Path
 
-from envtool import catalog, compat
+from envtool import catalog, compat, facts
 from envtool.diagnose import Diagnosis, hang_hint, scan
 from envtool.env.view import view_env
 from envtool.errors import BadInput, CheckFailed
@@ -309,9 +309,9 @@ def model_findings(repo: Repository, rel: catalog.Release) -> list[Finding]:
     out = []
     for m in sorted(repo.python_models(), key=lambda m: m.name):
         env, stub = m.existing_env(), m.stub
-        out += compat.check(compat.Stub.from_elf(stub) if stub is not None else None,
-                            compat.Env.from_view(view_env(env)) if env is not None else None,
-                            compat.Target.of_release(rel), m.name)
+        out += compat.check(facts.Stub.from_elf(stub) if stub is not None else None,
+                            facts.Env.from_view(view_env(env)) if env is not None else None,
+                            facts.Target.of_release(rel), m.name)
     return out
 
 

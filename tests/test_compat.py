@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from envtool import api, compat
+from envtool import api, compat, facts
 from envtool.catalog import normalize_release
 from envtool.diagnose import scan
 from envtool.env.interpreters import candidates
@@ -17,32 +17,32 @@ from tests.conftest import python_model, run_cli, tree_snapshot, write_repo
 
 R2211, R2410, R2411, R2508, R2606 = (normalize_release(r) for r in ("r22.11", "r24.10", "r24.11", "r25.08",
                                                                       "r26.06"))
-FIT_STUB = compat.Stub("3.9", "2.31", "3.4.28", "24.10")
-FIT_ENV = compat.Env("3.9", "1.26.4", "2.31", None)
+FIT_STUB = facts.Stub("3.9", "2.31", "3.4.28", "24.10")
+FIT_ENV = facts.Env("3.9", "1.26.4", "2.31", None)
 
 # rule: (stub, env, target) that break it; the fitting facts above pass every rule.
 BREAKERS = {
-    "stub-python": (compat.Stub("3.10", "2.31", "3.4.28", "24.10"), FIT_ENV, compat.Target.of_release(R2410)),
-    "stub-release": (compat.Stub("3.9", "2.31", "3.4.28", "22.11"), FIT_ENV, compat.Target.of_release(R2410)),
-    "env-numpy2": (FIT_STUB, compat.Env("3.9", "2.0.2", "2.31"), compat.Target.of_release(R2410)),
-    "stub-glibc": (compat.Stub("3.9", "2.34", "3.4.28", "22.11"), FIT_ENV, compat.Target.of_release(R2211)),
-    "stub-glibcxx": (compat.Stub("3.9", "2.31", "3.4.30", "22.11"), FIT_ENV, compat.Target.of_release(R2211)),
-    "env-glibc": (None, compat.Env("3.9", "1.26.4", "2.35"), compat.Target.of_release(R2211)),
-    "env-libstdcxx": (FIT_STUB, compat.Env("3.9", "1.26.4", "2.31", "3.4.20"), None),
-    "env-libstdcxx-shadow": (None, compat.Env("3.9", libstdcxx="3.4.20"), compat.Target.of_release(R2410)),
-    "env-activate-hooks": (None, compat.Env("3.9", hooks=("etc/conda/activate.d/x.sh",)),
-                           compat.Target.of_release(R2508)),
-    "env-archive-refused": (None, compat.Env("3.9", refused="Cannot extract through symlink lib/x"),
-                            compat.Target.of_release(R2606)),
-    "env-top-folder": (None, compat.Env("3.9", top_folder="myenv/", path="/e.tar.gz"), None),
-    "env-no-activate": (None, compat.Env("3.9", missing=("bin/activate",), path="/e.tar.gz"), None),
-    "env-no-python3": (None, compat.Env("3.9", missing=("bin/python3",)), None),
-    "env-libpython": (None, compat.Env("3.9", missing=("lib/libpython3.9.so.1.0",)), None),
-    "env-activate-path": (None, compat.Env("3.9", activate_path=False), compat.Target.of_release(R2410)),
-    "env-numpy": (None, compat.Env("3.9", listed=True), None),
-    "env-editable": (None, compat.Env("3.9", editable=("mypkg",)), None),
-    "env-arch": (None, compat.Env("3.9", machine="EM_ARM" if os.uname().machine != "armv7l" else "EM_X86_64"), None),
-    "env-platform": (None, compat.Env("3.9", machine=""), None),
+    "stub-python": (facts.Stub("3.10", "2.31", "3.4.28", "24.10"), FIT_ENV, facts.Target.of_release(R2410)),
+    "stub-release": (facts.Stub("3.9", "2.31", "3.4.28", "22.11"), FIT_ENV, facts.Target.of_release(R2410)),
+    "env-numpy2": (FIT_STUB, facts.Env("3.9", "2.0.2", "2.31"), facts.Target.of_release(R2410)),
+    "stub-glibc": (facts.Stub("3.9", "2.34", "3.4.28", "22.11"), FIT_ENV, facts.Target.of_release(R2211)),
+    "stub-glibcxx": (facts.Stub("3.9", "2.31", "3.4.30", "22.11"), FIT_ENV, facts.Target.of_release(R2211)),
+    "env-glibc": (None, facts.Env("3.9", "1.26.4", "2.35"), facts.Target.of_release(R2211)),
+    "env-libstdcxx": (FIT_STUB, facts.Env("3.9", "1.26.4", "2.31", "3.4.20"), None),
+    "env-libstdcxx-shadow": (None, facts.Env("3.9", libstdcxx="3.4.20"), facts.Target.of_release(R2410)),
+    "env-activate-hooks": (None, facts.Env("3.9", hooks=("etc/conda/activate.d/x.sh",)),
+                           facts.Target.of_release(R2508)),
+    "env-archive-refused": (None, facts.Env("3.9", refused="Cannot extract through symlink lib/x"),
+                            facts.Target.of_release(R2606)),
+    "env-top-folder": (None, facts.Env("3.9", top_folder="myenv/", path="/e.tar.gz"), None),
+    "env-no-activate": (None, facts.Env("3.9", missing=("bin/activate",), path="/e.tar.gz"), None),
+    "env-no-python3": (None, facts.Env("3.9", missing=("bin/python3",)), None),
+    "env-libpython": (None, facts.Env("3.9", missing=("lib/libpython3.9.so.1.0",)), None),
+    "env-activate-path": (None, facts.Env("3.9", activate_path=False), facts.Target.of_release(R2410)),
+    "env-numpy": (None, facts.Env("3.9", listed=True), None),
+    "env-editable": (None, facts.Env("3.9", editable=("mypkg",)), None),
+    "env-arch": (None, facts.Env("3.9", machine="EM_ARM" if os.uname().machine != "armv7l" else "EM_X86_64"), None),
+    "env-platform": (None, facts.Env("3.9", machine=""), None),
 }
 
 
@@ -59,29 +59,29 @@ def test_each_rule_fires_alone_on_what_breaks_it(rule):
 
 
 def test_fitting_facts_pass_and_missing_facts_say_nothing():
-    for t in (compat.Target.of_release(R2410), compat.Target.of_release(R2211)):
-        assert compat.check(FIT_STUB if t.release is R2410 else compat.Stub("3.9", "2.31", "3.4.28", "22.11"),
+    for t in (facts.Target.of_release(R2410), facts.Target.of_release(R2211)):
+        assert compat.check(FIT_STUB if t.release is R2410 else facts.Stub("3.9", "2.31", "3.4.28", "22.11"),
                             FIT_ENV, t) == []
     assert compat.check(None, None, None) == []
-    assert compat.check(compat.Stub("3.10"), compat.Env("3.9"), None)[0].rule == "stub-python"  # no target needed
+    assert compat.check(facts.Stub("3.10"), facts.Env("3.9"), None)[0].rule == "stub-python"  # no target needed
 
 
 def test_activate_path_matters_only_where_activate_is_sourced():
-    env = compat.Env("3.9", activate_path=False)
-    assert compat.check(None, env, compat.Target.of_release(R2508)) == []  # r25.08 sets PATH itself
+    env = facts.Env("3.9", activate_path=False)
+    assert compat.check(None, env, facts.Target.of_release(R2508)) == []  # r25.08 sets PATH itself
 
 
 def test_launcher_rules_apply_from_the_release_that_changed_the_launcher():
-    hooks = compat.Env("3.9", hooks=("etc/conda/activate.d/x.sh",), refused="Cannot extract through symlink")
-    assert compat.check(None, hooks, compat.Target.of_release(R2410)) == []  # sourced, extracted as before
-    assert [f.rule for f in compat.check(None, hooks, compat.Target.of_release(R2508))] == ["env-activate-hooks"]
-    assert {f.rule for f in compat.check(None, hooks, compat.Target.of_release(R2606))} == {
+    hooks = facts.Env("3.9", hooks=("etc/conda/activate.d/x.sh",), refused="Cannot extract through symlink")
+    assert compat.check(None, hooks, facts.Target.of_release(R2410)) == []  # sourced, extracted as before
+    assert [f.rule for f in compat.check(None, hooks, facts.Target.of_release(R2508))] == ["env-activate-hooks"]
+    assert {f.rule for f in compat.check(None, hooks, facts.Target.of_release(R2606))} == {
         "env-activate-hooks", "env-archive-refused"}
 
 
 def test_numpy2_is_fine_from_the_release_whose_stub_reads_it():
-    assert compat.check(compat.Stub("3.9", release="24.11"), compat.Env("3.9", "2.0.2"),
-                        compat.Target.of_release(R2411)) == []
+    assert compat.check(facts.Stub("3.9", release="24.11"), facts.Env("3.9", "2.0.2"),
+                        facts.Target.of_release(R2411)) == []
 
 
 @pytest.mark.parametrize("rule", sorted(r.id for r in compat.RULES if r.cause))
@@ -93,14 +93,14 @@ def test_what_a_rule_predicts_is_what_verify_recognises_in_a_log(rule):
 
 
 def test_require_raises_on_the_first_error_and_counts_the_rest():
-    stub, env = compat.Stub("3.10", "2.34", None, "22.11"), compat.Env("3.9", "2.0.2", "2.35")
+    stub, env = facts.Stub("3.10", "2.34", None, "22.11"), facts.Env("3.9", "2.0.2", "2.35")
     with pytest.raises(CheckFailed) as e:
-        compat.require(stub, env, compat.Target.of_release(R2410))
+        compat.require(stub, env, facts.Target.of_release(R2410))
     assert "and 2 more: stub-release, env-numpy2" in e.value.message
 
 
 def test_the_host_target_reads_this_machine():
-    t = compat.Target.host()
+    t = facts.Target.host()
     assert t.glibc and t.glibc[0].isdigit() and t.name == "this host"
 
 
@@ -166,20 +166,20 @@ def test_every_entry_point_reads_the_same_facts_from_the_same_artifacts(tmp_path
     root = tmp_path / "x"
     with tarfile.open(env.output) as t:
         t.extractall(root)
-    from_build = compat.Stub.from_manifest(stub.manifest)
-    from_elf = compat.Stub.from_elf(stub.path, stub_release(stub.path))
+    from_build = facts.Stub.from_manifest(stub.manifest)
+    from_elf = facts.Stub.from_elf(stub.path, stub_release(stub.path))
     assert (from_build.python, from_build.glibc, from_build.glibcxx, from_build.release) == \
         (from_elf.python, from_elf.glibc, from_elf.glibcxx, from_elf.release) == (
             "3.9", from_elf.glibc, from_elf.glibcxx, "24.10")
-    view = compat.Env.from_view(view_env(env.output))
+    view = facts.Env.from_view(view_env(env.output))
     seen = {
-        "build (manifest)": compat.Env.from_manifest(env.manifest),
+        "build (manifest)": facts.Env.from_manifest(env.manifest),
         "doctor (view + extracted)": view.with_tree(root),
-        "pack (extracted)": compat.Env.from_tree(root, view.python, view.numpy),
+        "pack (extracted)": facts.Env.from_tree(root, view.python, view.numpy),
     }
-    facts = {k: (e.python, e.numpy, e.glibc, e.libstdcxx, e.hooks) for k, e in seen.items()}
-    assert len(set(facts.values())) == 1, facts
+    read = {k: (e.python, e.numpy, e.glibc, e.libstdcxx, e.hooks) for k, e in seen.items()}
+    assert len(set(read.values())) == 1, read
     assert (view.python, view.numpy) == (env.manifest["python"][:3], env.manifest["numpy"])  # inject, verify
-    for target in (compat.Target.of_release(R2410), compat.Target.of_release(R2211), compat.Target.host()):
+    for target in (facts.Target.of_release(R2410), facts.Target.of_release(R2211), facts.Target.host()):
         verdicts = {k: [f.rule for f in compat.check(from_build, e, target)] for k, e in seen.items()}
         assert len({tuple(v) for v in verdicts.values()}) == 1, verdicts

@@ -327,7 +327,7 @@ def test_werror_relaxation_replaces_the_targets_own_werror(tmp_path, relax):
 def test_a_pybind11_override_is_built_recorded_and_keyed(sources, tmp_path, monkeypatch):
     """--pybind11 TAG: pybind11 comes from a checkout of that tag (a git repository of our own, through
     $ENVTOOL_GIT_URL), and the manifest, the relaxed -Werror and the store key say so; numpy 2 is then allowed
-    in the env (compat.reads_numpy2)."""
+    in the env (facts.reads_numpy2)."""
     mirror = tmp_path / "mirror" / "pybind+pybind11"
     shutil.copytree(sources / "pybind11", mirror)
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"],
@@ -343,7 +343,7 @@ def test_a_pybind11_override_is_built_recorded_and_keyed(sources, tmp_path, monk
     assert f"-DFETCHCONTENT_SOURCE_DIR_PYBIND11={tmp_path / 'cache' / 'sources' / 'pybind11-v3.0.1'}" in \
         m["build_flags"] and "-DENVTOOL_RELAX_WERROR=ON" in m["build_flags"]
     assert (tmp_path / "stubs" / "targets" / f"r24.10-py{py}-cpu-{m['arch']}-pybind11-v3.0.1.json").is_file()
-    from envtool.compat import reads_numpy2
+    from envtool.facts import reads_numpy2
     assert reads_numpy2(m) and not reads_numpy2({**m, "pybind11": {"tag": "v2.10.0", "override": True}})
     assert not reads_numpy2({"release": "24.10"})  # the release's own pin: the release decides
     # The env that goes with it: numpy 2 not pinned away, and not refused (pack --numpy2).

@@ -18,10 +18,10 @@ import envtool
 from envtool.builders.local import pybind11_sources
 from envtool.cache import file_sha256
 from envtool.catalog import Release
-from envtool.compat import image_of
 from envtool.containers import engine
 from envtool.elf import version_key
 from envtool.errors import BadInput, CheckFailed
+from envtool.facts import image_of
 from envtool.stub.sources import cached_sources
 
 PROJECT = Path(envtool.__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from envtool import catalog, compat
+from envtool import catalog, compat, facts
 from envtool.atomic import copy_into_place
 from envtool.builders.docker import env_from_docker, env_key
 from envtool.builders.validate import checked_copy, validate
@@ -121,9 +121,9 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
         # Judged where it will run, also when reused: the same env may suit this host and not the release's image
         target = target_of(spec, release)
         refused = _refused(entry / _artifact_name(spec.unpacked), target)
-        env = replace(compat.Env.from_manifest(manifest, output), refused=refused)
+        env = replace(facts.Env.from_manifest(manifest, output), refused=refused)
         # --numpy2: it goes with a stub whose pybind11 (>= 2.12, not the release's pin) reads numpy 2 arrays
-        stub = compat.Stub(None, numpy2=True) if spec.numpy2 else None
+        stub = facts.Stub(None, numpy2=True) if spec.numpy2 else None
         manifest["warnings"] = [f.message for f in compat.require(stub, env, target)]
         copy_into_place(entry / _artifact_name(spec.unpacked), output)
         mpath = manifest_path_for(output)
@@ -135,7 +135,7 @@ def pack(spec: PackSpec, output: Path | None = None, log=lambda _m: None, rebuil
     return PackResult(output, mpath, manifest, reused=not built)
 
 
-def _refused(artifact: Path, target: compat.Target | None) -> str | None:
+def _refused(artifact: Path, target: facts.Target | None) -> str | None:
     """What secure extraction says of the tarball, where the target release extracts that way (r26.06+)."""
     if target is None or not target.secure_extract or not artifact.is_file():
         return None
@@ -143,9 +143,9 @@ def _refused(artifact: Path, target: compat.Target | None) -> str | None:
         return secure_extract_error(artifact, Path(tmp))
 
 
-def target_of(spec: PackSpec, release: catalog.Release | None) -> compat.Target | None:
+def target_of(spec: PackSpec, release: catalog.Release | None) -> facts.Target | None:
     """The release's image (--triton), this host or an image (--target); None: nothing to judge."""
-    return compat.Target.named(spec.target, release)
+    return facts.Target.named(spec.target, release)
 
 
 def _artifact_name(unpacked: bool) -> str:
@@ -298,13 +298,13 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     log("validating: extract, source bin/activate, import under env -i")
     view = None if spec.unpacked else EnvView(stats.output, "tarball")  # filled by the extraction pass
     with nullcontext(stats.output) if spec.unpacked else checked_copy(stats.output, tmp, view) as root:
-        facts = validate(root, xy, plan.dists, plan.release.launcher if plan.release else ACTIVATE)
-        if facts.problems:
-            raise CheckFailed(f"the packed env fails {len(facts.problems)} check(s): " + "; ".join(facts.problems),
-                              _fix_for(facts.problems))
+        probe = validate(root, xy, plan.dists, plan.release.launcher if plan.release else ACTIVATE)
+        if probe.problems:
+            raise CheckFailed(f"the packed env fails {len(probe.problems)} check(s): " + "; ".join(probe.problems),
+                              _fix_for(probe.problems))
         pycs = [p.stat().st_size for p in root.rglob("*.pyc")] if bytecode else []  # what shipped, after trim
         shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
-        manifest = {**_manifest(plan, stats, facts, root, pack_s), "bytecode": shipped}
+        manifest = {**_manifest(plan, stats, probe, root, pack_s), "bytecode": shipped}
     if view is not None:
         remember_view(finish_view(view), manifest["sha256"])
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -332,18 +332,18 @@ def _fix_for(problems: list[str]) -> str:
     return "see the checks above; `envtool pack --no-trim` if a trimmed file is needed"
 
 
-def _manifest(plan: _Plan, stats, facts, root: Path, pack_s: float) -> dict:
+def _manifest(plan: _Plan, stats, probe, root: Path, pack_s: float) -> dict:
     art = stats.output
     files = [p for p in root.rglob("*") if p.is_file() or p.is_symlink()]
     unpacked_bytes = sum(p.lstat().st_size for p in files)
     return {
         "envtool_manifest": MANIFEST_VERSION,
-        "python": facts.python,
+        "python": probe.python,
         "platform": f"{sys.platform}-{platform.machine()}",
-        "glibc_required": facts.glibc_required,
-        "libstdcxx": facts.libstdcxx,
+        "glibc_required": probe.glibc_required,
+        "libstdcxx": probe.libstdcxx,
         "activate_hooks": activate_hooks(str(p.relative_to(root)) for p in (root / HOOKS).glob("*")),
-        "numpy": facts.numpy,
+        "numpy": probe.numpy,
         "format": "directory" if plan.spec.unpacked else "tar.gz",
         "size_bytes": art.stat().st_size if art.is_file() else unpacked_bytes,
         "unpacked_bytes": unpacked_bytes,
@@ -351,7 +351,7 @@ def _manifest(plan: _Plan, stats, facts, root: Path, pack_s: float) -> dict:
         "sha256": file_sha256(art) if art.is_file() else _tree_sha256(root, files),
         "trimmed": {"files": stats.trimmed_files, "bytes": stats.trimmed_bytes} if plan.spec.trim else None,
         "pack_seconds": round(pack_s, 2),
-        "packages": dict(sorted(facts.packages.items(), key=lambda kv: kv[0].lower())),
+        "packages": dict(sorted(probe.packages.items(), key=lambda kv: kv[0].lower())),
         "builder": {"envtool": plan.inputs["envtool"], "conda_pack": plan.inputs["conda_pack"],
                     "host_python": platform.python_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                        time.gmtime())},

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from envtool import catalog, compat
+from envtool import catalog, facts
 from envtool.builders import local, prebuilt
 from envtool.builders.docker import stub_from_docker
 from envtool.containers import engine
@@ -30,9 +30,9 @@ def produce(release: str, python: str, *, gpu: bool = False, builder: str = "aut
                        "release's own pybind11", "use --builder local or docker (or auto)")
     rel = catalog.normalize_release(release)
     if target != "release":  # the stub must fit that image (or this host), not the release's own image
-        where = compat.Target.named(target, rel)
+        where = facts.Target.named(target, rel)
         rel = rel.running_in(where.name, where.glibc, where.glibcxx)
-        base_image = base_image or compat.image_of(target)
+        base_image = base_image or facts.image_of(target)
     target = StubKey(rel.release, catalog.normalize_python(python), gpu, pybind11=pybind11 or "",
                      image=rel.runs_in)
     root = Path(root or default_root())

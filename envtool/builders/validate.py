@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envtool.compat import Env, check, libstdcxx_of, max_glibc
+from envtool.compat import check
 from envtool.env.launch import ACTIVATE, start
 from envtool.env.view import EnvView, add_member, escapes, member_escapes
 from envtool.errors import CheckFailed
+from envtool.facts import Env, libstdcxx_of, max_glibc
 
 # Run inside the env: facts about the interpreter, its packages and the imports asked for.
 _PROBE = r"""
