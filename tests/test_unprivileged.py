@@ -58,7 +58,9 @@ def nobody_home():
             shutil.copy2(ROOT / name, src / name)
         shutil.copytree(ROOT / "envtool", src / "envtool", ignore=shutil.ignore_patterns("__pycache__"))
         venv = base / "venv"
-        subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", str(venv)], check=True)
+        # ensurepip runs pip from its wheel, which leaves certifi's cacert.pem in TMPDIR: the test's own
+        subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", str(venv)], check=True, env={**os.environ,
+                                                                                   "TMPDIR": str(base)})
         subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                         str(src)], check=True)  # root's pip cache makes this quick after the first run
         cache = base / "cache"

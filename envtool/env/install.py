@@ -180,7 +180,8 @@ def pip_settings(prefix: Path, xy: str) -> dict[str, str]:
     # The pip beside envtool reads the same files and variables, and starts in a third of the time of the
     # bundled wheel (which runs from its zip, uncompiled)
     pip = [sys.executable, "-m", "pip"] if importlib.util.find_spec("pip") else pip_command(prefix, xy)
-    out = run([*pip, "config", "list"], env=isolated_env(), timeout=120)
+    with tempfile.TemporaryDirectory(prefix="envtool-pip-") as tmp:  # the wheel's cacert.pem lands there
+        out = run([*pip, "config", "list"], env=isolated_env(TMPDIR=tmp), timeout=120)
     found: dict[str, tuple[int, str]] = {}
     for line in out.stdout.splitlines() if out.returncode == 0 else []:
         m = re.match(r"^([^=]*)\.([\w-]+)='(.*)'$", line.strip())
