@@ -79,13 +79,18 @@ def lint(repo: Path, triton: str | None, no_autocomplete: bool, json_out: bool, 
 @click.option("--force", is_flag=True, help="Inject a stub and env that do not match (to reproduce a failure).")
 @click.option("--strict", is_flag=True, help="A model that cannot be injected stops the whole run, before any "
               "change (default: the other models are injected, and the exit status is 1).")
+@click.option("--launcher/--no-launcher", default=True, help="Put the stub behind a launcher that answers "
+              "Triton's no-argument probe (default), or copy the bare stub (a non-root Triton serving a "
+              "repository from object storage can run a stub, but not read a script, at the ---x------ Triton "
+              "leaves).")
 @o.target_option
 @o.json_option
-def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, strict, target, json_out) -> None:
+def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, strict, launcher, target,
+           json_out) -> None:
     """Put STUB and ENV into python models and set EXECUTION_ENV_PATH in their configs."""
     result = api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, models=models, gpu=gpu,
                                           deployment=deployment, share=share, dry_run=dry_run, force=force,
-                                          target=target, strict=strict))
+                                          target=target, strict=strict, launcher=launcher))
     emit_json(result.to_dict()) if json_out else render.inject(result, dry_run)
     sys.exit(EXIT_CHECK_FAILED if result.errors else 0)
 

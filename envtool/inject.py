@@ -53,6 +53,7 @@ class InjectOptions:
     force: bool = False  # skip the stub/env pair check (to reproduce a failure on purpose)
     target: str = "release"  # where they will run: the stub's release's image (where known) | host
     strict: bool = False  # a model that cannot be injected stops the whole run (else: the others go ahead)
+    launcher: bool = True  # the stub behind envtool's launcher (launcher.py); False: the bare stub
 
 
 @dataclass
@@ -206,8 +207,9 @@ def plan(opts: InjectOptions) -> InjectResult:
             env_place = Placement(dest, source=env)
         else:
             env_place = Placement(dest, link_to=os.path.relpath(home, m.path))
-        stub_files = [Placement(m.path / STUB_NAME, source=LAUNCHER), Placement(m.path / ELF_NAME,
-                                                                                 source=stub.resolve())]
+        stub_files = ([Placement(m.path / STUB_NAME, source=LAUNCHER), Placement(m.path / ELF_NAME,
+                                                                                  source=stub.resolve())]
+                      if opts.launcher else [Placement(m.path / STUB_NAME, source=stub.resolve())])
         stub_files += [Placement(m.path / lib.name, source=lib) for lib in stub_libraries(stub, elf)]
         for p in (*stub_files, env_place):
             if not _same(p) and not p.up_to_date():

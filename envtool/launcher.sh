@@ -6,4 +6,8 @@
 # exits 127. Answer as the stub itself does without arguments (src/pb_stub.cc: exit 1), and run it otherwise.
 [ "$#" -eq 0 ] && exit 1
 case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
-exec "$here/triton_python_backend_stub.elf" "$@"
+stub="$here/triton_python_backend_stub.elf"
+# A repository fetched from object storage (S3, GCS, Azure) has lost its execute bits: Triton gives this
+# launcher back its own, and the launcher the real stub's, as Triton does for a stub of its own.
+[ -x "$stub" ] || chmod u+x "$stub" 2>/dev/null
+exec "$stub" "$@"

@@ -79,6 +79,27 @@ def test_the_stub_sits_behind_a_launcher_that_answers_tritons_probe(repo, host_s
     assert load_repository(repo).models["pre"].stub == elf  # what doctor, lint and the lock read
 
 
+def test_a_repository_that_lost_its_execute_bits_still_starts_the_stub(repo, host_stub, thin_env_tarball):
+    """Object storage (S3, GCS, Azure) keeps no modes: the launcher, given back its execute bit by Triton's
+    probe, gives the real stub back its own before running it (as Triton does for a stub of its own)."""
+    api.inject(opts(repo, host_stub, thin_env_tarball))
+    launcher, elf = repo / "pre" / STUB_NAME, repo / "pre" / "triton_python_backend_stub.elf"
+    for p in (launcher, elf):
+        p.chmod(0o644)
+    launcher.chmod(0o100)  # what Triton's probe leaves on the launcher
+    bare = {"PATH": "/usr/bin:/bin"}
+    ran = subprocess.run(["bash", "-c", f"exec env {launcher} a b"], env=bare, capture_output=True, text=True)
+    assert ran.returncode == 127 and f"{elf}: error while loading" in ran.stderr, ran.stderr
+    assert elf.stat().st_mode & 0o100
+
+
+def test_no_launcher_copies_the_bare_stub(repo, host_stub, thin_env_tarball):
+    api.inject(opts(repo, host_stub, thin_env_tarball, launcher=False))
+    assert (repo / "pre" / STUB_NAME).read_bytes() == host_stub.read_bytes()
+    assert not (repo / "pre" / "triton_python_backend_stub.elf").exists()
+    assert load_repository(repo).models["pre"].stub == repo / "pre" / STUB_NAME
+
+
 def test_doctor_names_a_bare_stub_that_fails_the_probe_in_the_release_image(repo, host_stub, thin_env_tarball):
     """A stub copied in by hand (no launcher) whose libpython the release's image lacks: Triton will chmod it
     at every load. doctor says so, statically (the image's Python from the catalog); envtool's own injection
