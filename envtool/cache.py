@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,9 +45,7 @@ def publish_dir(target: Path, build: Callable[[Path], None], replace: bool = Fal
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if replace:
-            shutil.rmtree(target, ignore_errors=True)
-        elif target.exists():  # another process built it while we waited
+        if target.exists() and not replace:  # another process built it while we waited
             return target
         with staging_folder(target.parent, f".{target.name}.") as tmp:
             build(tmp)

@@ -17,7 +17,6 @@ from envtool.env.launch import ACTIVATE, secure_extract_error, start
 from envtool.env.view import EnvView, view_env
 from envtool.errors import BadInput, CheckFailed
 from envtool.findings import Finding
-from envtool.launcher import is_launcher
 from envtool.lockfile import stub_release
 from envtool.repo.imports import image_python, missing, variant_of
 from envtool.repo.lint import lint_repository
@@ -170,7 +169,7 @@ def check_model(m: Model, rel, target: facts.Target | None, opts: DoctorOptions,
             env_side = replace(env_side, refused=roots.refused(env))
     out += [replace(f, fix=f"{f.fix} --repo {m.path.parent}" if f.rule == "stub-python" else f.fix)
             for f in compat.check(stub, env_side, target, m.name)]
-    out += _stub_probe(m, stub, target)
+    out += _stub_probe(m, stub, stub_path, target)
     if root is not None and opts.import_check:
         out += _imports(m, root, opts.stub_timeout, target.launcher if target else ACTIVATE)
     if m.parameter(ENV_KEY) is None:
@@ -200,12 +199,13 @@ def _image_imports(m: Model, release: str | None, variant: str) -> list[Finding]
                f"image (pip install {dists})", model_py)]
 
 
-def _stub_probe(m: Model, stub: facts.Stub | None, target: facts.Target | None) -> list[Finding]:
+def _stub_probe(m: Model, stub: facts.Stub | None, path: Path | None, target: facts.Target | None
+                ) -> list[Finding]:
     """A model's own ELF stub that fails Triton's no-argument probe in the release's image: its libpython is
     not the image's Python, so the loader exits 127 before main. Triton then chmods it to ---x------ at every
     load; on a read-only repository the model fails (lint's stub-probe-read-only, run on this host)."""
     rel = target.release if target else None
-    if stub is None or rel is None or rel.runs_in or not rel.runs_stub_probe or is_launcher(m.path / STUB_NAME):
+    if stub is None or rel is None or rel.runs_in or not rel.runs_stub_probe or path.name != STUB_NAME:
         return []
     if stub.python in (None, rel.default_python):
         return []

@@ -5,6 +5,7 @@ real stub beside it as triton_python_backend_stub.elf; everything that reads a m
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from envtool.names import STUB_ELF_NAME as ELF_NAME
@@ -12,10 +13,15 @@ from envtool.names import STUB_ELF_NAME as ELF_NAME
 LAUNCHER = Path(__file__).with_name("launcher.sh")
 
 
+@functools.lru_cache(maxsize=None)
+def _launcher_bytes() -> bytes:
+    return LAUNCHER.read_bytes()
+
+
 def is_launcher(path: Path) -> bool:
     """envtool's launcher, by content (a user's own script is not ours to follow)."""
     try:
-        return path.stat().st_size == LAUNCHER.stat().st_size and path.read_bytes() == LAUNCHER.read_bytes()
+        return path.stat().st_size == len(_launcher_bytes()) and path.read_bytes() == _launcher_bytes()
     except OSError:
         return False
 

@@ -14,6 +14,7 @@ import tempfile
 import typing
 from pathlib import Path
 
+from envtool.atomic import remove
 from envtool.env.interpreters import Interpreter
 from envtool.errors import BadInput
 from envtool.runner import run, tail
@@ -32,6 +33,14 @@ def isolated_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _PIP_ENV_DROP}
     env.update(PYTHONNOUSERSITE="True", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", **extra)
     return env
+
+
+def run_installer(cmd: list[str], cwd: Path | None = None, timeout: float | None = None, **env: str):
+    """run() in isolated_env() with a TMPDIR of its own, removed afterwards: pip run from its wheel (a zip)
+    extracts certifi's cacert.pem there (275 KB a run), and uv locks a prefix that is not a venv with
+    TMPDIR/uv-<hash>.lock (a build env with uv-setuptools-<hash>.lock); neither removes them."""
+    with tempfile.TemporaryDirectory(prefix="envtool-install-") as tmp:
+        return run(cmd, env=isolated_env(TMPDIR=tmp, **env), cwd=cwd, timeout=timeout)
 
 
 def debian_site(stdlib: Path) -> bool:
@@ -93,10 +102,7 @@ def _pip_install(prefix: Path, xy: str, args: list[str], log: Log, cwd: Path | N
     cmd = [*pip_command(prefix, xy), "install", "--no-warn-script-location", "--no-compile",
            "--progress-bar", "off", *where, *args]
     log("pip install " + " ".join(args))
-    # pip run from its wheel (a zip) extracts certifi's cacert.pem into TMPDIR and leaves it (275 KB a run):
-    # its own temporary folder, removed afterwards
-    with tempfile.TemporaryDirectory(prefix="envtool-pip-") as tmp:
-        out = run(cmd, env=isolated_env(TMPDIR=tmp), cwd=cwd)
+    out = run_installer(cmd, cwd=cwd)
     if out.returncode != 0:
         _install_failed(prefix, out, "pip")
     _merge_local_scheme(prefix, xy)
@@ -112,17 +118,10 @@ def _merge_local_scheme(prefix: Path, xy: str) -> None:
         if src.is_dir():
             dest.mkdir(parents=True, exist_ok=True)
             for item in src.iterdir():
-                _remove(dest / item.name)  # a newer install of the same package or script wins
+                remove(dest / item.name)  # a newer install of the same package or script wins
                 shutil.move(str(item), dest / item.name)
     if local.is_dir():
         shutil.rmtree(local)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def _install_failed(prefix: Path, out, tool: str) -> None:
@@ -167,11 +166,8 @@ def _uv_install(uv: str, prefix: Path, xy: str, args: list[str], log: Log, cwd: 
     opts, env = _uv_settings(pip_settings(prefix, xy))
     cmd = [uv, "pip", "install", "--python", str(prefix / "bin" / f"python{xy}"), "--no-progress", *opts, *args]
     log("uv pip install " + " ".join(args))
-    # uv's own cache (UV_CACHE_DIR or ~/.cache/uv) holds the downloads, as pip's cache does for pip. uv locks a
-    # prefix that is not a venv with TMPDIR/uv-<hash>.lock (and a build env with uv-setuptools-<hash>.lock)
-    # and never removes them: one per env built, so a TMPDIR of its own, removed afterwards.
-    with tempfile.TemporaryDirectory(prefix="envtool-uv-") as tmp:
-        return run(cmd, env=isolated_env(TMPDIR=tmp, **env), cwd=cwd)
+    # uv's own cache (UV_CACHE_DIR or ~/.cache/uv) holds the downloads, as pip's cache does for pip
+    return run_installer(cmd, cwd=cwd, **env)
 
 
 def pip_settings(prefix: Path, xy: str) -> dict[str, str]:
@@ -180,8 +176,7 @@ def pip_settings(prefix: Path, xy: str) -> dict[str, str]:
     # The pip beside envtool reads the same files and variables, and starts in a third of the time of the
     # bundled wheel (which runs from its zip, uncompiled)
     pip = [sys.executable, "-m", "pip"] if importlib.util.find_spec("pip") else pip_command(prefix, xy)
-    with tempfile.TemporaryDirectory(prefix="envtool-pip-") as tmp:  # the wheel's cacert.pem lands there
-        out = run([*pip, "config", "list"], env=isolated_env(TMPDIR=tmp), timeout=120)
+    out = run_installer([*pip, "config", "list"], timeout=120)
     found: dict[str, tuple[int, str]] = {}
     for line in out.stdout.splitlines() if out.returncode == 0 else []:
         m = re.match(r"^([^=]*)\.([\w-]+)='(.*)'$", line.strip())
