@@ -4,6 +4,7 @@ pulled here), and the docker server runs the nvidia-pytriton server tree in NGC'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from envtool import api
@@ -220,6 +222,28 @@ def test_no_daemon_and_no_image_are_one_line(tmp_path, docker_client):
     assert not [p for p in (tmp_path / "s").iterdir() if p.name != "targets"]
     out = run_cli("verify", pipeline(tmp_path / "repo"), "--triton", "r24.10", "--server", "docker")
     assert out.returncode == 2 and "nvcr.io/nvidia/tritonserver:24.10-py3" in out.stderr
+
+
+def test_a_rebuild_drops_the_image_it_took_the_tag_from(build_image, docker_client, tmp_path):
+    """Each stub/env build retags envtool/<what>:<cell>; the image it replaced (1.3 GB) must not pile up as
+    <none>, unless something else still names it."""
+    def build(text: str):
+        (tmp_path / "Dockerfile").write_text(f"FROM {build_image}\nRUN echo {text} > /marker\n")
+        return engine.build(docker_client, tmp_path, dockerfile="Dockerfile", tag="envtool-test/rebuilt:1")
+    try:
+        first = build("one")
+        docker_client.images.get(first.id).tag("envtool-test/kept", "1")  # a second name keeps it
+        second = build("two")
+        assert docker_client.images.get(first.id).tags == ["envtool-test/kept:1"]
+        docker_client.images.remove("envtool-test/kept:1")
+        third = build("three")
+        assert third.id != second.id
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(second.id)
+    finally:
+        for tag in ("envtool-test/rebuilt:1", "envtool-test/kept:1"):
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(tag)
 
 
 def test_shm_size_follows_the_python_instances(tmp_path):
