@@ -27,8 +27,10 @@ from envtool.verify import VerifyOptions, VerifyReport, check_inputs, verify
 
 @dataclass
 class BuildSpec:
-    python: str
-    triton: str
+    """The build request, resolved on construction: below it nothing parses --python, --triton or --target."""
+
+    python: str  # X.Y (3.9.18 and python3.9 are taken)
+    triton: catalog.Release  # (r22.11, 22.11 and 2.28.0 are taken)
     env: PackSpec  # how to make the env (its triton is set from `triton`)
     repo: Path | None = None
     models: tuple[str, ...] = ()
@@ -41,9 +43,14 @@ class BuildSpec:
     deployment: str | None = None  # cpu | gpu-models | gpu-all: see inject
     verify: bool = False
     verify_options: VerifyOptions | None = None  # how to verify (its repo and release are the build's)
-    target: str = "release"  # where stub and env will run: release (its image) | host (this machine only)
+    target: facts.Where = facts.IN_RELEASE  # where stub and env will run: release (its image) | host | image:NAME
     pybind11: str | None = None  # a pybind11 tag in place of the release's pin (a source build)
     rebuild: bool = False  # ignore the stub store and the env cache
+
+    def __post_init__(self):
+        self.triton = catalog.normalize_release(self.triton)
+        self.python = catalog.normalize_python(self.python)
+        self.target = facts.Where(self.target)
 
 
 @dataclass
@@ -65,8 +72,7 @@ class BuildResult:
 
 
 def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
-    rel = catalog.normalize_release(spec.triton)
-    python = catalog.normalize_python(spec.python)
+    rel, python = spec.triton, spec.python
     if spec.repo is not None:  # bad --repo/--models/--inputs fail before anything is built or written
         _, errors = select_models(load_repository(spec.repo), tuple(spec.models))
         if errors:  # build injects strictly: say so now, not after the stub and the env are made
@@ -87,7 +93,7 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
 
     def make_stub() -> StubArtifact:
         with step("stub"):
-            return produce(rel.release, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
+            return produce(rel, python, gpu=gpu, builder=spec.builder, root=spec.stubs_root,
                            sources=spec.sources, log=log, base_image=spec.base_image, pybind11=spec.pybind11,
                            target=spec.target, rebuild=spec.rebuild)
 
@@ -122,10 +128,9 @@ def build(spec: BuildSpec, log=lambda _m: None) -> BuildResult:
                                              deployment=spec.deployment, target=spec.target, strict=True))
     if spec.verify:
         with step("verify"):
-            opts = replace(spec.verify_options or VerifyOptions(spec.repo, rel.release), repo=spec.repo,
-                           release=rel.release)
+            opts = replace(spec.verify_options or VerifyOptions(spec.repo, rel), repo=spec.repo, release=rel)
             if opts.server == "docker" and not opts.image:  # served from the image it was made for
-                opts = replace(opts, image=facts.image_of(spec.target))
+                opts = replace(opts, image=spec.target.image)
             result.verify = verify(opts, log)
     return result
 
@@ -139,7 +144,7 @@ def _prebuilt_stub(spec: BuildSpec, rel: catalog.Release, python: str) -> bool:
 def _env_spec(spec: BuildSpec, rel: catalog.Release, python: str, stub: StubArtifact | None) -> PackSpec:
     """The env for this stub (None: for NVIDIA's prebuilt stub, which reads numpy 2 only where its release's
     pybind11 does and never asks for the release's image)."""
-    return PackSpec(**{**spec.env.__dict__, "triton": rel.release, "target": spec.target,
+    return PackSpec(**{**spec.env.__dict__, "triton": rel, "target": spec.target,
                        "python": spec.env.python or (None if spec.env.kind != "python" else python),
                        # numpy follows the stub's pybind11, not the release alone
                        "numpy2": facts.reads_numpy2(stub.manifest) if stub else False,
@@ -154,10 +159,11 @@ def _same_image(stub: StubArtifact, env: PackSpec) -> dict:
     return {}
 
 
-def preflight(rel: catalog.Release, stub: StubArtifact, env: PackResult, target: str = "release") -> list[str]:
+def preflight(rel: catalog.Release, stub: StubArtifact, env: PackResult,
+              target: facts.Where = facts.IN_RELEASE) -> list[str]:
     """The mismatches that make Triton hang or fail, refused before the repository changes: every compat
     rule, against the release's image (or this host with target="host"). Returns the warnings."""
-    where = facts.Target.named(target, rel)
+    where = target.target(rel)
     found = compat.require(facts.Stub.from_manifest(stub.manifest, stub.path),
                            facts.Env.from_manifest(env.manifest, env.output), where)
     return [f.message for f in found]

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import click
 
+from envtool.errors import BadInput
+from envtool.facts import Where
+
 FORMATS = ("text", "json", "sarif", "github")
 PORT = click.IntRange(1, 65535)
 PATH = click.Path(path_type=Path)
@@ -35,10 +38,11 @@ class _Seconds(click.ParamType):
 SECONDS = _Seconds()
 
 
-def _target(_ctx, _param, value: str) -> str:
-    if value in ("release", "host") or (value.startswith("image:") and len(value) > len("image:")):
-        return value
-    raise click.BadParameter(f"{value!r} is not release, host or image:NAME", param_hint="--target")
+def _target(_ctx, _param, value: str) -> Where:
+    try:
+        return Where(value)
+    except BadInput:
+        raise click.BadParameter(f"{value!r} is not release, host or image:NAME", param_hint="--target") from None
 
 
 def _models(_ctx, _param, value: tuple[str, ...]) -> tuple[str, ...]:

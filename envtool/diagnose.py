@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from envtool.catalog import tomllib
+from envtool.catalog import Release, tomllib
 from envtool.catalog.history import ReleaseSpan, first_release, release_span
 from envtool.findings import Finding
 from envtool.logs import Line, LogFacts, parse
@@ -132,7 +132,7 @@ class LogVerdict:
                 "verdict": self.diagnoses[0].id if self.diagnoses else None}
 
 
-def diagnose_log(facts: LogFacts, release: str | None = None, repo=None) -> LogVerdict:
+def diagnose_log(facts: LogFacts, release: Release | None = None, repo=None) -> LogVerdict:
     """The causes in a whole log, the root cause first. `repo` (a Repository) confirms or overturns them."""
     span = release_span(release, facts.banner_release, facts.server_version, facts.quoted)
     ordered = sorted(_merged(_per_line(facts, span, repo)), key=lambda d: d.rank)  # stable: log order in a rank
@@ -355,9 +355,3 @@ def hang_hint(text: str) -> str:
     facts = parse(text.splitlines(), interesting())
     d = _hang(facts, release_span(None, facts.banner_release, facts.server_version, facts.quoted), None)
     return f"{d.cause} (fix: {d.fix})" if d else ""
-
-
-def explain(text: str, release: str | None = None, repo=None) -> tuple[list[Finding], list[Diagnosis]]:
-    """A whole Triton log given as text: the models it rejected and the causes, root first."""
-    v = diagnose_log(parse(text.splitlines(), interesting()), release, repo)
-    return v.findings, v.diagnoses

@@ -42,13 +42,18 @@ print(f"{time.monotonic() - t0:.3f}")
 @dataclass
 class DoctorOptions:
     repo: Path | None = None  # the repository to check (None: --log alone)
-    release: str | None = None
+    release: catalog.Release | None = None  # a name (r22.11) is resolved on construction
     stub_timeout: float = 30.0  # the python backend's stub-timeout-seconds
     import_check: bool = True
     image: str | None = None  # check against this image's glibc/libstdc++ instead of the catalog's
     docker_shm_bytes: int | None = None  # /dev/shm of the container it will run in (docker default 64 MB)
-    target: str = "release"  # release (its image) | host (this machine)
+    target: facts.Where = facts.IN_RELEASE  # release (its image) | host (this machine) | image:NAME (= image)
     log: Path | None = None  # a Triton server log to explain ("-": stdin); with repo, its configs weigh in
+
+    def __post_init__(self):
+        if self.release is not None:
+            self.release = catalog.normalize_release(self.release)
+        self.target = facts.Where(f"image:{self.image}" if self.image else self.target)
 
 
 @dataclass
@@ -93,9 +98,9 @@ def doctor(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
 
 def check_repository(opts: DoctorOptions, log=lambda _m: None) -> DoctorReport:
     repo = load_repository(opts.repo)
-    rel = catalog.normalize_release(opts.release) if opts.release else None
+    rel = opts.release
     report = DoctorReport(lint_repository(repo))
-    img = facts.Target.named(f"image:{opts.image}" if opts.image else opts.target, rel)
+    img = opts.target.target(rel)
     # One finding per fact: what lint said of a model (the same rule, or the error a warning restates) is not
     # said again by the model checks.
     said = {(f.rule, f.model) for f in report.findings}
@@ -287,18 +292,18 @@ def _shm(repo, available: int, release: str | None) -> list[Finding]:
         "--backend-config=python,shm-default-byte-size=N")]
 
 
-def explain_log(path: Path, release: str | None = None, repo: Path | None = None) -> DoctorReport:
+def explain_log(path: Path, release: catalog.Release | None = None, repo: Path | None = None) -> DoctorReport:
     """doctor --log (and doctor REPO --log): the causes in a Triton log, root first, each with the lines it
     stands on. The log is streamed (any size, bounded memory); REPO's configs confirm or overturn a cause."""
     return _verdict(logs.read(path, interesting()), release, repo)
 
 
-def explain_lines(lines, release: str | None = None, repo: Path | None = None) -> DoctorReport:
+def explain_lines(lines, release: catalog.Release | None = None, repo: Path | None = None) -> DoctorReport:
     """explain_log over lines already read (the corpus of tests/fixtures/logs, without its header)."""
     return _verdict(logs.parse(lines, interesting()), release, repo)
 
 
-def _verdict(log_facts: logs.LogFacts, release: str | None, repo: Path | None) -> DoctorReport:
+def _verdict(log_facts: logs.LogFacts, release: catalog.Release | None, repo: Path | None) -> DoctorReport:
     repository = load_repository(repo) if repo is not None else None
     verdict = diagnose_log(log_facts, release, repository)
     return DoctorReport(verdict.findings, verdict.diagnoses, verdict)

@@ -184,17 +184,34 @@ class Target:
         glibc, glibcxx = runtime_versions(image)
         return cls(f"image {image}", glibc, glibcxx, rel)
 
-    @classmethod
-    def named(cls, where: str, rel: Release | None) -> Target | None:
-        """--target: release (its image, from the catalog) | host (this machine) | image:NAME (read from it).
-        None where there is nothing to judge against (no release, target release)."""
-        if where == "host":
-            return cls.host(rel)
-        if image := image_of(where):
-            return cls.of_image(image, rel)
-        return cls.of_release(rel) if rel is not None else None
 
 
-def image_of(where: str) -> str | None:
-    """The NAME of an image:NAME target, else None."""
-    return where[len("image:"):] if where.startswith("image:") else None
+class Where(str):
+    """--target, parsed here and nowhere else: "release" (the release's image, from the catalog) | "host"
+    (this machine) | "image:NAME" (a server image of the user's own). A str, so that manifests, cache keys and
+    JSON keep the text the user gave."""
+
+    def __new__(cls, text: str = "release") -> Where:
+        if isinstance(text, Where):
+            return text
+        if text not in ("release", "host") and not (text.startswith("image:") and len(text) > len("image:")):
+            raise BadInput(f"--target {text!r} is not release, host or image:NAME",
+                           "use release (the release's image), host (this machine) or image:NAME")
+        return super().__new__(cls, text)
+
+    @property
+    def image(self) -> str | None:
+        """The NAME of image:NAME, else None."""
+        return self[len("image:"):] if self.startswith("image:") else None
+
+    def target(self, rel: Release | None) -> Target | None:
+        """What the rules judge against here; None where there is nothing to judge (no release, target
+        release)."""
+        if self == "host":
+            return Target.host(rel)
+        if self.image:
+            return Target.of_image(self.image, rel)
+        return Target.of_release(rel) if rel is not None else None
+
+
+IN_RELEASE = Where("release")  # the default --target

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from envtool import compat, facts
 from envtool.atomic import same_content
-from envtool.catalog import normalize_release
+from envtool.catalog import by_name
 from envtool.elf import require_executable
 from envtool.env.view import is_gzip, view_env
 from envtool.errors import BadInput
@@ -51,9 +51,12 @@ class InjectOptions:
     share: bool = True
     dry_run: bool = False
     force: bool = False  # skip the stub/env pair check (to reproduce a failure on purpose)
-    target: str = "release"  # where they will run: the stub's release's image (where known) | host
+    target: facts.Where = facts.IN_RELEASE  # where they will run: the stub's release's image (where known) | host
     strict: bool = False  # a model that cannot be injected stops the whole run (else: the others go ahead)
     launcher: bool = True  # the stub behind envtool's launcher (launcher.py); False: the bare stub
+
+    def __post_init__(self):
+        object.__setattr__(self, "target", facts.Where(self.target))
 
 
 @dataclass
@@ -163,12 +166,12 @@ def check_env(env: Path) -> None:
                        "repack it with envtool pack (conda-pack writes none)")
 
 
-def _require_pair(stub: Path, env: Path, target: str) -> None:
+def _require_pair(stub: Path, env: Path, target: facts.Where) -> None:
     """build's preflight for a pair put together by hand (compat's rules): the release, and with it the
     release's image, is known when the stub came from the stub store or envtool.lock."""
     made_for = stub_release(stub)
-    rel = normalize_release(made_for) if made_for else None
-    where = facts.Target.named(target, rel)
+    rel = by_name(made_for) if made_for else None
+    where = target.target(rel)
     side = facts.Stub.from_elf(stub, made_for)
     if (m := stub_manifest(stub)) and facts.reads_numpy2(m):  # a --pybind11 >= v2.12 stub reads numpy 2
         side = replace(side, numpy2=True)

@@ -3,7 +3,6 @@ release's facts, and with `verify` served on that release's server. A cell that 
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import time
@@ -44,33 +43,6 @@ class Cell:
         return {**asdict(self), "status": self.status}
 
 
-def _items(value: str | list[str] | tuple[str, ...]) -> list[str]:
-    """--triton / --python values: a comma-separated string (the CLI) or a list (the library)."""
-    parts = value.split(",") if isinstance(value, str) else [p for v in value for p in str(v).split(",")]
-    return [p.strip() for p in parts if p.strip()]
-
-
-def normalize_releases(value: str | list[str]) -> list[str]:
-    """yy.mm of each release named (r22.11, 22.11, 2.28.0); "all": every release with a server here."""
-    names = _items(value)
-    if names == ["all"]:
-        return [r.release for r in catalog.releases() if r.embedded_available]
-    return [catalog.normalize_release(n).release for n in names]
-
-
-def normalize_pythons(value: str | list[str]) -> list[str]:
-    """X.Y,... among the matrix's Pythons and pre-releases (pythons.toml)."""
-    py = catalog.python_facts()
-    known = py["matrix"] + py["prerelease"]
-    out = []
-    for p in _items(value):
-        xy = ".".join(re.sub(r"^python", "", p).split(".")[:2])
-        if xy not in known:
-            raise BadInput(f"--python {p}: not a Python the matrix covers", f"use some of {', '.join(known)}")
-        out.append(xy)
-    return out
-
-
 def impossible(rel: catalog.Release, python: str, pybind11: str | None = None) -> str | None:
     """Why no working (stub, env) pair exists for this cell, from the release's and Python's facts; with a
     pybind11 override, only what that cannot change."""
@@ -99,10 +71,9 @@ def impossible(rel: catalog.Release, python: str, pybind11: str | None = None) -
 
 
 
-def plan(releases: list[str], pythons: list[str], pybind11: str | None = None) -> list[Cell]:
+def plan(releases: list[catalog.Release], pythons: list[str], pybind11: str | None = None) -> list[Cell]:
     cells = []
-    for name in releases:
-        rel = catalog.normalize_release(name)
+    for rel in releases:
         for py in pythons:
             cells.append(Cell(rel.release, py, why=impossible(rel, py, pybind11)))
     return cells
@@ -110,33 +81,33 @@ def plan(releases: list[str], pythons: list[str], pybind11: str | None = None) -
 
 def make_stub(cell: Cell, *, builder: str, root: Path, tree: Path, sources: Path | None, log,
               pybind11: str | None = None, base_image: str | None = None,
-              target: str = "release") -> StubArtifact | None:
+              target: facts.Where = facts.IN_RELEASE) -> StubArtifact | None:
     """The cell's stub as `build` makes it (store first), and its ELF facts against where it will run (the
     release's image, or --target's)."""
-    rel = catalog.normalize_release(cell.release)
+    rel = catalog.by_name(cell.release)
     try:
-        art = produce(rel.release, cell.python, builder=builder, root=root, tree=tree, sources=sources, log=log,
+        art = produce(rel, cell.python, builder=builder, root=root, tree=tree, sources=sources, log=log,
                       pybind11=pybind11, base_image=base_image, target=target)
     except EnvtoolError as e:
         cell.error = f"no stub: {e.message}" + (f" (fix: {e.fix})" if e.fix else "")
         return None
     cell.made = art.manifest.get("chosen") or art.manifest.get("builder")
-    found = compat.check(facts.Stub.from_manifest(art.manifest, art.path), None, facts.Target.named(target, rel))
+    found = compat.check(facts.Stub.from_manifest(art.manifest, art.path), None, target.target(rel))
     errors = [f for f in found if f.severity == "error"]
     cell.elf = "fits" if not errors else f"no: {errors[0].message}"
     return art
 
 
-def run(releases: str | list[str], pythons: str | list[str], *, repo: Path | None = None, verify: bool = False,
+def run(releases: list[catalog.Release], pythons: list[str], *, repo: Path | None = None, verify: bool = False,
         builder: str = "auto", sources: Path | None = None, stubs_root: Path | None = None,
-        pybind11: str | None = None, base_images: dict[str, str] | None = None, target: str = "release",
-        log=lambda _m: None) -> list[Cell]:
+        pybind11: str | None = None, base_images: dict[str, str] | None = None,
+        target: facts.Where = facts.IN_RELEASE, log=lambda _m: None) -> list[Cell]:
     """Every cell: planned, its stub made and ELF-checked, and served where asked and possible here.
     base_images: release ("22.11") -> the image the docker builder uses for it (a stand-in, a mirror).
     target image:NAME: cells for the user's own server image, made in it and served there (docker)."""
     if repo is not None and not Path(repo).is_dir():
         raise BadInput(f"--repo {repo} is not a directory", "pass a model repository")
-    cells = plan(normalize_releases(releases), normalize_pythons(pythons), pybind11)
+    cells = plan(releases, pythons, pybind11)
     root = Path(stubs_root or default_root())
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="envtool-matrix-"))
@@ -159,7 +130,7 @@ def run(releases: str | list[str], pythons: str | list[str], *, repo: Path | Non
 
 
 def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Path, log,
-          target: str = "release") -> str:
+          target: facts.Where = facts.IN_RELEASE) -> str:
     """Inject the cell's stub and an env of its Python into a copy of the model set; verify on the release's
     embedded server (or, for --target image:NAME, in that image with docker). The env (numpy < 2 where the
     release needs it) is made once per Python and flavour."""
@@ -167,8 +138,8 @@ def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Pa
     from envtool.env.interpreters import find_interpreter
     from envtool.inject import InjectOptions, inject
     from envtool.verify import VerifyOptions, verify
-    rel = catalog.normalize_release(cell.release)
-    image = facts.image_of(target)
+    rel = catalog.by_name(cell.release)
+    image = target.image
     where = {"target": target, "builder": "docker"} if image else {"target": "host"}
     if not image and not rel.embedded_available:
         return "not available here: no nvidia-pytriton wheel bundles this release's server"
@@ -182,13 +153,13 @@ def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Pa
     try:
         if key not in envs:
             log(f"env for Python {cell.python} (numpy {'2' if numpy2 else '< 2'})…")
-            envs[key] = pack(PackSpec(python=cell.python, triton=rel.release, numpy2=numpy2, **where),
+            envs[key] = pack(PackSpec(python=cell.python, triton=rel, numpy2=numpy2, **where),
                              work / f"env-{cell.python}-{int(numpy2)}.tar.gz", log)
         copy = work / f"repo-{cell.release}-{cell.python}"
         shutil.copytree(repo or default_models(work), copy, symlinks=True)
         inject(InjectOptions(repo=copy, stub=art.path, env=envs[key].output, target=where["target"], strict=True))
         server = {"server": "docker", "image": image} if image else {}
-        report = verify(VerifyOptions(repo=copy, release=rel.release, lock=False, timeout=300, **server), log)
+        report = verify(VerifyOptions(repo=copy, release=rel, lock=False, timeout=300, **server), log)
     except EnvtoolError as e:
         return f"no: {e.message}"
     finally:

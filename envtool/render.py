@@ -254,7 +254,7 @@ def build(result) -> None:
               f"{e.manifest['size_bytes'] / 2**20:.1f} MB{', reused' if e.reused else ''})", highlight=False)
     for w in e.manifest["warnings"]:
         warn(w)
-    if e.manifest.get("format") == "tar.gz" and catalog.normalize_release(s.manifest["release"]).dir_env:
+    if e.manifest.get("format") == "tar.gz" and getattr(catalog.by_name(s.manifest["release"]), "dir_env", False):
         out.print("[dim]tip: this release also loads an env as a directory (--unpacked): no extraction at each "
                   "server start, for a repository on a local or mounted disk (README: directory envs)[/]",
                   highlight=False)

@@ -12,7 +12,7 @@ from envtool.servers.base import require_free_ports
 from envtool.verify import log_watch
 
 
-def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Path | None = None,
+def serve(repo: Path, rel: catalog.Release, *, server: str = "embedded", server_bin: Path | None = None,
           image: str | None = None,
           ports: tuple[int, int, int] = (8000, 8001, 8002), address: str = "127.0.0.1",
           timeout: float = 600.0, allow_partial: bool = False, on_ready=lambda _s: None) -> int:
@@ -22,7 +22,6 @@ def serve(repo: Path, release: str, *, server: str = "embedded", server_bin: Pat
     if len(set(ports)) < 3:
         raise BadInput(f"--http-port {ports[0]}, --grpc-port {ports[1]} and --metrics-port {ports[2]} must differ",
                        "give each endpoint its own port")
-    rel = catalog.normalize_release(release)
     repository = load_repository(repo)
     require_servable(repository)  # one line, not a server that waits
     require_free_ports(address, dict(zip(("--http-port", "--grpc-port", "--metrics-port"), ports)))

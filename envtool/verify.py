@@ -28,7 +28,7 @@ PROTOCOLS = ("http", "grpc")
 @dataclass
 class VerifyOptions:
     repo: Path
-    release: str
+    release: catalog.Release  # a name (r22.11) is resolved on construction
     server: str = "embedded"
     server_bin: Path | None = None
     image: str | None = None  # --server docker
@@ -41,6 +41,9 @@ class VerifyOptions:
     lock: bool = True
     log_path: Path | None = None
     reverify: bool = False  # serve even when envtool.lock says these exact inputs were verified
+
+    def __post_init__(self):
+        self.release = catalog.normalize_release(self.release)
 
 
 @dataclass
@@ -109,7 +112,7 @@ def log_watch(server):
 
 
 def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
-    rel = catalog.normalize_release(opts.release)
+    rel = opts.release
     repo = load_repository(opts.repo)
     require_servable(repo)
     if not repo.models:

@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envtool.diagnose import _data, explain  # noqa: E402
+from envtool.diagnose import _data  # noqa: E402
+from envtool.doctor import explain_lines  # noqa: E402
 from envtool.logs import read_corpus_entry  # noqa: E402
 
 START, END = "<!-- causes:start (scripts/causes_table.py) -->", "<!-- causes:end -->"
@@ -28,7 +29,7 @@ def _real_logs() -> dict[str, list[str]]:
     """cause id -> the corpus logs in which doctor finds it."""
     out: dict[str, list[str]] = {}
     for path in sorted((ROOT / "tests" / "fixtures" / "logs").glob("*.log")):
-        for d in explain(read_corpus_entry(path)["body"])[1]:
+        for d in explain_lines(read_corpus_entry(path)["body"].splitlines()).diagnoses:
             names = out.setdefault(d.id, [])
             if path.stem not in names:
                 names.append(path.stem)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envtool import logs
+from envtool import catalog, logs
 from envtool.diagnose import _match, causes, diagnose_log, interesting
 from envtool.doctor import explain_lines
 from envtool.logs import KEYWORDS, read_corpus_entry
@@ -37,7 +37,7 @@ AWAITING_REAL_LOG = {"stub-libpython", "stub-shared-library", "stub-python-home"
 def verdict(lines: list[str] | str, release: str | None = None, repo: Path | None = None):
     if isinstance(lines, str):
         lines = lines.splitlines()
-    return explain_lines(lines, release, repo).diagnoses
+    return explain_lines(lines, catalog.normalize_release(release) if release else None, repo).diagnoses
 
 
 def first(lines, release=None, repo=None) -> str | None:

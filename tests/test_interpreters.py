@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from envtool.builders.env import PackSpec
 from envtool.env.interpreters import candidates, find_interpreter, probe
 from envtool.errors import BadInput
 
@@ -21,7 +22,8 @@ def test_full_version_is_accepted():
     if not HAVE:
         pytest.skip("no pyenv Pythons on this machine")
     it = find_interpreter(HAVE[0])
-    assert find_interpreter(it.version).version == it.version
+    spec = PackSpec(python=it.version)  # 3.8.18: the request keeps X.Y, and the newest 3.8 is the one found
+    assert spec.python == HAVE[0] and find_interpreter(spec.python).version == it.version
 
 
 def test_given_interpreter_of_another_version_is_refused():

@@ -21,7 +21,6 @@ from envtool.catalog import Release
 from envtool.containers import engine
 from envtool.elf import version_key
 from envtool.errors import BadInput, CheckFailed
-from envtool.facts import image_of
 from envtool.stub.sources import cached_sources
 
 PROJECT = Path(envtool.__file__).resolve().parent.parent
@@ -133,7 +132,7 @@ def stub_from_docker(release: Release, target, tmp: Path, sources: Path | None, 
 
 def env_key(spec, release: Release) -> str:
     """The env cache key of a docker pack: its inputs and the base image's id."""
-    base = spec.base_image or image_of(spec.target)
+    base = spec.base_image or spec.target.image
     image = engine.require_image(engine.client(), engine.release_image(release, base), "base image")
     inputs = {**({"target": spec.target} if spec.target != "release" else {}),
               "builder": "docker", "image_id": image.id, "python": spec.python, "pip": list(spec.pip),
@@ -155,7 +154,7 @@ def _envtool_hash() -> str:
 def env_from_docker(spec, release: Release, tmp: Path, log) -> None:
     """For the env cache's publish_dir(): the env packed in the container, its manifest + docker facts."""
     base = spec.base_image
-    if image := image_of(spec.target):  # for the user's own image: packed and judged in it
+    if image := spec.target.image:  # for the user's own image: packed and judged in it
         release, base = release.running_in(f"image {image}", None, None), base or image
     out, facts = build_artifacts(release, spec.python or "conda", "env", base=base,
                                  requirements=spec.requirements, pip=spec.pip, env_file=spec.env_file,

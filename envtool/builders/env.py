@@ -52,16 +52,24 @@ class PackSpec:
     prefix: Path | None = None
     env_file: Path | None = None
     solver: str | None = None
-    triton: str | None = None
+    triton: catalog.Release | None = None  # a name (r22.11) is resolved on construction
     trim: bool = True
     bytecode: bool = True  # --python envs: unchecked-hash .pyc, so a fresh extraction imports warm
     unpacked: bool = False
     level: int = DEFAULT_LEVEL
     builder: str = "host"  # host | docker (Dockerfile.build in the release's image)
     base_image: str | None = None
-    target: str = "release"  # where it will run: release (the release's image) | host (this machine only)
+    target: facts.Where = facts.IN_RELEASE  # where it will run: release (the release's image) | host | image:NAME
     numpy2: bool = False  # the stub reads numpy 2 although its release's pin does not (a newer --pybind11)
     installer: str = "auto"  # auto (uv where it can, else pip) | uv | pip
+
+    def __post_init__(self):
+        """The request resolved once: below this, nothing parses --python, --triton or --target again."""
+        if self.python is not None:
+            object.__setattr__(self, "python", catalog.normalize_python(self.python))
+        if self.triton is not None:
+            object.__setattr__(self, "triton", catalog.normalize_release(self.triton))
+        object.__setattr__(self, "target", facts.Where(self.target))
 
     @property
     def kind(self) -> str:
@@ -145,7 +153,7 @@ def _refused(artifact: Path, target: facts.Target | None) -> str | None:
 
 def target_of(spec: PackSpec, release: catalog.Release | None) -> facts.Target | None:
     """The release's image (--triton), this host or an image (--target); None: nothing to judge."""
-    return facts.Target.named(spec.target, release)
+    return spec.target.target(release)
 
 
 def _artifact_name(unpacked: bool) -> str:
@@ -197,7 +205,7 @@ def _check_spec(spec: PackSpec, output: Path) -> catalog.Release | None:
     if not spec.unpacked and not output.name.endswith(".tar.gz"):
         raise BadInput(f"--output {output.name} must end in .tar.gz",
                        "Triton extracts only .tar.gz envs; use --unpacked for a directory")
-    release = catalog.normalize_release(spec.triton) if spec.triton else None
+    release = spec.triton
     if spec.unpacked and release is not None and not release.dir_env:
         raise BadInput(f"r{release.release} cannot use a directory as EXECUTION_ENV_PATH (first in r23.07)",
                        "drop --unpacked for this release")
@@ -280,7 +288,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
         else:
             conda.create_from_file(spec.env_file.absolute(), prefix, spec.solver, log)
     xy = plan.interpreter.xy if plan.interpreter else _detect_xy(prefix)
-    if spec.python and catalog.normalize_python(spec.python) != xy:
+    if spec.python and spec.python != xy:
         raise BadInput(f"{prefix} has Python {xy}, not {spec.python}", f"ask for --python {xy}")
     # Only a prefix envtool made gets bytecode: a user's conda prefix is never written to
     bytecode = spec.kind == "python" and spec.bytecode

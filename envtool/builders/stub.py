@@ -16,25 +16,24 @@ from envtool.stub.store import StubArtifact, StubKey, default_root, lookup, publ
 BUILDERS = ("auto", "prebuilt", "local", "docker")
 
 
-def produce(release: str, python: str, *, gpu: bool = False, builder: str = "auto", root: Path | None = None,
-            sources: Path | None = None, rebuild: bool = False, log=lambda _m: None,
+def produce(rel: catalog.Release, python: str, *, gpu: bool = False, builder: str = "auto",
+            root: Path | None = None, sources: Path | None = None, rebuild: bool = False, log=lambda _m: None,
             tree: Path | None = None, base_image: str | None = None, pybind11: str | None = None,
-            target: str = "release") -> StubArtifact:
-    """target: where the stub will run (--target); image:NAME builds in that image (docker, unless
-    --base-image) and checks against its glibc/GLIBCXX instead of the release's."""
+            target: facts.Where = facts.IN_RELEASE) -> StubArtifact:
+    """python: X.Y; target: where the stub will run (--target); image:NAME builds in that image (docker,
+    unless --base-image) and checks against its glibc/GLIBCXX instead of the release's. The library's
+    api.stub() resolves the names a user gives into these."""
     if builder not in BUILDERS:
         raise BadInput(f"--builder {builder} is not one of {', '.join(BUILDERS)}",
                        "use auto, prebuilt, local or docker")
     if pybind11 and builder == "prebuilt":
         raise BadInput(f"--pybind11 {pybind11} needs a source build: NVIDIA's prebuilt stubs carry the "
                        "release's own pybind11", "use --builder local or docker (or auto)")
-    rel = catalog.normalize_release(release)
     if target != "release":  # the stub must fit that image (or this host), not the release's own image
-        where = facts.Target.named(target, rel)
+        where = target.target(rel)
         rel = rel.running_in(where.name, where.glibc, where.glibcxx)
-        base_image = base_image or facts.image_of(target)
-    target = StubKey(rel.release, catalog.normalize_python(python), gpu, pybind11=pybind11 or "",
-                     image=rel.runs_in)
+        base_image = base_image or target.image
+    target = StubKey(rel.release, python, gpu, pybind11=pybind11 or "", image=rel.runs_in)
     root = Path(root or default_root())
     root.mkdir(parents=True, exist_ok=True)
     with target_lock(root, target):  # a concurrent identical request waits here, then reuses
@@ -86,13 +85,14 @@ def _chosen(way: str, manifest: dict) -> str:
             "local": "built on this host, and it fits the release's container"}[way]
 
 
-def produce_many(release: str, pythons: list[str], *, root: Path | None = None, **kw) -> list[StubArtifact]:
+def produce_many(rel: catalog.Release, pythons: list[str], *, root: Path | None = None,
+                 **kw) -> list[StubArtifact]:
     """One stub per Python; local builds share one build tree, so what does not depend on Python is
     configured and compiled once. The tree is removed at the end, whatever happens."""
     root = Path(root or default_root())
     root.mkdir(parents=True, exist_ok=True)
     tree = Path(tempfile.mkdtemp(prefix=".tree-", dir=root))
     try:
-        return [produce(release, py, root=root, tree=tree, **kw) for py in pythons]
+        return [produce(rel, py, root=root, tree=tree, **kw) for py in pythons]
     finally:
         shutil.rmtree(tree, ignore_errors=True)

@@ -138,8 +138,17 @@ def _months(r: Release) -> int:
     return yy * 12 + mm
 
 
-def normalize_release(text: str) -> Release:
-    """Accept r22.11, 22.11 or the server version 2.28.0; exit 2 naming the nearest known ones."""
+def by_name(release: str) -> Release | None:
+    """The release of a canonical "yy.mm" that envtool itself wrote (a manifest, a lock, a matrix cell): a
+    lookup, not a parse of what a user typed. None for one this catalog does not know."""
+    return next((r for r in releases() if r.release == release), None)
+
+
+def normalize_release(text: str | Release) -> Release:
+    """--triton, parsed here and nowhere else: r22.11, 22.11 or the server version 2.28.0 (a Release is
+    already one); exit 2 naming the nearest known ones."""
+    if isinstance(text, Release):
+        return text
     t = text.strip().lower()
     by_release = {r.release: r for r in releases()}
     by_server = {r.server: r for r in releases()}
@@ -162,11 +171,12 @@ def normalize_release(text: str) -> Release:
                    "`envtool releases` lists them all")
 
 
-def normalize_python(text: str) -> str:
-    """Accept 3.9 or 3.9.18 (a full version pins nothing more than X.Y here)."""
+def normalize_python(text: str, prerelease: bool = False) -> str:
+    """--python, parsed here and nowhere else: 3.9, 3.9.18 or python3.9 -> "3.9" (a full version pins nothing
+    more than X.Y here). prerelease: also the Pythons no release supports yet (the matrix's cells for them)."""
     m = re.fullmatch(r"\s*(?:python)?(3)\.(\d+)(?:\.\d+)?\s*", str(text))
     version = f"{m.group(1)}.{m.group(2)}" if m else None
-    supported = python_facts()["matrix"]  # the Pythons envtool makes stubs and envs for
+    supported = python_facts()["matrix"] + (python_facts()["prerelease"] if prerelease else [])
     if version not in supported:
         raise BadInput(f"unsupported Python version {text!r}",
                        f"use one of {', '.join(supported)} (X.Y or X.Y.Z)")

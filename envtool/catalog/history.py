@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from envtool.catalog import normalize_release, releases, tomllib
+from envtool.catalog import Release, releases, tomllib
 
 # The per-release flags of releases.toml that are changes too (their first release is read from there).
 _FLAGS = {"dir-env": "dir_env", "parsed-launcher": "launcher", "secure-extract": "secure_extract"}
@@ -74,12 +74,11 @@ class ReleaseSpan:
         return {"first": self.lo, "last": self.hi, "how": self.how}
 
 
-def release_span(given: str | None, banner: str | None, server_version: str | None,
+def release_span(given: Release | None, banner: str | None, server_version: str | None,
                  quoted: bool) -> ReleaseSpan:
     """--triton first, then the container's banner, the server version, and the log format."""
     if given:
-        r = normalize_release(given).release
-        return ReleaseSpan(r, r, "--triton")
+        return ReleaseSpan(given.release, given.release, "--triton")
     if banner:
         return ReleaseSpan(banner, banner, "the container's banner (NVIDIA Release)")
     if server_version and (r := release_of_server(server_version)):

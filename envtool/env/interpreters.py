@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from envtool.catalog import normalize_python
 from envtool.elf import version_key
 from envtool.errors import BadInput, EnvtoolError
 from envtool.runner import run
@@ -94,9 +93,8 @@ def candidates(xy: str) -> Iterator[tuple[Path, str]]:
             yield Path(d, f"python{xy}"), "system"
 
 
-def find_interpreter(version: str, given: Path | None = None) -> Interpreter:
+def find_interpreter(xy: str, given: Path | None = None) -> Interpreter:
     """The newest usable CPython of that X.Y, or the given one if it is one."""
-    xy = normalize_python(version)
     if given is not None:
         it = probe(given, "given")
         if it is None:

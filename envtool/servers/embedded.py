@@ -96,7 +96,9 @@ def default_python(tree: Path) -> tuple[str, Path, Path]:
         return python, libdir, Path(sys.executable).parent
     want = read_elf(root / "backends" / "python" / STUB).libpython
     try:
-        it = find_interpreter(want or "")
+        it = find_interpreter(want) if want else None
     except EnvtoolError:
+        it = None
+    if it is None:
         return python, libdir, Path(sys.executable).parent  # such models fail, and verify says why
     return it.xy, it.libdir, it.executable.parent
