@@ -18,12 +18,13 @@ from envtool import compat, facts
 from envtool.atomic import same_content
 from envtool.catalog import by_name
 from envtool.elf import require_executable
-from envtool.env.view import is_gzip, view_env
+from envtool.env.view import view_env
 from envtool.errors import BadInput
 from envtool.findings import Finding
 from envtool.launcher import ELF_NAME, LAUNCHER, real_stub
 from envtool.lockfile import stub_release
 from envtool.repo.edit import FileChange, plan_config_edit
+from envtool.repo.env_rules import env_file_findings
 from envtool.repo.model_repo import (
     ENV_KEY,
     FORCE_CPU_KEY,
@@ -145,25 +146,9 @@ def select_models(repo: Repository, names: tuple[str, ...]) -> tuple[list[Model]
 
 
 def check_env(env: Path) -> None:
-    if env.is_dir():
-        if not (env / "bin" / "activate").is_file():
-            raise BadInput(f"env directory {env} has no bin/activate",
-                           "pass a conda-pack'ed env (envtool pack) or its .tar.gz")
-        return
-    if not env.exists():
-        raise BadInput(f"env {env} does not exist", "pass the env built by `envtool pack`")
-    if not env.is_file():
-        raise BadInput(f"env {env} is neither a file nor a folder (a FIFO, device or socket)",
-                       "pass the env's .tar.gz or its folder")
-    if not is_gzip(env):
-        raise BadInput(f"env {env} is neither a gzip tarball nor an env directory",
-                       "Triton extracts only .tar.gz: repack with `envtool pack`")
-    if (view := view_env(env)).kind == "damaged":
-        raise BadInput(f"env {env} is damaged ({view.damage}): Triton could not extract it",
-                       "pack it again (envtool pack) and copy it whole")
-    if view.escaping:
-        raise BadInput(f"env {env} has entries that land outside the env, e.g. {view.escaping[0]}",
-                       "repack it with envtool pack (conda-pack writes none)")
+    """The env file's rules (repo/env_rules.py, as lint applies them): an error is bad input here."""
+    if errors := [f for f in env_file_findings(env) if f.severity == "error"]:
+        raise BadInput(errors[0].message, errors[0].fix)
 
 
 def _require_pair(stub: Path, env: Path, target: facts.Where) -> None:

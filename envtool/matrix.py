@@ -164,7 +164,7 @@ def serve(cell: Cell, art: StubArtifact, repo: Path | None, envs: dict, work: Pa
         return f"no: {e.message}"
     finally:
         shutil.rmtree(work / f"repo-{cell.release}-{cell.python}", ignore_errors=True)
-    return "yes" if report.ok else f"no: {report.problems[0]}"
+    return "yes" if report.ok else f"no: {report.problems[0].message}"
 
 
 ADD_SUB_PY = '''import json

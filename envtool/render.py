@@ -208,7 +208,8 @@ def verify(report) -> None:
     for w in report.warnings:
         warn(w)
     for p in report.problems:
-        err.print(f"[bold red]✗[/] {p}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]✗[/] {p.message}" + (f"\n  [bold]fix:[/] {p.fix}" if p.fix else ""), highlight=False,
+                  soft_wrap=True)
     if not report.reused:
         out.print(f"server log: {report.server['log']} ({times(report.timings)})", highlight=False)
     for sk in report.skipped:

@@ -53,7 +53,7 @@ class VerifyReport:
     models: dict[str, dict] = field(default_factory=dict)  # name -> {state, reason}
     inferences: list[Inference] = field(default_factory=list)
     diagnoses: list[Diagnosis] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # why it failed, one line each
+    problems: list[Finding] = field(default_factory=list)  # why it failed: one finding each
     warnings: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # {model, reason}: READY models not exercised
     timings: dict[str, float] = field(default_factory=dict)
@@ -67,7 +67,8 @@ class VerifyReport:
     def to_dict(self) -> dict:
         return {"ok": self.ok, "release": self.release, "server": self.server, "models": self.models,
                 "inferences": [i.to_dict() for i in self.inferences],
-                "diagnoses": [d.to_dict() for d in self.diagnoses], "problems": self.problems,
+                "diagnoses": [d.to_dict() for d in self.diagnoses],
+                "problems": [f.to_dict() for f in self.problems],
                 "warnings": self.warnings, "skipped": self.skipped, "timings": self.timings,
                 "lock": str(self.lock) if self.lock else None, "reused": self.reused}
 
@@ -143,10 +144,13 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
             server.wait_live(opts.timeout, watch=log_watch(server))
         except Stuck as e:
             d = name_the_pair(e.found[0], repo, rel)
-            report.problems.append(f"stopped after {time.monotonic() - t0:.1f} s: Triton would wait forever: "
-                                   f"{d.cause} (fix: {d.fix})")
+            waited = time.monotonic() - t0
+            report.problems.append(Finding("server-hang", "error", None, f"stopped after {waited:.1f} s: Triton "
+                                           f"would wait forever: {d.cause}", d.line, d.fix))
         except CheckFailed as e:
-            report.problems.append(e.message + (f"; {h}" if (h := hang_hint(server.log())) else ""))
+            hint = hang_hint(server.log())
+            report.problems.append(Finding("server-start", "error", None,
+                                           e.message + (f"; {hint}" if hint else ""), fix=e.fix))
         else:
             report.timings["start_to_ready_s"] = round(time.monotonic() - t0, 2)
             report.server["version"] = server.version()
@@ -236,7 +240,9 @@ def _check_models(server, repo: Repository, report: VerifyReport, inputs, expect
     for name, st in sorted(report.models.items()):
         if st["state"] != "READY":
             why = (st["reason"] or "see the log").strip().splitlines()[0]
-            report.problems.append(f"model {name} is {st['state'] or 'not loaded'}: {why}")
+            report.problems.append(Finding("model-not-ready", "error", name,
+                                           f"model {name} is {st['state'] or 'not loaded'}: {why}", why,
+                                           f"envtool doctor {repo.path} names the cause"))
             st["checked"] = "not loaded"
     plans = _plan(server, repo, report, inputs, expect)
     for p in plans:
@@ -251,14 +257,17 @@ def _check_models(server, repo: Repository, report: VerifyReport, inputs, expect
             report.problems += _inference_problems(res)
 
 
-def _inference_problems(res: Inference) -> list[str]:
+def _inference_problems(res: Inference) -> list[Finding]:
     out = []
     if res.error:  # the model refused or failed: maybe on made-up values
         why = scan(res.error)
         hint = (f" (inputs {', '.join(res.generated)} were generated from the config: "
                 "give real ones with --inputs)" if res.generated else "")
-        out.append(f"{res.model} ({res.protocol}): {why[0].cause if why else res.error}{hint}")
-    return out + [f"{res.model} ({res.protocol}): {p}" for p in res.problems]
+        out.append(Finding("inference-error", "error", res.model,
+                           f"{res.model} ({res.protocol}): {why[0].cause if why else res.error}{hint}",
+                           res.error, why[0].fix if why else None))
+    return out + [Finding("inference-mismatch", "error", res.model, f"{res.model} ({res.protocol}): {p}",
+                          fix="fix the model, or the --expect file") for p in res.problems]
 
 
 def _plan(server, repo: Repository, report: VerifyReport, inputs, expect) -> list[_Plan]:
@@ -318,15 +327,16 @@ def model_findings(repo: Repository, rel: catalog.Release) -> list[Finding]:
     return out
 
 
-def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[str]:
+def _numpy2_envs(repo: Repository, rel: catalog.Release) -> list[Finding]:
     """Confirm failure mode 3 from the envs themselves: numpy 2 with a stub that misreads it."""
-    return [f"model {f.model}: {f.message} ({f.fix})" for f in model_findings(repo, rel) if f.rule == "env-numpy2"]
+    return [f for f in model_findings(repo, rel) if f.rule == "env-numpy2"]
 
 
-def _envless(repo: Repository, failed: set[str]) -> list[str]:
+def _envless(repo: Repository, failed: set[str]) -> list[Finding]:
     """A failed python model with no env of its own ran the server's default Python, not one of yours."""
-    return [f"model {m.name} has no EXECUTION_ENV_PATH: it ran the server's default Python and packages "
-            f"(give it your env: envtool build ... --models {m.name},...)"
+    return [Finding("model-no-env", "error", m.name, f"model {m.name} has no EXECUTION_ENV_PATH: it ran the "
+                    "server's default Python and packages",
+                    fix=f"give it your env: envtool build ... --models {m.name},...")
             for m in sorted(repo.python_models(), key=lambda m: m.name)
             if m.name in failed and m.parameter(ENV_KEY) is None]
 

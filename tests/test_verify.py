@@ -136,7 +136,7 @@ def test_a_model_without_env_is_exercised_and_named(tmp_path, stubs, env39):
     import numpy
     host_numpy2 = int(numpy.__version__.split(".")[0]) >= 2
     assert runs[("lonely", "http")] is not host_numpy2
-    named = any(p.startswith("model lonely has no EXECUTION_ENV_PATH") for p in report.problems)
+    named = any(p.rule == "model-no-env" and p.model == "lonely" for p in report.problems)
     assert named is host_numpy2
 
 
@@ -149,9 +149,10 @@ def test_stub_of_another_python_is_diagnosed_in_seconds(tmp_path, stubs, env39):
     d = report.diagnoses[0]  # both sides and a fix with the real values, from the model folders
     assert d.cause.startswith("model ") and "the stub links libpython3.10 and the env has Python 3.9" in d.cause
     assert d.fix.startswith("envtool build --python 3.9 --triton r24.10")
-    assert "3.10" in report.problems[0] and "--python 3.9 --triton r24.10" in report.problems[0]
+    hang = report.problems[0]
+    assert hang.rule == "server-hang" and "3.10" in hang.message and "--python 3.9 --triton r24.10" in hang.fix
     # stopped by the log watcher, not by the deadline (the seconds: benchmarks/diagnose_hang.py)
-    assert report.problems[0].startswith("stopped after") and "start_to_ready_s" not in report.timings
+    assert hang.message.startswith("stopped after") and "start_to_ready_s" not in report.timings
     assert not (tmp_path / "envtool.lock").exists()
 
 
@@ -162,7 +163,8 @@ def test_numpy2_env_on_r2410_fails_at_inference_and_says_why(tmp_path, stubs, en
     assert report.models["pre"]["state"] == "READY"  # loads fine, fails at inference
     assert not report.ok and any(not i.ok for i in report.inferences)
     assert any(d.id in ("numpy2-output", "numpy2-empty-tensor") for d in report.diagnoses)
-    assert any("numpy 2" in p for p in report.problems), report.problems
+    assert any(p.rule == "env-numpy2" and "numpy 2" in p.message for p in report.problems), report.problems
+    assert any(p.rule == "inference-error" and p.model == "pre" for p in report.problems), report.problems
 
 
 def test_env_without_activate(tmp_path, stubs, env39):
@@ -355,3 +357,20 @@ def test_a_server_stopping_leaves_another_servers_envs_alone(tmp_path, stubs, en
         assert theirs and not any(os.path.isdir(d) for d in theirs)  # it cleaned up its own
         cfg = keeps.loaded_config("ens")
         assert infer(keeps, "http", "ens", cfg, model_inputs("ens", cfg, None)[0]).ok
+
+
+def test_a_server_that_dies_at_start_is_one_finding(tmp_path):
+    """A --server-bin that exits before it is live (here a script standing in for a broken binary): the report
+    fails with one server-start finding, the exit code named, and no lock."""
+    repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [1])],
+                                                             [("OUT", "TYPE_FP32", [1])])})
+    (repo / "m" / "1" / "model.py").write_text(ADD_ONE_PY)
+    dying = tmp_path / "tritonserver"
+    dying.write_text("#!/bin/sh\necho 'error: creating server: Internal - stand-in that exits' >&2\nexit 3\n")
+    dying.chmod(0o755)
+    report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", server="local", server_bin=dying,
+                                          timeout=30))
+    assert not report.ok and [p.rule for p in report.problems] == ["server-start"], report.problems
+    assert "exited with code 3" in report.problems[0].message and report.problems[0].severity == "error"
+    assert report.to_dict()["problems"][0]["rule"] == "server-start"
+    assert not (repo / "envtool.lock").exists()

@@ -164,7 +164,8 @@ def test_verify_reports_strict_readiness(half_broken):
     v = _json(run_cli("verify", half_broken, "--triton", "r24.10", "--json", "--no-lock"))
     assert not v["ok"] and v["server"]["ready"] is False
     assert v["models"]["broken"]["state"] == "UNAVAILABLE" and v["models"]["broken"]["checked"] == "not loaded"
-    assert any(p.startswith("model broken is UNAVAILABLE") for p in v["problems"])
+    assert any(p["message"].startswith("model broken is UNAVAILABLE") and p["rule"] == "model-not-ready"
+               for p in v["problems"])
     shutil.rmtree(half_broken / "broken")  # the rest alone: ready
     v = _json(run_cli("verify", half_broken, "--triton", "r24.10", "--json", "--no-lock"))
     assert v["server"]["ready"] is True
@@ -225,5 +226,6 @@ def test_python_backends_own_examples_are_served_and_checked(tmp_path):
     assert streams["repeat_int32"] >= 1 and streams["square_int32"] >= 1
     assert [s["model"] for s in v["skipped"]] == ["bls_sync"]
     # upstream's bls_decoupled_sync answers SUM as INT64 where its config declares INT32: verify says so
-    assert "bls_decoupled_sync (http): SUM: data type INT64, config says INT32" in v["problems"]
+    assert ("inference-mismatch", "bls_decoupled_sync (http): SUM: data type INT64, config says INT32") in \
+        [(p["rule"], p["message"]) for p in v["problems"]]
     assert p.returncode == 1

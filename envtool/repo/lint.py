@@ -8,14 +8,14 @@ ensemble rules and follows core's normalisation (backend autofill, auto-complete
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from envtool.catalog import Release
-from envtool.env.view import is_gzip, view_env
 from envtool.findings import Finding
 from envtool.repo.core_rules import core_findings
 from envtool.repo.ensemble_rules import EnsembleLinter, autocompletes, ensemble_cycles
+from envtool.repo.env_rules import env_file_findings
 from envtool.repo.messages import Messages
 from envtool.repo.model_repo import (
     ENV_KEY,
@@ -179,36 +179,7 @@ def _lint_env_path(m: Model, value: str, t: Messages) -> list[Finding]:
                            f'{ENV_KEY} "{value}" leaves the model folder: fine for a local repository (core '
                            "collapses the '..'), but a cloud repository (s3://, gs://, as://) is fetched folder "
                            "by folder and the env is not there", fix=fix_form, where=where))
-    if not path.exists():
-        out.append(Finding("env-missing", "error", m.name, f"{ENV_KEY} points to {path}, which "
-                           "does not exist", triton=t("env-canonical-path", path=path),
-                           fix=f"envtool inject {m.path.parent} --env ENV --stub STUB", where=where))
-    elif not (path.is_file() or path.is_dir()):  # a FIFO, device or socket: never opened (it could block)
-        out.append(Finding("env-special-file", "error", m.name, f"{ENV_KEY} points to {path}, which is neither "
-                           "a file nor a folder (a FIFO, device or socket)", triton=t("env-archive"),
-                           fix="point it at the env's .tar.gz or its folder", where=where))
-    elif path.is_dir():
-        if not (path / "bin" / "activate").is_file():
-            out.append(Finding(
-                "env-no-activate", "error", m.name, f"env directory {path} has no bin/activate",
-                triton=t("env-no-activate", path=path),
-                fix="pack the env with `envtool pack` (conda-pack layout)", where=where))
-    elif not is_gzip(path):
-        out.append(Finding("env-not-gzip", "error", m.name,
-                           f"{path} is not a gzip tarball; Triton extracts only .tar.gz",
-                           triton=t("env-archive"),
-                           fix="repack with gzip: `envtool pack` writes .tar.gz", where=where))
-    elif (view := view_env(path)).kind == "damaged":
-        out.append(Finding("env-damaged", "error", m.name, f"{path} is damaged ({view.damage})",
-                           triton=t("env-archive"), fix="pack it again (envtool pack) and copy it whole",
-                           where=where))
-    elif view.escaping:
-        out.append(Finding("env-escapes", "error", m.name, f"{path} has entries that land outside the env, e.g. "
-                           f"{view.escaping[0]}", fix="repack it with envtool pack (conda-pack writes none)",
-                           where=where))
-    elif view.links_out:
-        out.append(Finding("env-links-out", "warning", m.name, f"{path} has symlinks that point outside the env, "
-                           f"e.g. {view.links_out[0]}: they work only where that path exists (this host), and "
-                           "r26.06+ refuses the tarball", fix="repack it with envtool pack (conda-pack makes "
-                           "links relative)", where=where))
+    for f in env_file_findings(path, t):  # the same rules inject applies to its --env
+        fix = f"envtool inject {m.path.parent} --env ENV --stub STUB" if f.rule == "env-missing" else f.fix
+        out.append(replace(f, model=m.name, message=f"{ENV_KEY} points to {f.message}", fix=fix, where=where))
     return out
