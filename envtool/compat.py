@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
+from envtool.catalog import Release
 from envtool.diagnose import causes
 from envtool.elf import version_key
 from envtool.errors import CheckFailed
@@ -232,6 +233,18 @@ def _env_platform(s: Stub | None, e: Env | None, t: Target | None) -> Finding | 
         return None
     return _finding("env-platform", "the env's python3 is not a Linux ELF binary (packed on macOS?)",
                     "pack the env on Linux", e.path)
+
+
+def pybind11_misfit(rel: Release, python: str) -> str | None:
+    """The plan-time rule of pybind11 x Python, for a stub built with the release's pinned pybind11: a Python
+    newer than any that pin is known to build for. (The matrix and the local builder both ask this.)"""
+    known = rel.recipe.pybind11_pythons
+    if python in known or version_key(python) < max(version_key(p) for p in known):
+        return None
+    verdict = ("does not build for Python {py} (the compiler stops at \"invalid use of incomplete type "
+               "'PyFrameObject'\")" if rel.recipe.pybind11_version.startswith("2.6") else
+               f"is not known to build for Python {{py}} (stubs of it exist for {known[0]}-{known[-1]})")
+    return f"r{rel.release} pins pybind11 {rel.recipe.pybind11_version}, which {verdict.format(py=python)}"
 
 
 def check(stub: Stub | None, env: Env | None, target: Target | None, model: str | None = None) -> list[Finding]:

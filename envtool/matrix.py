@@ -11,7 +11,6 @@ from pathlib import Path
 
 from envtool import catalog, compat, facts
 from envtool.builders.stub import produce
-from envtool.elf import version_key
 from envtool.errors import BadInput, EnvtoolError
 from envtool.stub.store import StubArtifact, default_root
 
@@ -58,15 +57,9 @@ def impossible(rel: catalog.Release, python: str, pybind11: str | None = None) -
                 f"numpy 1.x has no build for Python {python}: use Python {py['numpy1_pythons'][-1]} or older, "
                 f"or r24.11+ (pybind11 2.12, numpy 2), or --pybind11 v3.0.1 with a server image of your own that "
                 f"has Python {python} (--target image:NAME)")
-    if python not in rel.recipe.pybind11_pythons and \
-            version_key(python) > max(version_key(p) for p in rel.recipe.pybind11_pythons):
-        known = f"{rel.recipe.pybind11_pythons[0]}-{rel.recipe.pybind11_pythons[-1]}"
-        verdict = ("does not build for Python {py} (the compiler stops at \"invalid use of incomplete type "
-                   "'PyFrameObject'\")" if rel.recipe.pybind11_version.startswith("2.6") else
-                   "is not known to build for Python {py} (stubs of it exist for " + known + ")")
-        return (f"r{rel.release} pins pybind11 {rel.recipe.pybind11_version}, which {verdict.format(py=python)}: "
-                f"use Python {rel.recipe.pybind11_pythons[-1]} or older, a release with a newer pybind11, or "
-                "--pybind11 v3.0.1")
+    if why := compat.pybind11_misfit(rel, python):
+        return f"{why}: use Python {rel.recipe.pybind11_pythons[-1]} or older, a release with a newer pybind11, " \
+               "or --pybind11 v3.0.1"
     return None
 
 

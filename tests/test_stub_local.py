@@ -88,7 +88,7 @@ def test_stub_that_would_not_run_in_the_release_is_refused_before_building(sourc
 
 
 def test_pybind11_of_old_branches_refuses_new_python(sources, tmp_path):
-    with pytest.raises(BadInput, match=r"pybind11 2\.6\.\d+ cannot build Python 3\.11"):
+    with pytest.raises(BadInput, match=r"pins pybind11 2\.6\.\d+, which does not build for Python 3\.11"):
         api.stub("r22.11", "3.11", builder="local", sources=sources, root=tmp_path)
 
 

@@ -17,6 +17,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from envtool import compat
 from envtool.cache import cache_root, publish_dir
 from envtool.cache import file_sha256 as sha256
 from envtool.catalog import Release
@@ -44,10 +45,8 @@ def build(release: Release, target: StubKey, tmp: Path, sources: Path | None, lo
     for this Python so that what does not depend on Python (triton-backend-utils, the fetched
     dependencies, the configure checks) is built once."""
     recipe = release.recipe
-    if target.python not in recipe.pybind11_pythons and not target.pybind11:
-        raise BadInput(f"r{release.release}'s pybind11 {recipe.pybind11_version} cannot build Python "
-                       f"{target.python} (`invalid use of incomplete type 'PyFrameObject'`)",
-                       f"use Python {' / '.join(recipe.pybind11_pythons)} with this release, or a newer "
+    if not target.pybind11 and (why := compat.pybind11_misfit(release, target.python)):
+        raise BadInput(why, f"use Python {recipe.pybind11_pythons[-1]} or older with this release, or a newer "
                        "pybind11 (--pybind11 v3.0.1)")
     src = _check_sources(sources, release, log)
     _host_glibc_fits(release)
