@@ -9,12 +9,17 @@ from pathlib import Path
 
 import click
 
-from envtool import api, catalog, render
+from envtool import catalog, render
 from envtool import cli_options as o
-from envtool.cli_errors import Group
+from envtool.cli_errors import Group, lazy_module
+from envtool.env import DEFAULT_LEVEL
 from envtool.errors import EXIT_CHECK_FAILED, BadInput
 from envtool.findings import has_errors
 from envtool.render import emit_json, out, with_progress
+
+# The library (tritonclient, grpc, numpy, docker: about 0.3 s) is imported when a command first uses it, not
+# for --help, --version or a usage error (the stdlib's recipe: importlib.util.LazyLoader).
+api = lazy_module("envtool.api")
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,7 +112,7 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, stri
               "tkinter, ensurepip and __pycache__ (default) or keep everything.")
 @click.option("--bytecode/--no-bytecode", default=True, help="With --python: ship unchecked-hash .pyc files, so "
               "each model load imports warm from a freshly extracted env (default), or none (smaller).")
-@click.option("--level", type=click.IntRange(0, 9), default=api.DEFAULT_LEVEL, show_default=True,
+@click.option("--level", type=click.IntRange(0, 9), default=DEFAULT_LEVEL, show_default=True,
               help="gzip level.")
 @click.option("--builder", "pack_builder", type=click.Choice(["host", "docker"]), default="host",
               show_default=True, help="docker: pack inside the release's image with Dockerfile.build (needs "

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from envtool.errors import BadInput
-from envtool.facts import Where
 
 FORMATS = ("text", "json", "sarif", "github")
 PORT = click.IntRange(1, 65535)
@@ -38,7 +37,8 @@ class _Seconds(click.ParamType):
 SECONDS = _Seconds()
 
 
-def _target(_ctx, _param, value: str) -> Where:
+def _target(_ctx, _param, value: str):
+    from envtool.facts import Where  # when a command runs: facts reads ELF files and images
     try:
         return Where(value)
     except BadInput:

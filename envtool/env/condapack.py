@@ -15,6 +15,7 @@ from pathlib import Path
 
 import conda_pack
 
+from envtool.env import DEFAULT_LEVEL
 from envtool.errors import BadInput
 
 PYCACHE = "*/__pycache__/*"  # trimmed except where envtool compiled it (PackSpec.bytecode)
@@ -30,10 +31,6 @@ TRIM = (
     PYCACHE,
 )
 
-# Measured with benchmarks/pack.py (README "pack"; 96 MB trimmed pandas/sklearn env, 2 CPUs, threads):
-# level 1: 2.2 s / 96 MB, 4: 2.6 s / 88 MB, 6: 5.3 s / 85 MB, 9: 15.5 s / 84.5 MB. Extraction time,
-# paid at each model load, does not depend on the level. 4 is within 5% of 9's size at 1/6 the time.
-DEFAULT_LEVEL = 4
 
 
 @dataclass
