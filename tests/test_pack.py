@@ -109,6 +109,7 @@ def test_manifest_describes_the_archive(packed):
         members = [x for x in t.getmembers() if not x.isdir()]
     assert m["files"] == len(members)
     assert m["inputs"]["release"] == rel[1:] and m["inputs"]["kind"] == "python"
+    assert m["deflate"] == m["inputs"]["deflate"] and m["deflate"] in ("isa-l 3", "zlib 4")
     assert m["trimmed"]["bytes"] > 50 * 2**20
     assert oct(res.output.stat().st_mode & 0o777) == "0o644"
 
@@ -533,3 +534,31 @@ def test_packages_debians_pip_put_under_local_are_moved_where_envs_keep_them(tmp
     assert (prefix / "lib/python3.11/site-packages/numpy/__init__.py").is_file()
     assert (prefix / "bin/f2py").is_file()
     assert view_env(prefix).packages.get("numpy") == "1.26.4"
+
+
+def test_isa_l_writes_standard_gzip_that_libarchive_extracts_with_tritons_flags(tmp_path):
+    """The env tarball's deflate (ISA-L, in conda-pack's parallel block writer): one gzip member that Python's
+    gzip and libarchive (Triton's extractor, with r26.06's secure flags) read back byte for byte."""
+    from envtool.env import condapack
+    from envtool.env.launch import secure_extract_error
+    if condapack.isal_zlib is None:
+        pytest.skip("no isal wheel for this machine")
+    assert condapack.gzip_writer(4) == "isa-l 3" and condapack.gzip_writer(9) == "zlib 9"
+    payload = {f"env/lib/f{i}.bin": os.urandom(50_000) + bytes(200_000) for i in range(12)}  # > 256 KiB blocks
+    src = tmp_path / "src"
+    for name, data in payload.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    archive = tmp_path / "env.tar.gz"
+    with archive.open("wb") as raw:
+        writer = condapack._IsalGzipWriter(raw, compresslevel=4, n_threads=2)
+        with tarfile.open(fileobj=writer, mode="w") as tar:
+            tar.add(src / "env", arcname="env")
+        writer.close()
+    import gzip
+    with gzip.open(archive) as g, tarfile.open(fileobj=g) as tar:
+        assert {m.name for m in tar.getmembers() if m.isfile()} == set(payload)
+    out = tmp_path / "out"
+    assert secure_extract_error(archive, out) is None
+    assert all((out / name).read_bytes() == data for name, data in payload.items())
+    assert archive.stat().st_size < sum(map(len, payload.values())) / 3  # it compressed

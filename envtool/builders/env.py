@@ -30,7 +30,7 @@ from envtool.builders.validate import checked_copy, validate
 from envtool.cache import cache_root, file_sha256, publish_dir
 from envtool.env import conda
 from envtool.env import prefix as prefixes
-from envtool.env.condapack import DEFAULT_LEVEL, load_env, pack_env
+from envtool.env.condapack import DEFAULT_LEVEL, gzip_writer, load_env, pack_env
 from envtool.env.install import disk_full, installer_of
 from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
@@ -219,6 +219,7 @@ def _check_spec(spec: PackSpec, output: Path) -> catalog.Release | None:
 
 def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
     common = {"kind": spec.kind, "trim": spec.trim, "unpacked": spec.unpacked, "level": spec.level,
+              "deflate": gzip_writer(spec.level),
               "release": release.release if release else None, "envtool": dist_version("envtool"),
               "conda_pack": dist_version("conda-pack"), "manifest": MANIFEST_VERSION}
     if spec.kind == "python":
@@ -353,6 +354,7 @@ def _manifest(plan: _Plan, stats, probe, root: Path, pack_s: float) -> dict:
         "activate_hooks": activate_hooks(str(p.relative_to(root)) for p in (root / HOOKS).glob("*")),
         "numpy": probe.numpy,
         "format": "directory" if plan.spec.unpacked else "tar.gz",
+        "deflate": None if plan.spec.unpacked else gzip_writer(plan.spec.level),
         "size_bytes": art.stat().st_size if art.is_file() else unpacked_bytes,
         "unpacked_bytes": unpacked_bytes,
         "files": len(files),

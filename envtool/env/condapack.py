@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import conda_pack
+from conda_pack import formats
 
 from envtool.env import DEFAULT_LEVEL
 from envtool.errors import BadInput
@@ -30,6 +31,52 @@ TRIM = (
     "include/*", "share/man/*", "share/doc/*",
     PYCACHE,
 )
+
+try:
+    from isal import isal_zlib
+except ImportError:  # no wheel for this machine: zlib, as conda-pack writes it
+    isal_zlib = None
+
+# --level -> ISA-L's level (it has 0-3; 0 is not "store"), for the levels where ISA-L is the better trade.
+# Measured on the example's 255 MB tar (256 KiB blocks, one thread): zlib 4 4.6 s / 81 MB, ISA-L 3 0.9 s /
+# 87 MB, ISA-L 2 0.7 s / 89 MB, zlib 1 3.5 s / 89 MB. 7-9 ask for the smallest file: zlib; 0: stored, zlib.
+ISAL_LEVEL = {1: 1, 2: 1, 3: 2, 4: 3, 5: 3, 6: 3}
+
+
+class _IsalGzipWriter(formats.ParallelGzipFileWriter):
+    """conda-pack's parallel gzip writer (independent 256 KiB raw-deflate blocks with full flushes, one gzip
+    member: the standard gzip Triton's libarchive reads) with ISA-L's deflate and crc32."""
+
+    def _init_state(self):
+        self.crc = isal_zlib.crc32(b"")
+
+    def _new_compressor(self):
+        return isal_zlib.compressobj(ISAL_LEVEL[self.compresslevel], isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS,
+                                     isal_zlib.DEF_MEM_LEVEL, 0)
+
+    def _per_buffer_op(self, buffer):
+        self.crc = isal_zlib.crc32(buffer, self.crc)
+
+
+def gzip_writer(level: int) -> str:
+    """Which deflate writes a tarball of this level (the manifest records it)."""
+    if isal_zlib is not None and level in ISAL_LEVEL:
+        return f"isa-l {ISAL_LEVEL[level]}"
+    return f"zlib {level}"
+
+
+@contextlib.contextmanager
+def _deflate(level: int):
+    """conda-pack picks its gzip writer by name in conda_pack.formats: ours, while this pack runs."""
+    if not gzip_writer(level).startswith("isa-l"):
+        yield
+        return
+    saved = formats.ParallelGzipFileWriter
+    formats.ParallelGzipFileWriter = _IsalGzipWriter
+    try:
+        yield
+    finally:
+        formats.ParallelGzipFileWriter = saved
 
 
 
@@ -74,7 +121,9 @@ def pack_env(env: conda_pack.CondaEnv, output: Path, unpacked: bool, level: int 
              threads: int = -1) -> PackStats:
     """Write output (a .tar.gz file, or a directory when unpacked); mode 0644 so the server's user
     can read it (conda-pack writes 0600)."""
-    with _temp_inside(output.parent):
+    if threads == -1:  # conda-pack's parallel writer (ours) only runs with 2 threads or more
+        threads = max(2, os.cpu_count() or 1)
+    with _temp_inside(output.parent), _deflate(level):
         try:
             env.pack(output=str(output), format="no-archive" if unpacked else "tar.gz",
                      compress_level=level, n_threads=threads, force=False)
