@@ -3,6 +3,7 @@ Triton starts it: extracted to a fresh folder, `source bin/activate`, under `env
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -70,7 +72,7 @@ def start_like_triton(archive: Path, dest: Path, code: str) -> dict:
 
 PROBE = ("import json, sys, numpy, yaml; maps = open('/proc/self/maps').read().split();"
          "print(json.dumps({'v': sys.version.split()[0], 'prefix': sys.prefix, 'numpy': numpy.__file__,"
-         "'np': numpy.__version__, 'libpython': [m for m in maps if 'libpython' in m][0]}))")
+         "'np': numpy.__version__, 'libpython': [m for m in maps if 'libpython' in m][0], 'json': json.__file__}))")
 
 
 def test_relocated_env_starts_as_triton_starts_it(packed, tmp_path):
@@ -80,6 +82,7 @@ def test_relocated_env_starts_as_triton_starts_it(packed, tmp_path):
     assert seen["v"].startswith(xy + ".")
     assert seen["prefix"] == root
     assert seen["numpy"].startswith(root + "/lib/")
+    assert seen["json"] == f"{root}/lib/python{xy.replace('.', '')}.zip/json/__init__.pyc"  # the zipped stdlib's bytecode
     # the interpreter loaded the env's own libpython, not the pyenv install it was copied from
     assert seen["libpython"] == f"{root}/lib/libpython{xy}.so.1.0"
     assert (int(seen["np"].split(".")[0]) < 2) == (rel != "r24.11")
@@ -122,8 +125,18 @@ def test_archive_layout_and_trim(packed):
     assert not [n for n in names if n.startswith(("include/", f"lib/python{xy}/test/", f"lib/python{xy}/idlelib/"))]
     assert not [n for n in names if n.endswith(".a")]
     tag = f"cpython-{xy.replace('.', '')}"
-    assert {f"lib/python{xy}/__pycache__/os.{tag}.pyc",
-            f"lib/python{xy}/site-packages/numpy/__pycache__/__init__.{tag}.pyc"} <= names
+    assert f"lib/python{xy}/site-packages/numpy/__pycache__/__init__.{tag}.pyc" in names
+    # the standard library is one zip (with its bytecode beside each module), but for the prefix's landmark and
+    # the extension modules
+    stdlib = [n for n in names if n.startswith(f"lib/python{xy}/") and "/site-packages/" not in n]
+    assert {f"lib/python{xy.replace('.', '')}.zip", f"lib/python{xy}/os.py"} <= names
+    assert {n.split("/")[2] for n in stdlib} == {"os.py", "lib-dynload"} | {n.split("/")[2] for n in stdlib
+                                                                           if n.split("/")[2].startswith("config-")}
+    with tarfile.open(res.output) as t:
+        zipped = zipfile.ZipFile(io.BytesIO(t.extractfile(f"lib/python{xy.replace('.', '')}.zip").read())).namelist()
+    assert {"os.py", "os.pyc", "json/__init__.py", "json/__init__.pyc", "encodings/utf_8.pyc"} <= set(zipped)
+    assert not [n for n in zipped if "__pycache__" in n or n.startswith(("ensurepip/", "test/", "site-packages"))]
+    assert json.loads(res.manifest_path.read_text())["stdlib"]["files"] > 500
 
 
 def _pyc_flags(path: Path) -> int:
@@ -138,9 +151,12 @@ def test_a_fresh_extraction_imports_the_shipped_bytecode(packed, tmp_path):
     root = tmp_path / "python_env_x"
     start_like_triton(res.output, root, PROBE)
     pycs = list(root.rglob("*.pyc"))
-    assert len(pycs) > 500 and {_pyc_flags(p) for p in pycs} == {1}, [p for p in pycs if _pyc_flags(p) != 1][:5]
+    assert len(pycs) > 150 and {_pyc_flags(p) for p in pycs} == {1}, [p for p in pycs if _pyc_flags(p) != 1][:5]
     m = json.loads(res.manifest_path.read_text())["bytecode"]
     assert m["mode"] == "unchecked-hash" and m["files"] == len(pycs)
+    with zipfile.ZipFile(next(root.glob("lib/python3*.zip"))) as z:  # the stdlib's, read by zipimport
+        flags = {int.from_bytes(z.read(n)[4:8], "little") for n in z.namelist() if n.endswith(".pyc")}
+    assert flags == {1}
 
 
 def test_the_view_pack_leaves_is_the_archives_own(packed):

@@ -38,7 +38,7 @@ from envtool.env.view import EnvView, finish_view, remember_view
 from envtool.errors import BadInput, CheckFailed
 
 ENV_NAME = "custom_env"
-MANIFEST_VERSION = 2  # 2: stripped interpreter, uv, no conda-pack staging file
+MANIFEST_VERSION = 3  # 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L
 
 
 @dataclass(frozen=True)
@@ -295,6 +295,8 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     bytecode = spec.kind == "python" and spec.bytecode
     if bytecode:
         prefixes.compile_bytecode(prefix, xy, log, spec.trim)
+    # The standard library as one zip: a trimmed env of envtool's own making (--no-trim keeps every file)
+    zipped = prefixes.zip_stdlib(prefix, xy, log) if bytecode and spec.trim else 0
     log("packing with conda-pack" + (" (trimmed)" if spec.trim else ""))
     t0 = time.monotonic()
     stats = pack_env(load_env(prefix, spec.trim, keep_bytecode=bytecode),
@@ -313,7 +315,8 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
                               _fix_for(probe.problems))
         pycs = [p.stat().st_size for p in root.rglob("*.pyc")] if bytecode else []  # what shipped, after trim
         shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
-        manifest = {**_manifest(plan, stats, probe, root, pack_s), "bytecode": shipped}
+        manifest = {**_manifest(plan, stats, probe, root, pack_s), "bytecode": shipped,
+                    "stdlib": {"zip": f"lib/python{xy.replace('.', '')}.zip", "files": zipped} if zipped else None}
     if view is not None:
         remember_view(finish_view(view), manifest["sha256"])
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
