@@ -59,13 +59,19 @@ def main() -> None:
                  "directory, shared (symlinks)": (folder.output, True)}
         print(f"example pipeline, 4 python models, env {tarball.manifest['size_bytes'] / 2**20:.0f} MB packed, "
               f"{folder.manifest['unpacked_bytes'] / 2**20:.0f} MB unpacked; Triton r24.10 embedded")
+        print(f"files in the env: {tarball.manifest['files']} (the standard library zipped: "
+              f"{(tarball.manifest.get('stdlib') or {}).get('files', 0)} files in one)")
         print(f"{'env':<32}{'start -> ready (median of ' + str(a.runs) + ')':>32}")
+        medians = {}
         for label, (env, share) in modes.items():
             repo = t / label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
             shutil.copytree(ROOT / "model_repository", repo, ignore=IGNORE)
             api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, share=share))
             runs = [start_to_ready(repo, rel) for _ in range(a.runs)]
-            print(f"{label:<32}{statistics.median(runs):>30.2f} s", flush=True)
+            medians[label] = statistics.median(runs)
+            print(f"{label:<32}{medians[label]:>30.2f} s", flush=True)
+        ratio = medians["tarball, shared (symlinks)"] / medians["directory, shared (symlinks)"]
+        print(f"shared tarball / shared directory: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
