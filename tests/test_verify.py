@@ -164,7 +164,7 @@ def test_numpy2_env_on_r2410_fails_at_inference_and_says_why(tmp_path, stubs, en
     assert not report.ok and any(not i.ok for i in report.inferences)
     assert any(d.id in ("numpy2-output", "numpy2-empty-tensor") for d in report.diagnoses)
     assert any(p.rule == "env-numpy2" and "numpy 2" in p.message for p in report.problems), report.problems
-    assert any(p.rule == "inference-error" and p.model == "pre" for p in report.problems), report.problems
+    assert any(p.rule == "inference-error" and p.model == "ens" for p in report.problems), report.problems
 
 
 def test_env_without_activate(tmp_path, stubs, env39):
