@@ -123,7 +123,7 @@ def test_archive_layout_and_trim(packed):
         names = set(t.getnames())
     assert {"bin/activate", "bin/python3", f"lib/libpython{xy}.so.1.0", f"lib/python{xy}/os.py"} <= names
     assert not [n for n in names if n.startswith(("include/", f"lib/python{xy}/test/", f"lib/python{xy}/idlelib/"))]
-    assert not [n for n in names if n.endswith(".a")]
+    assert not [n for n in names if n.endswith((".a", ".pyi", "/py.typed"))]
     tag = f"cpython-{xy.replace('.', '')}"
     assert f"lib/python{xy}/site-packages/numpy/__pycache__/__init__.{tag}.pyc" in names
     # the standard library is one zip (with its bytecode beside each module), but for the prefix's landmark and

@@ -38,7 +38,8 @@ from envtool.env.view import EnvView, finish_view, remember_view
 from envtool.errors import BadInput, CheckFailed
 
 ENV_NAME = "custom_env"
-MANIFEST_VERSION = 3  # 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L
+# 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L; 4: typing stubs trimmed
+MANIFEST_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ TRIM = (
     "lib/python3.*/idlelib/*", "lib/python3.*/tkinter/*", "lib/python3.*/turtledemo/*",
     "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/ensurepip/*",
     "*.a",  # static libraries (libpython, numpy's npymath): only for building, never loaded
+    # typing stubs and their PEP 561 markers: read by type checkers, never imported (numpy alone has ~80)
+    "lib/python3.*/site-packages/*.pyi", "lib/python3.*/site-packages/*/py.typed",
     "include/*", "share/man/*", "share/doc/*",
     PYCACHE,
 )
