@@ -3,6 +3,7 @@ turns every error into one line and its exit code. Options are declared once, in
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -11,14 +12,28 @@ import click
 
 from envtool import catalog, render
 from envtool import cli_options as o
-from envtool.cli_errors import Group, lazy_module
+from envtool.cli_errors import Group
 from envtool.env import DEFAULT_LEVEL
 from envtool.errors import EXIT_CHECK_FAILED, BadInput
 from envtool.findings import has_errors
 from envtool.render import emit_json, out, with_progress
 
+
+def lazy_module(name: str):
+    """The module, executed on its first attribute access (importlib's documented lazy-import recipe)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
 # The library (tritonclient, grpc, numpy, docker: about 0.3 s) is imported when a command first uses it, not
-# for --help, --version or a usage error (the stdlib's recipe: importlib.util.LazyLoader).
+# for --help, --version or a usage error.
 api = lazy_module("envtool.api")
 
 

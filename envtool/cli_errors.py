@@ -5,7 +5,6 @@ machine's state, 1 a failed check, 3 a bug, 130/143 interrupted), never a traceb
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import signal
 import sys
@@ -107,15 +106,3 @@ class Terminated(KeyboardInterrupt):
 def _terminated(_sig, _frame) -> None:
     raise Terminated()
 
-
-def lazy_module(name: str):
-    """The module, executed on its first attribute access (importlib's documented lazy-import recipe)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module

@@ -317,7 +317,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
         pycs = [p.stat().st_size for p in root.rglob("*.pyc")] if bytecode else []  # what shipped, after trim
         shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
         manifest = {**_manifest(plan, stats, probe, root, pack_s), "bytecode": shipped,
-                    "stdlib": {"zip": f"lib/python{xy.replace('.', '')}.zip", "files": zipped} if zipped else None}
+                    "stdlib": {"zip": prefixes.stdlib_zip(xy), "files": zipped} if zipped else None}
     if view is not None:
         remember_view(finish_view(view), manifest["sha256"])
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -60,17 +60,19 @@ class _IsalGzipWriter(formats.ParallelGzipFileWriter):
         self.crc = isal_zlib.crc32(buffer, self.crc)
 
 
+def _isal(level: int) -> bool:
+    return isal_zlib is not None and level in ISAL_LEVEL
+
+
 def gzip_writer(level: int) -> str:
     """Which deflate writes a tarball of this level (the manifest records it)."""
-    if isal_zlib is not None and level in ISAL_LEVEL:
-        return f"isa-l {ISAL_LEVEL[level]}"
-    return f"zlib {level}"
+    return f"isa-l {ISAL_LEVEL[level]}" if _isal(level) else f"zlib {level}"
 
 
 @contextlib.contextmanager
 def _deflate(level: int):
     """conda-pack picks its gzip writer by name in conda_pack.formats: ours, while this pack runs."""
-    if not gzip_writer(level).startswith("isa-l"):
+    if not _isal(level):
         yield
         return
     saved = formats.ParallelGzipFileWriter

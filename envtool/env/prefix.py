@@ -149,6 +149,11 @@ _LANDMARK = "os.py"
 _NOT_ZIPPED = {"lib-dynload", "site-packages", "dist-packages", "ensurepip"}
 
 
+def stdlib_zip(xy: str) -> str:
+    """Where CPython X.Y looks for its zipped standard library, relative to the prefix."""
+    return f"lib/python{xy.replace('.', '')}.zip"
+
+
 def zip_stdlib(prefix: Path, xy: str, log: Log) -> int:
     """The pure-Python standard library, with its bytecode, as lib/pythonXY.zip: the archive CPython puts on
     sys.path before lib/pythonX.Y by default (getpath; Python's Windows embeddable package ships it so).
@@ -158,7 +163,7 @@ def zip_stdlib(prefix: Path, xy: str, log: Log) -> int:
     lib = prefix / "lib" / f"python{xy}"
     tag = f".cpython-{xy.replace('.', '')}"
     moved: list[Path] = []
-    with zipfile.ZipFile(prefix / "lib" / f"python{xy.replace('.', '')}.zip", "w", zipfile.ZIP_STORED) as z:
+    with zipfile.ZipFile(prefix / stdlib_zip(xy), "w", zipfile.ZIP_STORED) as z:
         for top in sorted(lib.iterdir()):
             if top.name in _NOT_ZIPPED or top.name.startswith("config-"):
                 continue
@@ -178,7 +183,7 @@ def zip_stdlib(prefix: Path, xy: str, log: Log) -> int:
     for folder in sorted((d for d in lib.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
         if not any(folder.iterdir()):
             folder.rmdir()
-    log(f"standard library zipped: lib/python{xy.replace('.', '')}.zip ({len(moved)} files fewer)")
+    log(f"standard library zipped: {stdlib_zip(xy)} ({len(moved)} files fewer)")
     return len(moved)
 
 

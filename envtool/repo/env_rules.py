@@ -8,10 +8,9 @@ from pathlib import Path
 
 from envtool.env.view import is_gzip, view_env
 from envtool.findings import Finding
-from envtool.repo.messages import Messages
+from envtool.repo.messages import NEWEST, Messages
 
 REPACK = "pack it again with `envtool pack`"
-NEWEST = Messages()  # Triton's texts as the newest release prints them
 
 
 def env_file_findings(path: Path, t: Messages = NEWEST) -> list[Finding]:

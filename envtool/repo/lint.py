@@ -16,7 +16,7 @@ from envtool.findings import Finding
 from envtool.repo.core_rules import core_findings
 from envtool.repo.ensemble_rules import EnsembleLinter, autocompletes, ensemble_cycles
 from envtool.repo.env_rules import env_file_findings
-from envtool.repo.messages import Messages
+from envtool.repo.messages import NEWEST, Messages
 from envtool.repo.model_repo import (
     ENV_KEY,
     FORCE_CPU_KEY,
@@ -26,8 +26,6 @@ from envtool.repo.model_repo import (
     is_version_name,
     unservable,
 )
-
-NEWEST = Messages()
 
 
 @dataclass(frozen=True)
@@ -181,5 +179,5 @@ def _lint_env_path(m: Model, value: str, t: Messages) -> list[Finding]:
                            "by folder and the env is not there", fix=fix_form, where=where))
     for f in env_file_findings(path, t):  # the same rules inject applies to its --env
         fix = f"envtool inject {m.path.parent} --env ENV --stub STUB" if f.rule == "env-missing" else f.fix
-        out.append(replace(f, model=m.name, message=f"{ENV_KEY} points to {f.message}", fix=fix, where=where))
+        out.append(replace(f, model=m.name, message=f"{ENV_KEY}: {f.message}", fix=fix, where=where))
     return out

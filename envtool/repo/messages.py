@@ -31,5 +31,8 @@ class Messages:
         return text.format(**fields)
 
 
+NEWEST = Messages()  # Triton's texts as the newest release prints them
+
+
 def message_ids() -> list[str]:
     return list(_table())
