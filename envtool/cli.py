@@ -138,14 +138,16 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, stri
               "(a stub built with --pybind11 >= v2.12): no numpy<2 pin.")
 @o.target_option
 @o.json_option
-def pack(python, requirements, pip, interpreter, prefix, env_file, solver, unpacked, installer, triton, output,
+def pack(python, requirements, pip, interpreter, prefix, env_file, solver, unpacked, installer, keep_sources,
+         triton, output,
          trim, bytecode, level, pack_builder, base_image, rebuild, numpy2, target, json_out) -> None:
     """Build a relocatable Python execution environment (conda-pack) and prove it starts as Triton
     starts it."""
     spec = api.PackSpec(python=python, requirements=tuple(requirements), pip=tuple(pip), interpreter=interpreter,
                         prefix=prefix, env_file=env_file, solver=solver, triton=triton, trim=trim,
                         bytecode=bytecode, unpacked=unpacked, level=level, builder=pack_builder,
-                        base_image=base_image, target=target, numpy2=numpy2, installer=installer)
+                        base_image=base_image, target=target, numpy2=numpy2, installer=installer,
+                        keep_sources=keep_sources)
     result = with_progress("packing", lambda log: api.pack(spec, output, log, rebuild=rebuild))
     emit_json(result.to_dict()) if json_out else render.pack(result)
 
@@ -277,13 +279,14 @@ def serve(repo, release, server, image, server_bin, http_port, grpc_port, metric
 @o.target_option
 @o.json_option
 def build(python, release, repo, models, requirements, pip, interpreter, prefix, env_file, solver, unpacked,
-          installer, env_output, builder, base_image, sources, root, pybind11, gpu, deployment, do_verify, server,
-          image, server_bin, inputs, expect, timeout, reverify, rebuild, target, json_out) -> None:
+          installer, keep_sources, env_output, builder, base_image, sources, root, pybind11, gpu, deployment,
+          do_verify, server, image, server_bin, inputs, expect, timeout, reverify, rebuild, target,
+          json_out) -> None:
     """Stub + env + preflight + inject (+ verify) in one command; every artifact is cached."""
     env = api.PackSpec(python=None if prefix or env_file else python, requirements=tuple(requirements),
                        pip=tuple(pip), interpreter=interpreter, prefix=prefix, env_file=env_file, solver=solver,
                        unpacked=unpacked, builder="docker" if builder == "docker" else "host",
-                       base_image=base_image, installer=installer)
+                       base_image=base_image, installer=installer, keep_sources=keep_sources)
     verify_with = api.VerifyOptions(repo=repo, release=release, server=server, server_bin=server_bin, image=image,
                                     gpu=gpu, inputs=inputs, expect=expect, timeout=timeout,
                                     reverify=reverify or rebuild)

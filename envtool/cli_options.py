@@ -123,7 +123,10 @@ def env_options(f):
                      "found, in that order)."),
         click.option("--unpacked", is_flag=True, help="Write a directory instead of a tarball (loads much "
                      "faster; r23.07 and later)."),
-        installer_option)(f)
+        installer_option,
+        click.option("--keep-sources", is_flag=True, help="With --python: keep packages' .py files next to their "
+                     "bytecode (tracebacks with source lines, inspect.getsource); by default a package ships as "
+                     ".pyc alone unless it reads its own sources."))(f)
 
 
 def server_options(f):

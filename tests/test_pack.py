@@ -81,7 +81,7 @@ def test_relocated_env_starts_as_triton_starts_it(packed, tmp_path):
     root = str(tmp_path / "python_env_x")
     assert seen["v"].startswith(xy + ".")
     assert seen["prefix"] == root
-    assert seen["numpy"].startswith(root + "/lib/")
+    assert seen["numpy"] == f"{root}/lib/python{xy}/site-packages/numpy/__init__.pyc"  # sourceless: bytecode alone
     assert seen["json"] == f"{root}/lib/python{xy.replace('.', '')}.zip/json/__init__.pyc"  # the zipped stdlib's bytecode
     # the interpreter loaded the env's own libpython, not the pyenv install it was copied from
     assert seen["libpython"] == f"{root}/lib/libpython{xy}.so.1.0"
@@ -125,7 +125,12 @@ def test_archive_layout_and_trim(packed):
     assert not [n for n in names if n.startswith(("include/", f"lib/python{xy}/test/", f"lib/python{xy}/idlelib/"))]
     assert not [n for n in names if n.endswith((".a", ".pyi", "/py.typed"))]
     tag = f"cpython-{xy.replace('.', '')}"
-    assert f"lib/python{xy}/site-packages/numpy/__pycache__/__init__.{tag}.pyc" in names
+    # packages ship as bytecode alone (sourceless): name.pyc where name.py was, no __pycache__
+    site = f"lib/python{xy}/site-packages/"
+    assert {site + "numpy/__init__.pyc", site + "yaml/__init__.pyc"} <= names
+    assert not [n for n in names if n.startswith(site) and (n.endswith(".py") or "__pycache__" in n)]
+    assert not [n for n in names if n.endswith(f".{tag}.pyc") and n.startswith(site)]
+    assert json.loads(res.manifest_path.read_text())["sourceless"]["files"] > 150
     # the standard library is one zip (with its bytecode beside each module), but for the prefix's landmark and
     # the extension modules
     stdlib = [n for n in names if n.startswith(f"lib/python{xy}/") and "/site-packages/" not in n]
@@ -137,6 +142,17 @@ def test_archive_layout_and_trim(packed):
     assert {"os.py", "os.pyc", "json/__init__.py", "json/__init__.pyc", "encodings/utf_8.pyc"} <= set(zipped)
     assert not [n for n in zipped if "__pycache__" in n or n.startswith(("ensurepip/", "test/", "site-packages"))]
     assert json.loads(res.manifest_path.read_text())["stdlib"]["files"] > 500
+
+
+def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):
+    res = pack(PackSpec(python="3.9", requirements=(requirements,), triton="r24.10", target="host",
+                        keep_sources=True), tmp_path / "custom_env.tar.gz")
+    with tarfile.open(res.output) as t:
+        names = set(t.getnames())
+    site = "lib/python3.9/site-packages/numpy/"
+    assert {site + "__init__.py", site + "__pycache__/__init__.cpython-39.pyc"} <= names
+    m = json.loads(res.manifest_path.read_text())
+    assert m["sourceless"] is None and m["inputs"]["sourceless"] is False
 
 
 def _pyc_flags(path: Path) -> int:

@@ -163,6 +163,7 @@ build)
             for r in ${REQUIREMENTS:-}; do set -- "$@" --pip "$r"; done
             # numpy follows the stub's pybind11: a --pybind11 >= v2.12 stub reads numpy 2 (NUMPY2=1)
             [ "${NUMPY2:-0}" = 1 ] && set -- "$@" --numpy2
+            [ "${KEEP_SOURCES:-0}" = 1 ] && set -- "$@" --keep-sources
             "$E" pack --python "$PYTHON" --triton "$TRITON" "$@" -o /out/envs/custom_env.tar.gz --json > /out/pack.json
         fi
     fi

@@ -65,7 +65,7 @@ def stage_context(dest: Path, sources: Path | None = None, requirements: tuple[P
 def build_artifacts(release: Release, python: str, only: str, *, base: str | None = None, gpu: bool = False,
                     sources: Path | None = None, requirements: tuple[Path, ...] = (), pip: tuple[str, ...] = (),
                     env_file: Path | None = None, pybind11: str = "", numpy2: bool = False,
-                    log=lambda _m: None) -> tuple[Path, dict]:
+                    keep_sources: bool = False, log=lambda _m: None) -> tuple[Path, dict]:
     """Runs Dockerfile.build's builder stage; returns (a temp folder holding /out, docker facts).
     The caller removes the folder."""
     cl = engine.client()
@@ -86,6 +86,7 @@ def build_artifacts(release: Release, python: str, only: str, *, base: str | Non
                              buildargs={"TRITON": release.release, "PYTHON": python, "BASE_IMAGE": image,
                                         "ONLY": only, "GPU": "1" if gpu else "0", "REQUIREMENTS": " ".join(pip),
                                         "PYBIND11": pybind11, "NUMPY2": "1" if numpy2 else "0",
+                                        "KEEP_SOURCES": "1" if keep_sources else "0",
                                         "TARGET": "host" if release.runs_in else "release"})
         log("copying the artifacts out of a container")
         out = engine.copy_out(cl, built.id, "/out", work / "out")
@@ -136,7 +137,7 @@ def env_key(spec, release: Release) -> str:
     image = engine.require_image(engine.client(), engine.release_image(release, base), "base image")
     inputs = {**({"target": spec.target} if spec.target != "release" else {}),
               "builder": "docker", "image_id": image.id, "python": spec.python, "pip": list(spec.pip),
-              "numpy2": spec.numpy2,
+              "numpy2": spec.numpy2, **({"keep_sources": True} if spec.keep_sources else {}),
               "requirements": [file_sha256(r) for r in spec.requirements], "release": release.release,
               "env_file": file_sha256(spec.env_file) if spec.env_file else None, "envtool": _envtool_hash()}
     return "docker-" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
@@ -158,7 +159,7 @@ def env_from_docker(spec, release: Release, tmp: Path, log) -> None:
         release, base = release.running_in(f"image {image}", None, None), base or image
     out, facts = build_artifacts(release, spec.python or "conda", "env", base=base,
                                  requirements=spec.requirements, pip=spec.pip, env_file=spec.env_file,
-                                 numpy2=spec.numpy2, log=log)
+                                 numpy2=spec.numpy2, keep_sources=spec.keep_sources, log=log)
     try:
         shutil.move(str(out / "envs" / "custom_env.tar.gz"), tmp / "custom_env.tar.gz")
         manifest = json.loads((out / "envs" / "custom_env.manifest.json").read_text())

@@ -34,12 +34,14 @@ from envtool.env.condapack import DEFAULT_LEVEL, gzip_writer, load_env, pack_env
 from envtool.env.install import disk_full, installer_of
 from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
+from envtool.env.sourceless import make_sourceless
 from envtool.env.view import EnvView, finish_view, remember_view
 from envtool.errors import BadInput, CheckFailed
 
 ENV_NAME = "custom_env"
-# 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L; 4: typing stubs trimmed
-MANIFEST_VERSION = 4
+# 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L; 4: typing stubs trimmed;
+# 5: packages as bytecode alone (sourceless)
+MANIFEST_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class PackSpec:
     target: facts.Where = facts.IN_RELEASE  # where it will run: release (the release's image) | host | image:NAME
     numpy2: bool = False  # the stub reads numpy 2 although its release's pin does not (a newer --pybind11)
     installer: str = "auto"  # auto (uv where it can, else pip) | uv | pip
+    keep_sources: bool = False  # trimmed --python envs: packages as bytecode alone unless this (sourceless.py)
 
     def __post_init__(self):
         """The request resolved once: below this, nothing parses --python, --triton or --target again."""
@@ -239,7 +242,7 @@ def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
                   "installer": installer_of(it, spec.installer),
                   "strip_debug": spec.trim and shutil.which("strip") is not None,
                   "requirements": {str(r): file_sha256(r) for r in spec.requirements},
-                  **({"bytecode": "unchecked-hash"} if spec.bytecode else {})}
+                  **({"bytecode": "unchecked-hash", "sourceless": _sourceless(spec)} if spec.bytecode else {})}
         return _Plan(spec, release, it, pip_args, dists, inputs)
     if spec.kind == "env_file":
         inputs = {**common, "env_file": file_sha256(spec.env_file), "solver": spec.solver}
@@ -298,6 +301,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
         prefixes.compile_bytecode(prefix, xy, log, spec.trim)
     # The standard library as one zip: a trimmed env of envtool's own making (--no-trim keeps every file)
     zipped = prefixes.zip_stdlib(prefix, xy, log) if bytecode and spec.trim else 0
+    sourceless = make_sourceless(prefix, xy, log) if bytecode and _sourceless(spec) else None
     log("packing with conda-pack" + (" (trimmed)" if spec.trim else ""))
     t0 = time.monotonic()
     stats = pack_env(load_env(prefix, spec.trim, keep_bytecode=bytecode),
@@ -317,10 +321,16 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
         pycs = [p.stat().st_size for p in root.rglob("*.pyc")] if bytecode else []  # what shipped, after trim
         shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
         manifest = {**_manifest(plan, stats, probe, root, pack_s), "bytecode": shipped,
-                    "stdlib": {"zip": prefixes.stdlib_zip(xy), "files": zipped} if zipped else None}
+                    "stdlib": {"zip": prefixes.stdlib_zip(xy), "files": zipped} if zipped else None,
+                    "sourceless": sourceless.manifest() if sourceless else None}
     if view is not None:
         remember_view(finish_view(view), manifest["sha256"])
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _sourceless(spec: PackSpec) -> bool:
+    """Packages ship as bytecode alone: trimmed --python envs with bytecode, unless --keep-sources."""
+    return spec.kind == "python" and spec.bytecode and spec.trim and not spec.keep_sources
 
 
 def _build_python_prefix(plan: _Plan, prefix: Path, log) -> tuple[int, int]:
