@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from envtool.compat import check
+from envtool.env import deflate
+from envtool.env.deflate import open_gzip
 from envtool.env.launch import ACTIVATE, start
 from envtool.env.view import EnvView, add_member, escapes, member_escapes
 from envtool.errors import CheckFailed
-from envtool.facts import Env, libstdcxx_of, max_glibc
+from envtool.facts import Env
 
 # Run inside the env: facts about the interpreter, its packages and the imports asked for.
 _PROBE = r"""
@@ -89,7 +89,7 @@ def extract_checked(archive: Path, dest: Path, view: EnvView | None = None) -> P
     dest.mkdir(parents=True)
     bad = []
     try:
-        with gzip.open(archive, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+        with open_gzip(archive) as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
             for m in tar:
                 if member_escapes(m):
                     bad.append(m.name + (f" -> {m.linkname}" if m.linkname else ""))
@@ -102,7 +102,7 @@ def extract_checked(archive: Path, dest: Path, view: EnvView | None = None) -> P
                     add_member(view, m, lambda m=m: (dest / m.name).read_bytes())
             while gz.read(1 << 20):  # to the end: the gzip trailer's CRC and size are checked there
                 pass
-    except (EOFError, tarfile.TarError, gzip.BadGzipFile, zlib.error) as e:
+    except (EOFError, tarfile.TarError, *deflate.ERRORS) as e:
         raise CheckFailed(f"{archive} is damaged: {e}", "pack again (and check the disk it was written to)") \
             from None
     if bad:
@@ -152,10 +152,11 @@ def extract(archive: Path, dest: Path) -> Path:
     return extract_checked(archive, dest)
 
 
-def check_tree(root: Path, xy: str) -> list[str]:
+def check_tree(root: Path, xy: str, env: Env | None = None) -> list[str]:
     """compat's rules on the env's layout (what Triton's launcher and the stub need), the stdlib of X.Y, and
-    links that escape (for an unpacked directory)."""
-    problems = [f.message for f in check(None, Env.from_tree(root, xy, None), None) if f.severity == "error"]
+    links that escape (for an unpacked directory). env: Env.from_tree(root, xy, None), where already read."""
+    env = env or Env.from_tree(root, xy, None)
+    problems = [f.message for f in check(None, env, None) if f.severity == "error"]
     if not (root / "lib" / f"python{xy}").is_dir():
         problems.append(f"missing lib/python{xy}/ (is the env Python {xy}?)")
     for dirpath, dirnames, filenames in os.walk(root):
@@ -185,8 +186,9 @@ def validate(root: Path, xy: str, dists: list[str], launcher: str = ACTIVATE) ->
     # beside it instead of after it
     with ThreadPoolExecutor(1) as pool:
         probe = pool.submit(run_probe, root, sorted(set(dists) | {"numpy"}), launcher)
-        problems = check_tree(root, xy)
-        glibc, libstdcxx = max_glibc(root), libstdcxx_of(root)
+        env = Env.from_tree(root, xy, None)  # every ELF file read once: ~1 s for 600 of them
+        problems = check_tree(root, xy, env)
+        glibc, libstdcxx = env.glibc, env.libstdcxx
         facts = probe.result()
     real = os.path.realpath(root)
     if not facts["version"].startswith(xy + "."):

@@ -17,6 +17,7 @@ import conda_pack
 from conda_pack import formats
 
 from envtool.env import DEFAULT_LEVEL
+from envtool.env.deflate import isal_zlib  # None without ISA-L: zlib, as conda-pack writes it
 from envtool.errors import BadInput
 
 PYCACHE = "*/__pycache__/*"  # trimmed except where envtool compiled it (PackSpec.bytecode)
@@ -33,11 +34,6 @@ TRIM = (
     "include/*", "share/man/*", "share/doc/*",
     PYCACHE,
 )
-
-try:
-    from isal import isal_zlib
-except ImportError:  # no wheel for this machine: zlib, as conda-pack writes it
-    isal_zlib = None
 
 # --level -> ISA-L's level (it has 0-3; 0 is not "store"), for the levels where ISA-L is the better trade.
 # Measured on the example's 255 MB tar (256 KiB blocks, one thread): zlib 4 4.6 s / 81 MB, ISA-L 3 0.9 s /

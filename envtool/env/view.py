@@ -10,7 +10,6 @@ import pickle
 import posixpath
 import re
 import tarfile
-import zlib
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,8 @@ from envtool import elf
 from envtool.atomic import write_atomic
 from envtool.cache import cache_root, file_sha256
 from envtool.elf import ElfFacts, elf_from_bytes
+from envtool.env import deflate
+from envtool.env.deflate import open_gzip
 
 # site-packages, or where Debian's site.py also looks (an env made from Debian's own Python by other tools)
 DIST_INFO = re.compile(r"^(?:local/)?lib/python(?P<py>3\.\d+)/(?:site|dist)-packages/"
@@ -187,11 +188,11 @@ def _read_tarball(path: Path) -> EnvView:
     view of kind "damaged" naming why, never an exception."""
     view = EnvView(path, "tarball")
     try:
-        with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r:gz") as tar:
+        with open_gzip(path) as gz, tarfile.open(fileobj=gz, mode="r:") as tar:
             for m in tar:
                 add_member(view, m, lambda m=m: tar.extractfile(m).read())
-            while tar.fileobj.read(2**20):  # to the end of the gzip stream: its CRC and size are checked there
+            while gz.read(2**20):  # to the end of the gzip stream: its CRC and size are checked there
                 pass
-    except (EOFError, tarfile.TarError, zlib.error, OSError) as e:
+    except (EOFError, tarfile.TarError, OSError, *deflate.ERRORS) as e:
         return EnvView(path, "damaged", damage=f"{type(e).__name__}: {e}")
     return finish_view(view)
