@@ -13,6 +13,7 @@ from envtool.doctor import explain_log as _explain
 from envtool.env.condapack import DEFAULT_LEVEL
 from envtool.facts import Where
 from envtool.findings import Finding
+from envtool.image import ImageResult, ImageSpec, image
 from envtool.inject import InjectOptions, InjectResult, inject
 from envtool.repo.lint import LintOptions, lint_repository
 from envtool.repo.model_repo import load_repository
@@ -21,6 +22,7 @@ from envtool.stub.store import StubArtifact
 from envtool.verify import VerifyOptions, VerifyReport, verify
 
 __all__ = ["build", "BuildResult", "BuildSpec", "DEFAULT_LEVEL", "doctor", "DoctorOptions", "DoctorReport",
+           "image", "ImageResult", "ImageSpec",
            "bake", "explain_log", "fetch_sources", "matrix", "inject", "InjectOptions",
            "InjectResult", "lint", "pack", "PackResult", "PackSpec", "release", "releases", "serve", "stub",
            "StubArtifact", "stubs", "verify", "VerifyOptions", "VerifyReport"]

@@ -244,6 +244,36 @@ def verify(repo, release, server, image, server_bin, inputs, expect, rtol, atol,
 
 @main.command()
 @click.argument("repo", type=o.PATH)
+@click.option("--triton", "release", required=True, help="Release the image serves: r24.10, 24.10.")
+@click.option("-t", "--tag", required=True, help="Name of the image to build: NAME[:TAG].")
+@click.option("--base-image", help="Server image to build FROM (default: the release's tritonserver image, or "
+              "NAME of --target image:NAME).")
+@o.target_option
+@click.option("--dockerfile-only", type=o.PATH, metavar="DIR", help="Write the build context (Dockerfile, "
+              "docker-bake.hcl, the layers) to DIR and stop: for BuildKit pipelines and remote builders.")
+@click.option("--push", metavar="REF", help="After it verifies, push the image as REF "
+              "(registry/name:tag).")
+@click.option("--verify/--no-verify", "do_verify", default=True, help="Serve the built image itself and "
+              "exercise every model (default).")
+@click.option("--inputs", type=o.PATH, help="As for verify.")
+@click.option("--expect", type=o.PATH, help="As for verify.")
+@o.timeout_option
+@o.json_option
+def image(repo, release, tag, base_image, target, dockerfile_only, push, do_verify, inputs, expect, timeout,
+          json_out) -> None:
+    """The serving image of an injected REPO: FROM the release's tritonserver image, the repository at
+    /models (envs, stubs, models: three layers), labels, a health check; verified as shipped."""
+    spec = api.ImageSpec(repo=repo, triton=release, tag=tag, base_image=base_image, target=target,
+                         dockerfile_only=dockerfile_only, push=push, verify=do_verify, inputs=inputs,
+                         expect=expect, timeout=timeout)
+    result = with_progress("image", lambda log: api.image(spec, log))
+    emit_json(result.to_dict()) if json_out else render.image(result)
+    if not result.ok:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command()
+@click.argument("repo", type=o.PATH)
 @o.server_options
 @click.option("--http-port", type=o.PORT, default=8000, show_default=True)
 @click.option("--grpc-port", type=o.PORT, default=8001, show_default=True)

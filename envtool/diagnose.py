@@ -47,6 +47,11 @@ def _causes() -> list[tuple[re.Pattern, dict]]:
     return [(re.compile(c["pattern"]), c) for c in _data()["cause"] if "pattern" in c]
 
 
+def cause_entries() -> list[dict]:
+    """Every cause entry of diagnoses.toml, in its order (the docs' troubleshooting table)."""
+    return _data()["cause"]
+
+
 def causes() -> dict[str, dict]:
     """id -> the cause's first entry (pattern, cause, fix, and for some an `example` of what Triton prints)."""
     out: dict[str, dict] = {}

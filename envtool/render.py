@@ -267,3 +267,20 @@ def build(result) -> None:
     if result.verify is not None:
         verify(result.verify)
     out.print(f"steps: {times(result.timings)}", highlight=False)
+
+
+def image(result) -> None:
+    if result.context:
+        out.print(f"[green]✓[/] build context {result.context}: `docker build -t {result.tag} "
+                  f"{result.context}` or `docker buildx bake -f {result.context}/docker-bake.hcl`",
+                  highlight=False)
+        return
+    if result.verify is not None:
+        verify(result.verify)
+    layers = ", ".join(f"{x['layer']} {x['bytes'] / 2**20:.1f} MB{' (reused)' if x['reused'] else ''}"
+                       for x in result.layers)
+    mark = "[green]✓[/]" if result.ok else "[red]✗[/]"
+    out.print(f"{mark} image {result.tag} {result.image_id[7:19]} from {result.base_image} in "
+              f"{result.build_seconds} s: {layers}", highlight=False)
+    if result.pushed:
+        out.print(f"[green]✓[/] pushed {result.pushed['ref']} {result.pushed['digest'] or ''}", highlight=False)

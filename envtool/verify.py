@@ -41,6 +41,7 @@ class VerifyOptions:
     lock: bool = True
     log_path: Path | None = None
     reverify: bool = False  # serve even when envtool.lock says these exact inputs were verified
+    repo_in_image: str | None = None  # --server docker: the image holds the repository there (envtool image)
 
     def __post_init__(self):
         self.release = catalog.normalize_release(self.release)
@@ -124,6 +125,7 @@ def verify(opts: VerifyOptions, log=lambda _m: None) -> VerifyReport:
     # No model needs auto-complete: don't pay a stub start per python model to ask (about 1.2 s each)
     why = repo.auto_complete_needed()
     server = open_server(opts.server, rel, repo.path, server_bin=opts.server_bin, image=opts.image, gpu=opts.gpu,
+                         repo_in_image=opts.repo_in_image,
                          log_path=opts.log_path, extra_args=() if why else ("--disable-auto-complete-config",))
     t0 = time.monotonic()
     digests = Digests(repo.path) if opts.lock else None

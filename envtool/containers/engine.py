@@ -205,3 +205,31 @@ def _read_runtime(cl, image: str) -> tuple[str | None, str | None]:
                 facts = elf_from_bytes(tar.extractfile(member).read(), lines[1]) if member else None
         glibcxx = facts.defines.get("GLIBCXX") if facts else None
     return glibc, glibcxx
+
+
+def copy_layers(cl, image: str) -> list[dict]:
+    """The image's COPY steps, oldest first: {id, bytes} (id is the classic builder's step image, the same when
+    a rebuild reused the step from its cache); [] when there is no such image."""
+    from docker.errors import ImageNotFound
+    try:
+        history = cl.images.get(image).history()
+    except ImageNotFound:
+        return []
+    return [{"id": h.get("Id"), "bytes": h.get("Size", 0)} for h in reversed(history)
+            if " COPY " in f" {h.get('CreatedBy', '')} "]
+
+
+def push(cl, image, ref: str, log=lambda _m: None) -> dict:
+    """Tag image as ref and push it; {ref, digest}. A registry's refusal is one BadInput line."""
+    from docker.utils import parse_repository_tag
+    repository, tag = parse_repository_tag(ref)
+    image.tag(repository, tag or "latest")
+    digest = None
+    for line in cl.images.push(repository, tag=tag or "latest", stream=True, decode=True):
+        if "error" in line:
+            raise BadInput(f"docker push {ref}: {_plain(line['error'])}",
+                           "check the registry's address and `docker login` to it")
+        if "status" in line and "id" not in line:
+            log(_plain(line["status"]))
+        digest = (line.get("aux") or {}).get("Digest") or digest
+    return {"ref": ref, "digest": digest}

@@ -125,8 +125,12 @@ class Server:
     def wait(self) -> int:
         raise NotImplementedError
 
+    def repository_arg(self) -> str:
+        """--model-repository as the server sees it."""
+        return str(self.repo)
+
     def triton_args(self) -> list[str]:
-        return [*self.command(), "--model-repository", str(self.repo),
+        return [*self.command(), "--model-repository", self.repository_arg(),
                 "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
                 "--metrics-port", str(self.metrics_port), "--http-address", self.address,
                 "--grpc-address", self.address, "--model-control-mode", "explicit",

@@ -29,8 +29,11 @@ def shm_size(repo: Path) -> int:
 class DockerServer(Server):
     kind = "docker"
 
-    def __init__(self, release: Release, repo: Path, *, image: str | None = None, gpu: bool = False, **kw):
+    def __init__(self, release: Release, repo: Path, *, image: str | None = None, gpu: bool = False,
+                 repo_in_image: str | None = None, **kw):
         super().__init__(release, repo, **kw)
+        # The image holds the repository (envtool image): served from there, nothing mounted; repo is its source
+        self.repo_in_image = repo_in_image
         self.image = engine.release_image(release, image)
         self.gpu = gpu
         self.client = engine.client()
@@ -45,7 +48,11 @@ class DockerServer(Server):
             self.address = "0.0.0.0"
 
     def identity(self) -> dict:
-        return {"kind": self.kind, "image_id": self.image_obj.id, "gpu": self.gpu, "args": list(self.extra_args)}
+        return {"kind": self.kind, "image_id": self.image_obj.id, "gpu": self.gpu, "args": list(self.extra_args),
+                **({"repo_in_image": self.repo_in_image} if self.repo_in_image else {})}
+
+    def repository_arg(self) -> str:
+        return self.repo_in_image or str(self.repo)
 
     def command(self) -> list[str]:
         return ["tritonserver"]
@@ -57,7 +64,8 @@ class DockerServer(Server):
         if self.gpu:
             kw["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         self.container = self.client.containers.run(
-            self.image, args, detach=True, volumes={str(self.repo): {"bind": str(self.repo), "mode": "rw"}},
+            self.image, args, detach=True,
+            volumes={} if self.repo_in_image else {str(self.repo): {"bind": str(self.repo), "mode": "rw"}},
             shm_size=shm_size(self.repo), labels={"envtool": "verify"}, **kw)
         self._follower = threading.Thread(target=self._follow_log, daemon=True)
         self._follower.start()
