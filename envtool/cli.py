@@ -340,15 +340,18 @@ def build(python, release, repo, models, requirements, pip, interpreter, prefix,
               "the repository's configs confirm or overturn the log's cause.")
 @click.option("--stub-timeout", type=o.SECONDS, default=30.0, show_default=True,
               help="The python backend's stub-timeout-seconds, for the import-time check.")
+@click.option("--import-timeout", type=o.SECONDS, help="Seconds the import check waits for a model.py's imports "
+              "(default: twice --stub-timeout plus 30).")
 @click.option("--no-import-check", is_flag=True, help="Do not import each model.py inside its env.")
 @click.option("--docker-shm", type=click.IntRange(min=1), help="MiB of /dev/shm in the container it will run "
               "in (docker's default is 64).")
 @o.target_option
 @o.format_options
-def doctor(repo, release, image, log_file, stub_timeout, no_import_check, docker_shm, target, json_out,
-           fmt) -> None:
+def doctor(repo, release, image, log_file, stub_timeout, import_timeout, no_import_check, docker_shm, target,
+           json_out, fmt) -> None:
     """Find every version mismatch before deploying (REPO), explain a failing server's log (--log), or both."""
     opts = api.DoctorOptions(repo=repo, release=release, image=image, stub_timeout=stub_timeout,
+                             import_timeout=import_timeout,
                              import_check=not no_import_check, target=target, log=log_file,
                              docker_shm_bytes=docker_shm * 2**20 if docker_shm else None)
     report = with_progress("doctor", lambda log: api.doctor(opts, log))

@@ -44,6 +44,7 @@ class DoctorOptions:
     repo: Path | None = None  # the repository to check (None: --log alone)
     release: catalog.Release | None = None  # a name (r22.11) is resolved on construction
     stub_timeout: float = 30.0  # the python backend's stub-timeout-seconds
+    import_timeout: float | None = None  # how long the import check waits; None: twice stub_timeout plus 30 s
     import_check: bool = True
     image: str | None = None  # check against this image's glibc/libstdc++ instead of the catalog's
     docker_shm_bytes: int | None = None  # /dev/shm of the container it will run in (docker default 64 MB)
@@ -176,7 +177,8 @@ def check_model(m: Model, rel, target: facts.Target | None, opts: DoctorOptions,
             for f in compat.check(stub, env_side, target, m.name)]
     out += _stub_probe(m, stub, stub_path, target)
     if root is not None and opts.import_check:
-        out += _imports(m, root, opts.stub_timeout, target.launcher if target else ACTIVATE)
+        wait = opts.import_timeout if opts.import_timeout is not None else opts.stub_timeout * 2 + 30
+        out += _imports(m, root, wait, target.launcher if target else ACTIVATE)
     if m.parameter(ENV_KEY) is None:
         out += _image_imports(m, rel.release if rel else None, variant_of(opts.image))
     return out
@@ -223,21 +225,20 @@ def _stub_probe(m: Model, stub: facts.Stub | None, path: Path | None, target: fa
 
 
 def _imports(m: Model, root: Path, timeout: float, launcher: str = ACTIVATE) -> list[Finding]:
-    """Import model.py inside its env, started as the release starts the stub, and time it against
-    stub-timeout-seconds."""
+    """Import model.py inside its env, started as the release starts the stub, for at most timeout seconds."""
     model_py = m.path / str(max(m.versions or [1])) / (m.model_file() or "model.py")
     if not model_py.is_file():
         return []
     t0 = time.monotonic()
     try:
-        out = start(root, IMPORT_PROBE, [str(model_py)], timeout=timeout * 2 + 30, launcher=launcher)
+        out = start(root, IMPORT_PROBE, [str(model_py)], timeout=timeout, launcher=launcher)
     except Timeout:
         return [
             _f(
                 "import-timeout",
                 "error",
                 m,
-                f"importing model.py took over {timeout * 2 + 30:.0f} s",
+                f"importing model.py took over {timeout:.0f} s",
                 "the stub is killed: `Stub process ... is not healthy` / timeout",
                 "move heavy imports into initialize() or raise stub-timeout-seconds",
                 model_py,

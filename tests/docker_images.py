@@ -8,9 +8,12 @@ tarball is cached under $ENVTOOL_CACHE_DIR/docker/.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 from envtool.cache import cache_root
@@ -194,3 +197,32 @@ def buildx() -> Path | None:
         shutil.copy(Path(d) / "usr/libexec/docker/cli-plugins/docker-buildx", plugin)
     os.chmod(plugin, 0o755)
     return plugin
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def plain_docker_run(image: str):
+    """`docker run` as a user runs the image: its own CMD, no envtool (host network: no bridge here)."""
+    cid = subprocess.run(["docker", "run", "-d", "--network", "host", "--shm-size", "512m", image],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        yield cid
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def health(cid: str) -> str:
+    return subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", cid], capture_output=True,
+                          text=True).stdout.strip()

@@ -349,6 +349,25 @@ def test_the_headline_command_serves_the_article_and_add_sub_in_r22_11(build_ima
     assert add["stub"]["reused"] and add["env"]["reused"]
     assert {i["protocol"] for i in add["verify"]["inferences"] if i["model"] == "add_sub" and i["ok"]} == \
         {"http", "grpc"}
+    # add_sub's serving image FROM the r22.11 server stand-in (envtool image), verified as shipped, then started
+    # with plain `docker run` (no envtool) and asked over HTTP
+    img = run_cli("image", "add_sub_repo", "--triton", "r22.11", "-t", "envtool-test/add-sub:r22.11",
+                  "--base-image", server_image_2211, "--json", cwd=tmp_path)
+    assert img.returncode == 0, img.stderr[-3000:] + img.stdout[-3000:]
+    shipped = json.loads(img.stdout)
+    assert shipped["ok"] and shipped["verify"]["models"]["add_sub"]["state"] == "READY"
+    assert shipped["labels"]["io.envtool.python"] == "3.9" and shipped["labels"]["io.envtool.triton.release"] == \
+        "22.11"
+    with images.plain_docker_run("envtool-test/add-sub:r22.11"):
+        images.wait_http("http://127.0.0.1:8000/v2/health/ready", 300)
+        import numpy as np
+        import tritonclient.http as th
+        a, b = np.array([1, 2, 3, 4], np.float32), np.array([0.5, 0.5, 0.5, 0.5], np.float32)
+        tensors = [th.InferInput(n, [4], "FP32") for n in ("INPUT0", "INPUT1")]
+        tensors[0].set_data_from_numpy(a)
+        tensors[1].set_data_from_numpy(b)
+        answer = th.InferenceServerClient("127.0.0.1:8000").infer("add_sub", tensors)
+        assert np.allclose(answer.as_numpy("OUTPUT0"), a + b) and np.allclose(answer.as_numpy("OUTPUT1"), a - b)
     # Triton's no-argument probe ran in the release's image before every stub start and left the modes alone:
     # the launcher answered it (the stub itself, its libpython only in the env, exits 127 there: ---x------).
     stubs = [*tmp_path.glob("model_repository/*/triton_python_backend_stub*"),

@@ -5,14 +5,12 @@ docker-registry) and pulled back. r22.11's add_sub image is built in test_docker
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from envtool import api
 from envtool.errors import BadInput
 from envtool.servers.base import free_ports
 from tests.conftest import run_cli
+from tests.docker_images import health, plain_docker_run, wait_http
 from tests.test_docker import docker_client, server_image  # noqa: F401 (fixtures)
 from tests.test_inject import pipeline
 
@@ -84,40 +83,11 @@ def registry(tmp_path_factory):
     proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/v2/", 30)
+        wait_http(f"http://127.0.0.1:{port}/v2/", 30)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-@contextlib.contextmanager
-def plain_docker_run(image: str):
-    """`docker run` as a user runs the image: its own CMD, no envtool (host network: no bridge here)."""
-    cid = subprocess.run(["docker", "run", "-d", "--network", "host", "--shm-size", "512m", image],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        yield cid
-    finally:
-        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
-
-
-def _health(cid: str) -> str:
-    return subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", cid], capture_output=True,
-                          text=True).stdout.strip()
 
 
 @pytest.mark.server
@@ -159,7 +129,7 @@ def test_the_pipeline_image_serves_as_shipped_rebuilds_one_layer_and_round_trips
     pulled = subprocess.run(["docker", "pull", ref], capture_output=True, text=True)
     assert pulled.returncode == 0, pulled.stderr
     with plain_docker_run(ref) as cid:
-        _wait_http("http://127.0.0.1:8000/v2/health/ready", 300)
+        wait_http("http://127.0.0.1:8000/v2/health/ready", 300)
         import tritonclient.http as th
         client = th.InferenceServerClient("127.0.0.1:8000")
         assert all(client.is_model_ready(m) for m in models)
@@ -172,8 +142,8 @@ def test_the_pipeline_image_serves_as_shipped_rebuilds_one_layer_and_round_trips
         score = client.infer("ensemble_all", [tensor]).as_numpy("SCORE")
         assert score.shape == (len(value), 1)
         deadline = time.monotonic() + 60
-        while _health(cid) != "healthy" and time.monotonic() < deadline:
+        while health(cid) != "healthy" and time.monotonic() < deadline:
             time.sleep(2)
-        assert _health(cid) == "healthy"
+        assert health(cid) == "healthy"
     assert os.environ.get("DOCKER_HOST") is None or docker_client.containers.list(all=True, filters={
         "ancestor": ref}) == []
