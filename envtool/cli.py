@@ -262,7 +262,8 @@ def verify(repo, release, server, image, server_bin, inputs, expect, rtol, atol,
 def image(repo, release, tag, base_image, target, dockerfile_only, push, do_verify, inputs, expect, timeout,
           json_out) -> None:
     """The serving image of an injected REPO: FROM the release's tritonserver image, the repository at
-    /models (envs, stubs, models: three layers), labels, a health check; verified as shipped."""
+    /models (envs, stubs, large files, configs and code: four layers), labels, a health check; verified as
+    shipped."""
     spec = api.ImageSpec(repo=repo, triton=release, tag=tag, base_image=base_image, target=target,
                          dockerfile_only=dockerfile_only, push=push, verify=do_verify, inputs=inputs,
                          expect=expect, timeout=timeout)

@@ -1,9 +1,10 @@
 """`envtool image`: the serving image of an injected model repository, built FROM the release's tritonserver
 image and verified as shipped (the built image itself serves, every model exercised, as `verify` does).
 
-The repository goes to /models in three COPY layers, from the least to the most often changed: the execution
-envs, the stubs, and the rest (configs, model.py, weights). Docker's layer cache keys a COPY on its sources'
-content, so a model.py change rebuilds only the last layer and a pipeline pushes kilobytes, not the env.
+The repository goes to /models in four COPY layers, from the least to the most often changed: the execution
+envs, the stubs, the models' large files (weights, checkpoints: 1 MiB and more) and the rest (configs, model.py).
+Docker's layer cache keys a COPY on its sources' content, so a model.py change rebuilds only the last layer and
+a pipeline pushes kilobytes, not the env or the weights.
 The Dockerfile and a docker-bake.hcl target are written into the build context (--dockerfile-only stops
 there), so BuildKit pipelines and remote builders build the same image.
 """
@@ -29,7 +30,8 @@ from envtool.repo.model_repo import Repository, load_repository, require_servabl
 from envtool.verify import VerifyOptions, VerifyReport, verify
 
 REPO_IN_IMAGE = "/models"
-LAYERS = ("env", "stub", "models")  # COPY order: least to most often changed
+LAYERS = ("env", "stub", "data", "models")  # COPY order: least to most often changed
+DATA_BYTES = 1 << 20  # a model folder's files from this size on (weights, checkpoints) go in the data layer
 LOCK_NAME = "envtool.lock"
 SKIP = {"__pycache__", LOCK_NAME, ".git"}
 # Triton's HTTP readiness, asked without curl (the release images do not all have it): bash's /dev/tcp
@@ -122,6 +124,8 @@ def _layer(path: Path, envs: set[Path]) -> str:
         return "env"
     if path.name.startswith(STUB_NAME) and not path.is_symlink():
         return "stub"
+    if not path.is_symlink() and path.suffix != ".py" and path.stat().st_size >= DATA_BYTES:
+        return "data"
     return "models"
 
 
@@ -153,10 +157,12 @@ def dockerfile(base: str, labels: dict[str, str]) -> str:
     label_lines = " \\\n      ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
     return f"""# Written by envtool {dist_version("envtool")} (`envtool image`): build with `docker build .` or
 # `docker buildx bake -f docker-bake.hcl` in this folder. Layers go from the least to the most often changed:
-# the execution envs, the stubs, then the models' own files (a model.py change rebuilds only the last).
+# the execution envs, the stubs, the models' large files, then configs and code (a model.py change rebuilds
+# only the last).
 FROM {base}
 COPY env/ {REPO_IN_IMAGE}/
 COPY stub/ {REPO_IN_IMAGE}/
+COPY data/ {REPO_IN_IMAGE}/
 COPY models/ {REPO_IN_IMAGE}/
 LABEL {label_lines}
 EXPOSE 8000 8001 8002
@@ -180,29 +186,36 @@ group "default" {{
 
 
 def stage(spec: ImageSpec, repo: Repository, dest: Path) -> dict[str, str]:
-    """The build context in dest (which must not exist): the three layer folders, Dockerfile, docker-bake.hcl.
+    """The build context in dest (which must not exist): the layer folders, Dockerfile, docker-bake.hcl.
     Files are hard links where the file system allows (an env is tens of MB), copies elsewhere."""
     layers = plan_layers(repo)
     meta = labels(spec, repo)
     dest.mkdir(parents=True)
+    seen: dict[tuple[int, str], Path] = {}  # one inode per content: inject copies the stub into every model
     for layer, paths in layers.items():
         (dest / layer).mkdir()
         for rel in paths:
-            _place(repo.path.resolve() / rel, dest / layer / rel)
+            _place(repo.path.resolve() / rel, dest / layer / rel, seen if layer != "models" else None)
     (dest / "Dockerfile").write_text(dockerfile(spec.base, meta))
     (dest / "docker-bake.hcl").write_text(bake_file(spec.tag))
     (dest / ".dockerignore").write_text("docker-bake.hcl\n")
     return meta
 
 
-def _place(src: Path, dst: Path) -> None:
+def _place(src: Path, dst: Path, seen: dict | None) -> None:
+    """src at dst: a symlink as a symlink, a folder (a directory env) as hard links or copies, a file likewise, or
+    as a hard link to an identical file staged before (the layer then stores it once: Docker keeps hard links)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_symlink():
         dst.symlink_to(os.readlink(src))
     elif src.is_dir():
         shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+    elif seen is not None and (key := (src.stat().st_size, file_sha256(src))) in seen:
+        os.link(seen[key], dst)
     else:
         _link_or_copy(src, dst)
+        if seen is not None:
+            seen[(src.stat().st_size, file_sha256(src))] = dst
 
 
 def _link_or_copy(src, dst) -> None:
@@ -258,8 +271,10 @@ def _write_context(spec: ImageSpec, repo: Repository, log) -> ImageResult:
 
 
 def _layers(after: list[dict], before: list[dict]) -> list[dict]:
-    """The three COPY layers, each with its size and whether the build reused the one the tag had (the
-    classic builder's cache gives a reused step the same id)."""
+    """Our COPY layers (the image's last COPY steps; the base image has its own), each with its size
+    and whether the build reused the one the tag had (the classic builder's cache gives a reused step the same
+    id)."""
+    after, before = after[-len(LAYERS):], before[-len(LAYERS):]
     return [{"layer": name, "bytes": a["bytes"], "reused": i < len(before) and before[i]["id"] == a["id"]}
             for i, (name, a) in enumerate(zip(LAYERS, after))]
 

@@ -32,22 +32,26 @@ def injected(tmp_path, host_stub, thin_env_tarball) -> Path:
     a thin env for the Python running the tests."""
     repo = pipeline(tmp_path / "repo")
     api.inject(api.InjectOptions(repo=repo, stub=host_stub, env=thin_env_tarball))
+    (repo / "pre" / "1" / "weights.bin").write_bytes(bytes(2 << 20))
     return repo
 
 
-def test_the_context_puts_envs_stubs_and_models_in_three_layers(injected, tmp_path):
+def test_the_context_puts_envs_stubs_data_and_code_in_four_layers(injected, tmp_path):
     ctx = tmp_path / "ctx"
     res = api.image(api.ImageSpec(repo=injected, triton="r24.10", tag="pipe:1", base_image="tritonserver:x",
                                   dockerfile_only=ctx))
     files = {layer: sorted(p.relative_to(ctx / layer).as_posix() for p in (ctx / layer).rglob("*")
-                           if p.is_file() or p.is_symlink()) for layer in ("env", "stub", "models")}
+                           if p.is_file() or p.is_symlink()) for layer in ("env", "stub", "data", "models")}
     assert files["env"] == ["post/custom_env.tar.gz"]  # the shared env: pre links to it
     assert files["stub"] == ["post/triton_python_backend_stub", "post/triton_python_backend_stub.elf",
                              "pre/triton_python_backend_stub", "pre/triton_python_backend_stub.elf"]
     assert "pre/custom_env.tar.gz" in files["models"] and (ctx / "models/pre/custom_env.tar.gz").is_symlink()
     assert "pre/config.pbtxt" in files["models"] and "pre/1/model.py" in files["models"]
     text = (ctx / "Dockerfile").read_text()
-    assert text.index("COPY env/") < text.index("COPY stub/") < text.index("COPY models/")
+    assert text.index("COPY env/") < text.index("COPY stub/") < text.index("COPY data/") < text.index("COPY models/")
+    assert files["data"] == ["pre/1/weights.bin"]  # 1 MiB and more: its own layer
+    assert (ctx / "stub/pre/triton_python_backend_stub.elf").stat().st_ino == \
+        (ctx / "stub/post/triton_python_backend_stub.elf").stat().st_ino  # one copy in the layer
     assert "FROM tritonserver:x" in text and '"--strict-readiness=true"' in text and "HEALTHCHECK" in text
     assert 'tags       = ["pipe:1"]' in (ctx / "docker-bake.hcl").read_text()
     labels = res.labels
@@ -111,7 +115,7 @@ def test_the_pipeline_image_serves_as_shipped_rebuilds_one_layer_and_round_trips
     assert lock["server"]["image_id"] == res["image_id"] and lock["server"]["repo_in_image"] == "/models"
     labels = docker_client.images.get(tag).labels
     assert labels["io.envtool.triton.release"] == "24.10" and labels["io.envtool.python"] == "3.9"
-    assert [x["layer"] for x in res["layers"]] == ["env", "stub", "models"]
+    assert [x["layer"] for x in res["layers"]] == ["env", "stub", "data", "models"]
     assert res["layers"][0]["bytes"] > 50 * 2**20  # the env, in its own layer
 
     # A model.py change: only the models layer is built again
@@ -120,7 +124,9 @@ def test_the_pipeline_image_serves_as_shipped_rebuilds_one_layer_and_round_trips
     again = json.loads(run_cli("image", "model_repository", "--triton", "r24.10", "-t", tag, "--base-image",
                                server_image, "--no-verify", "--push", f"{registry}/pipeline:1", "--json",
                                cwd=tmp_path).stdout)
-    assert [x["reused"] for x in again["layers"]] == [True, True, False], again["layers"]
+    assert [x["reused"] for x in again["layers"]] == [True, True, True, False], again["layers"]
+    env, _, data, code = (x["bytes"] for x in again["layers"])
+    assert code * 10 < min(env, data)  # what a push of this change sends: configs, code, small files
     assert again["image_id"] != res["image_id"] and again["pushed"]["digest"].startswith("sha256:")
 
     # Pulled back from the registry (the local copy removed first) and started with plain docker run
@@ -134,13 +140,16 @@ def test_the_pipeline_image_serves_as_shipped_rebuilds_one_layer_and_round_trips
         client = th.InferenceServerClient("127.0.0.1:8000")
         assert all(client.is_model_ready(m) for m in models)
         inputs = json.loads((tmp_path / "model_repository" / "inputs.json").read_text())["ensemble_all"]
-        (name, value), = inputs.items()
         import numpy as np
-        arr = np.array(value, dtype=object).reshape(-1, 1)
-        tensor = th.InferInput(name, list(arr.shape), "BYTES")
-        tensor.set_data_from_numpy(arr)
-        score = client.infer("ensemble_all", [tensor]).as_numpy("SCORE")
-        assert score.shape == (len(value), 1)
+        excerpt = np.array([t.encode() for t in inputs["excerpt"]], dtype=object)
+        weight = np.array(inputs["BERT_WEIGHT"], dtype=np.float32)
+        tensors = [th.InferInput("excerpt", [len(excerpt)], "BYTES"), th.InferInput("BERT_WEIGHT", [1], "FP32")]
+        tensors[0].set_data_from_numpy(excerpt)
+        tensors[1].set_data_from_numpy(weight)
+        score = client.infer("ensemble_all", tensors).as_numpy("SCORE")
+        easy, _, hard = score[:, 0]
+        assert easy > hard  # the same verdict envtool's verify gave
+        assert score.shape == (len(excerpt), 1)
         deadline = time.monotonic() + 60
         while health(cid) != "healthy" and time.monotonic() < deadline:
             time.sleep(2)

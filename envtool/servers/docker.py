@@ -102,4 +102,5 @@ class DockerServer(Server):
             self.container = None
 
     def facts(self) -> dict:
-        return {"image": self.image, **engine.image_facts(self.image_obj)}
+        return {"image": self.image, **engine.image_facts(self.image_obj),
+                **({"repo_in_image": self.repo_in_image} if self.repo_in_image else {})}
