@@ -54,6 +54,15 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
 
 
 
+def _finish(title: str, work, json_out: bool, show) -> None:
+    """Run work (given a progress log) with progress on stderr, print its result as JSON or with show, and exit 1
+    when it is not ok."""
+    result = with_progress(title, work)
+    emit_json(result.to_dict()) if json_out else show(result)
+    if not result.ok:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
 @main.command()
 @click.argument("release", required=False)
 @o.json_option
@@ -236,10 +245,7 @@ def verify(repo, release, server, image, server_bin, inputs, expect, rtol, atol,
     opts = api.VerifyOptions(repo=repo, release=release, server=server, server_bin=server_bin, image=image,
                              inputs=inputs, expect=expect, timeout=timeout, rtol=rtol, atol=atol, lock=not no_lock,
                              reverify=reverify)
-    report = with_progress("verifying", lambda log: api.verify(opts, log))
-    emit_json(report.to_dict()) if json_out else render.verify(report)
-    if not report.ok:
-        sys.exit(EXIT_CHECK_FAILED)
+    _finish("verifying", lambda log: api.verify(opts, log), json_out, render.verify)
 
 
 @main.command()
@@ -267,10 +273,7 @@ def image(repo, release, tag, base_image, target, dockerfile_only, push, do_veri
     spec = api.ImageSpec(repo=repo, triton=release, tag=tag, base_image=base_image, target=target,
                          dockerfile_only=dockerfile_only, push=push, verify=do_verify, inputs=inputs,
                          expect=expect, timeout=timeout)
-    result = with_progress("image", lambda log: api.image(spec, log))
-    emit_json(result.to_dict()) if json_out else render.image(result)
-    if not result.ok:
-        sys.exit(EXIT_CHECK_FAILED)
+    _finish("image", lambda log: api.image(spec, log), json_out, render.image)
 
 
 @main.command()
@@ -325,10 +328,7 @@ def build(python, release, repo, models, requirements, pip, interpreter, prefix,
                          builder=builder, base_image=base_image, sources=sources, stubs_root=root, gpu=gpu,
                          deployment=deployment, verify=do_verify, target=target, pybind11=pybind11,
                          rebuild=rebuild, verify_options=verify_with)
-    result = with_progress("build", lambda log: api.build(spec, log))
-    emit_json(result.to_dict()) if json_out else render.build(result)
-    if not result.ok:
-        sys.exit(EXIT_CHECK_FAILED)
+    _finish("build", lambda log: api.build(spec, log), json_out, render.build)
 
 
 @main.command()
