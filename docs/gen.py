@@ -2,7 +2,8 @@
 """The generated parts of the docs, from the sources that cannot drift from the tool:
 
 - docs/reference.md: every command's `--help`, as the CLI itself prints it (click);
-- docs/troubleshooting.md, between its markers: the log lines envtool recognises (envtool/diagnoses.toml);
+- docs/troubleshooting.md, between its markers: the log lines envtool recognises (envtool/diagnoses.toml and
+  the corpus of real logs, by scripts/causes_table.py);
 - docs/compatibility.md: rendered from docs/compatibility.json (benchmarks/compat_matrix.py measures it).
 
     python docs/gen.py           # write them
@@ -13,10 +14,8 @@ mkdocs runs it too before each build (the `hooks:` entry of mkdocs.yml).
 
 from __future__ import annotations
 
-import html
 import importlib.util
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import click
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-BEGIN, END = "<!-- generated from envtool/diagnoses.toml: python docs/gen.py -->", "<!-- end of generated -->"
 WIDTH = 110
 
 
@@ -42,35 +40,20 @@ def reference() -> str:
     return "\n".join(parts)
 
 
-def _cell(text: str, code: bool = False) -> str:
-    """One table cell: {group} placeholders as <group>, HTML-escaped outside code spans."""
-    text = re.sub(r"\{(\w+)\}", r"<\1>", " ".join(str(text).split()))
-    return (text if code else html.escape(text, quote=False)).replace("|", "\\|")
-
-
 def troubleshooting(current: str) -> str:
-    """current with the part between the markers made again from diagnoses.toml."""
-    start, end = current.index(BEGIN) + len(BEGIN), current.index(END)
-    return current[:start] + "\n" + _diagnoses() + current[end:]
+    """current with its table of the log lines envtool recognises made again (scripts/causes_table.py)."""
+    return _load("causes_table", ROOT / "scripts" / "causes_table.py").updated(current)
 
 
-def _diagnoses() -> str:
-    from envtool.diagnose import cause_entries
-    rows = ["| Triton's log says (an example) | cause | fix | releases | hangs |", "|---|---|---|---|---|"]
-    for c in cause_entries():
-        if c.get("source") == "client":
-            continue
-        releases = "-".join(x for x in (c.get("first", ""), c.get("before", "")) if x) or "all"
-        example = _cell(c.get("example") or c.get("shows") or c.get("pattern") or c["id"], code=True)
-        rows.append(f"| `` {example} `` | {_cell(c['cause'])} | {_cell(c['fix'])} | {releases} | "
-                    f"{'yes' if c.get('hang') else ''} |")
-    return "\n".join(rows) + "\n"
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def compatibility() -> str:
-    spec = importlib.util.spec_from_file_location("compat_matrix", ROOT / "benchmarks" / "compat_matrix.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _load("compat_matrix", ROOT / "benchmarks" / "compat_matrix.py")
     return module.render(json.loads((DOCS / "compatibility.json").read_text()))
 
 

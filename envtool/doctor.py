@@ -178,7 +178,7 @@ def check_model(m: Model, rel, target: facts.Target | None, opts: DoctorOptions,
     out += _stub_probe(m, stub, stub_path, target)
     if root is not None and opts.import_check:
         wait = opts.import_timeout if opts.import_timeout is not None else opts.stub_timeout * 2 + 30
-        out += _imports(m, root, wait, target.launcher if target else ACTIVATE)
+        out += _imports(m, root, opts.stub_timeout, wait, target.launcher if target else ACTIVATE)
     if m.parameter(ENV_KEY) is None:
         out += _image_imports(m, rel.release if rel else None, variant_of(opts.image))
     return out
@@ -224,21 +224,22 @@ def _stub_probe(m: Model, stub: facts.Stub | None, path: Path | None, target: fa
                "that answers the probe", where=m.path / STUB_NAME)]
 
 
-def _imports(m: Model, root: Path, timeout: float, launcher: str = ACTIVATE) -> list[Finding]:
-    """Import model.py inside its env, started as the release starts the stub, for at most timeout seconds."""
+def _imports(m: Model, root: Path, timeout: float, wait: float, launcher: str = ACTIVATE) -> list[Finding]:
+    """Import model.py inside its env, started as the release starts the stub, and time it against timeout
+    (stub-timeout-seconds); the probe is given up after wait seconds."""
     model_py = m.path / str(max(m.versions or [1])) / (m.model_file() or "model.py")
     if not model_py.is_file():
         return []
     t0 = time.monotonic()
     try:
-        out = start(root, IMPORT_PROBE, [str(model_py)], timeout=timeout, launcher=launcher)
+        out = start(root, IMPORT_PROBE, [str(model_py)], timeout=wait, launcher=launcher)
     except Timeout:
         return [
             _f(
                 "import-timeout",
                 "error",
                 m,
-                f"importing model.py took over {timeout:.0f} s",
+                f"importing model.py took over {wait:.0f} s",
                 "the stub is killed: `Stub process ... is not healthy` / timeout",
                 "move heavy imports into initialize() or raise stub-timeout-seconds",
                 model_py,

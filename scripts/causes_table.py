@@ -1,12 +1,15 @@
-"""The README's table of what `envtool doctor --log` recognises, generated from envtool/diagnoses.toml and
-the corpus of real logs (tests/fixtures/logs/), so the two cannot drift.
+"""The table of what `envtool doctor --log` recognises (docs/troubleshooting.md), generated from
+envtool/diagnoses.toml and the corpus of real logs (tests/fixtures/logs/), so the two cannot drift.
 
-    python scripts/causes_table.py           # rewrite the table in README.md
-    python scripts/causes_table.py --check   # exit 1 if README.md's table is not what this generates
+    python scripts/causes_table.py           # rewrite the table in docs/troubleshooting.md
+    python scripts/causes_table.py --check   # exit 1 if the page's table is not what this generates
+
+docs/gen.py (and so mkdocs, before each build) writes it too.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 from pathlib import Path
@@ -21,8 +24,10 @@ from envtool.logs import read_corpus_entry  # noqa: E402
 START, END = "<!-- causes:start (scripts/causes_table.py) -->", "<!-- causes:end -->"
 
 
-def _placeholders(text: str) -> str:
-    return re.sub(r"\{(\w+)\}", r"<\1>", text).replace("|", "\\|")
+def _placeholders(text: str, code: bool = False) -> str:
+    """{group} as <group>; outside a code span as &lt;group&gt; (a bare <group> is an HTML tag to markdown)."""
+    text = re.sub(r"\{(\w+)\}", r"<\1>", text)
+    return (text if code else html.escape(text, quote=False)).replace("|", "\\|")
 
 
 def _real_logs() -> dict[str, list[str]]:
@@ -44,8 +49,9 @@ def table() -> str:
         if c["id"] in seen:
             continue
         seen.add(c["id"])
+        line = _placeholders(c.get("shows") or c.get("example") or c.get("pattern", ""), code=True)[:110]
         shows = "(the whole log: " + ("nothing after a stub's start" if c.get("hang") else "see the cause") + ")" \
-            if c.get("derived") else f"`{_placeholders(c.get('shows') or c.get('example') or c['pattern'])[:110]}`"
+            if c.get("derived") else f"`` {line} ``"
         if c.get("source") == "client":
             shows += " (a client's error)"
         hang = " Triton waits forever." if c.get("hang") else ""
@@ -55,19 +61,26 @@ def table() -> str:
     return "\n".join([START, *rows, END])
 
 
-def main() -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+PAGE = ROOT / "docs" / "troubleshooting.md"
+
+
+def updated(text: str) -> str:
+    """The page's text with the table between the markers made again."""
     if START not in text or END not in text:
-        print(f"README.md has no {START} ... {END} section", file=sys.stderr)
-        return 1
-    new = text[:text.index(START)] + table() + text[text.index(END) + len(END):]
+        raise SystemExit(f"{PAGE.relative_to(ROOT)} has no {START} ... {END} section")
+    return text[:text.index(START)] + table() + text[text.index(END) + len(END):]
+
+
+def main() -> int:
+    text = PAGE.read_text()
+    new = updated(text)
     if "--check" in sys.argv:
         if new != text:
-            print("README.md's causes table is stale: run python scripts/causes_table.py", file=sys.stderr)
+            print(f"{PAGE.relative_to(ROOT)}'s causes table is stale: run python scripts/causes_table.py",
+                  file=sys.stderr)
             return 1
         return 0
-    readme.write_text(new)
+    PAGE.write_text(new)
     return 0
 
 

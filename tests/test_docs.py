@@ -16,13 +16,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _gen():
-    spec = importlib.util.spec_from_file_location("docs_gen", ROOT / "docs" / "gen.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_generated_pages_are_current():
     run = subprocess.run([sys.executable, str(ROOT / "docs" / "gen.py"), "--check"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -43,13 +36,12 @@ def test_the_reference_holds_every_commands_help_as_the_cli_prints_it():
     assert isinstance(main, click.Group)
 
 
-def test_the_troubleshooting_table_lists_every_cause_of_diagnoses_toml():
+def test_the_troubleshooting_page_lists_every_cause_of_diagnoses_toml():
     from envtool.diagnose import cause_entries
     text = (ROOT / "docs" / "troubleshooting.md").read_text()
-    gen = _gen()
     for c in cause_entries():
-        if c.get("source") != "client":
-            assert gen._cell(c["fix"]) in text, c["id"]
+        assert f"| `{c['id']}` |" in text, c["id"]
+    assert "the stub links &lt;lib&gt;" in text  # a placeholder outside code: escaped, not an HTML tag
 
 
 def test_the_readme_is_short_and_keeps_the_ci_entry_points():

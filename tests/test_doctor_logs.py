@@ -381,13 +381,6 @@ def test_the_articles_pipeline_gets_no_import_warning():
     assert not [f for f in json.loads(out.stdout)["findings"] if f["rule"] == "import-no-env"]
 
 
-def test_the_readmes_causes_table_is_generated_from_the_data():
-    root = Path(__file__).parents[1]
-    p = subprocess.run([sys.executable, str(root / "scripts" / "causes_table.py"), "--check"],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-
-
 def test_the_corpus_readme_lists_every_cause_id():
     text = (CORPUS / "README.md").read_text()
     listed = set(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)+|none", text.split("Cause ids", 1)[1].split("##", 1)[0]))
