@@ -210,12 +210,13 @@ def _place(src: Path, dst: Path, seen: dict | None) -> None:
         dst.symlink_to(os.readlink(src))
     elif src.is_dir():
         shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
-    elif seen is not None and (key := (src.stat().st_size, file_sha256(src))) in seen:
+    elif seen is None:
+        _link_or_copy(src, dst)
+    elif (key := (src.stat().st_size, file_sha256(src))) in seen:
         os.link(seen[key], dst)
     else:
         _link_or_copy(src, dst)
-        if seen is not None:
-            seen[(src.stat().st_size, file_sha256(src))] = dst
+        seen[key] = dst  # each file is hashed once
 
 
 def _link_or_copy(src, dst) -> None:
