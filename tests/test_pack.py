@@ -112,7 +112,7 @@ def test_manifest_describes_the_archive(packed):
         members = [x for x in t.getmembers() if not x.isdir()]
     assert m["files"] == len(members)
     assert m["inputs"]["release"] == rel[1:] and m["inputs"]["kind"] == "python"
-    assert m["deflate"] == m["inputs"]["deflate"] and m["deflate"] in ("isa-l 3", "zlib 4")
+    assert m["deflate"] == m["inputs"]["deflate"] and m["deflate"] in ("libdeflate 4", "zlib 4")
     assert m["trimmed"]["bytes"] > 50 * 2**20
     assert oct(res.output.stat().st_mode & 0o777) == "0o644"
 
@@ -142,6 +142,23 @@ def test_archive_layout_and_trim(packed):
     assert {"os.py", "os.pyc", "json/__init__.py", "json/__init__.pyc", "encodings/utf_8.pyc"} <= set(zipped)
     assert not [n for n in zipped if "__pycache__" in n or n.startswith(("ensurepip/", "test/", "site-packages"))]
     assert json.loads(res.manifest_path.read_text())["stdlib"]["files"] > 500
+
+
+def _debug_sections(data: bytes) -> list[str]:
+    from elftools.elf.elffile import ELFFile
+    return [s.name for s in ELFFile(io.BytesIO(data)).iter_sections() if s.name.startswith(".debug_")]
+
+
+def test_debug_info_is_stripped_and_what_the_loader_maps_is_unchanged(packed):
+    """pyenv builds with -g: the archive's interpreter binaries carry no .debug_* sections, made relocatable
+    (patchelf) first, and each stripped file maps the same segments as envtool's own copy did."""
+    xy, _, res = packed
+    with tarfile.open(res.output) as t:
+        lib = t.extractfile(f"lib/libpython{xy}.so.1.0").read()
+    assert _debug_sections((find_interpreter(xy).libpython).read_bytes())  # what was copied had them
+    assert not _debug_sections(lib)
+    stripped = json.loads(res.manifest_path.read_text())["debug_stripped"]
+    assert stripped["files"] > 20 and stripped["bytes_saved"] > 5 * 2**20 and stripped["refused"] == 0
 
 
 def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):
@@ -239,6 +256,15 @@ def test_conda_prefix_packs_unchanged_with_trim_and_without(conda_prefix, pack_c
     trimmed = pack(PackSpec(prefix=conda_prefix, triton="r24.10"), tmp_path / "t.tar.gz")
     full = pack(PackSpec(prefix=conda_prefix, trim=False), tmp_path / "f.tar.gz")
     assert _tree_state(conda_prefix) == before  # the user's env is read, never written
+    # its debug info stayed in the prefix and out of the archive, where the loader maps the same bytes
+    from envtool.env.debuginfo import image_digest
+    lib = conda_prefix / "lib/libpython3.9.so.1.0"
+    with tarfile.open(trimmed.output) as t, tarfile.open(full.output) as f:
+        packed_lib, full_lib = (a.extractfile("lib/libpython3.9.so.1.0").read() for a in (t, f))
+    assert _debug_sections(lib.read_bytes()) and _debug_sections(full_lib) and not _debug_sections(packed_lib)
+    (tmp_path / "lib.so").write_bytes(packed_lib)
+    assert image_digest(str(tmp_path / "lib.so")) == image_digest(str(lib)) is not None
+    assert trimmed.manifest["debug_stripped"]["files"] > 20 and full.manifest["debug_stripped"] is None
     assert trimmed.manifest["packages"]["numpy"].startswith("1.")
     assert full.manifest["trimmed"] is None and full.manifest["files"] > trimmed.manifest["files"] + 1000
     with tarfile.open(full.output) as t:
@@ -576,29 +602,35 @@ def test_packages_debians_pip_put_under_local_are_moved_where_envs_keep_them(tmp
     assert view_env(prefix).packages.get("numpy") == "1.26.4"
 
 
-def test_isa_l_writes_standard_gzip_that_libarchive_extracts_with_tritons_flags(tmp_path):
-    """The env tarball's deflate (ISA-L, in conda-pack's parallel block writer): one gzip member that Python's
-    gzip and libarchive (Triton's extractor, with r26.06's secure flags) read back byte for byte."""
-    from envtool.env import condapack
+def test_libdeflate_writes_gzip_members_that_every_reader_and_libarchive_extract(tmp_path):
+    """The env tarball's deflate (libdeflate, one gzip member per 1 MiB block): Python's gzip, ISA-L, GNU tar
+    and libarchive (Triton's extractor, with r26.06's secure flags) read it back byte for byte."""
+    from envtool.env import condapack, deflate
     from envtool.env.launch import secure_extract_error
-    if condapack.isal_zlib is None:
-        pytest.skip("no isal wheel for this machine")
-    assert condapack.gzip_writer(4) == "isa-l 3" and condapack.gzip_writer(9) == "zlib 9"
-    payload = {f"env/lib/f{i}.bin": os.urandom(50_000) + bytes(200_000) for i in range(12)}  # > 256 KiB blocks
+    if deflate.libdeflate is None:
+        pytest.skip("no deflate (libdeflate) wheel for this machine")
+    assert condapack.gzip_writer(4) == "libdeflate 4" and condapack.gzip_writer(0) == "zlib 0"
+    payload = {f"env/lib/f{i}.bin": os.urandom(50_000) + bytes(400_000) for i in range(12)}  # > 1 MiB blocks
     src = tmp_path / "src"
     for name, data in payload.items():
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_bytes(data)
     archive = tmp_path / "env.tar.gz"
     with archive.open("wb") as raw:
-        writer = condapack._IsalGzipWriter(raw, compresslevel=4, n_threads=2)
+        writer = condapack._LibdeflateGzipWriter(raw, compresslevel=4, n_threads=2)
         with tarfile.open(fileobj=writer, mode="w") as tar:
             tar.add(src / "env", arcname="env")
         writer.close()
+    assert archive.read_bytes().count(b"\x1f\x8b\x08") >= 5  # several members
     import gzip
-    with gzip.open(archive) as g, tarfile.open(fileobj=g) as tar:
-        assert {m.name for m in tar.getmembers() if m.isfile()} == set(payload)
+    readers = [gzip.open] + ([deflate.igzip.open] if deflate.igzip else [])
+    for reader in readers:
+        with reader(archive) as g, tarfile.open(fileobj=g) as tar:
+            assert {m.name for m in tar.getmembers() if m.isfile()} == set(payload)
+    (tmp_path / "gnu").mkdir()
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(tmp_path / "gnu")], check=True)
     out = tmp_path / "out"
     assert secure_extract_error(archive, out) is None
-    assert all((out / name).read_bytes() == data for name, data in payload.items())
+    for root in (out, tmp_path / "gnu"):
+        assert all((root / name).read_bytes() == data for name, data in payload.items())
     assert archive.stat().st_size < sum(map(len, payload.values())) / 3  # it compressed

@@ -31,6 +31,7 @@ from envtool.cache import cache_root, file_sha256, publish_dir
 from envtool.env import conda
 from envtool.env import prefix as prefixes
 from envtool.env.condapack import DEFAULT_LEVEL, gzip_writer, load_env, pack_env
+from envtool.env.debuginfo import strip_debug
 from envtool.env.install import disk_full, installer_of
 from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
@@ -40,8 +41,8 @@ from envtool.errors import BadInput, CheckFailed
 
 ENV_NAME = "custom_env"
 # 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L; 4: typing stubs trimmed;
-# 5: packages as bytecode alone (sourceless)
-MANIFEST_VERSION = 5
+# 5: packages as bytecode alone (sourceless); 6: libdeflate, debug info stripped from every ELF (debuginfo.py)
+MANIFEST_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,8 @@ def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
     common = {"kind": spec.kind, "trim": spec.trim, "unpacked": spec.unpacked, "level": spec.level,
               "deflate": gzip_writer(spec.level),
               "release": release.release if release else None, "envtool": dist_version("envtool"),
-              "conda_pack": dist_version("conda-pack"), "manifest": MANIFEST_VERSION}
+              "conda_pack": dist_version("conda-pack"), "manifest": MANIFEST_VERSION,
+              "strip_debug": spec.trim and shutil.which("strip") is not None}
     if spec.kind == "python":
         it = find_interpreter(spec.python, spec.interpreter)
         log(f"Python {it.version} ({it.source}: {it.executable})")
@@ -240,7 +242,6 @@ def _plan(spec: PackSpec, release: catalog.Release | None, log) -> _Plan:
         inputs = {**common, "python": it.version, "interpreter": str(it.executable.resolve()),
                   "libpython": [lib.st_size, lib.st_mtime_ns], "pip": pip_args,
                   "installer": installer_of(it, spec.installer),
-                  "strip_debug": spec.trim and shutil.which("strip") is not None,
                   "requirements": {str(r): file_sha256(r) for r in spec.requirements},
                   **({"bytecode": "unchecked-hash", "sourceless": _sourceless(spec)} if spec.bytecode else {})}
         return _Plan(spec, release, it, pip_args, dists, inputs)
@@ -302,13 +303,17 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     # The standard library as one zip: a trimmed env of envtool's own making (--no-trim keeps every file)
     zipped = prefixes.zip_stdlib(prefix, xy, log) if bytecode and spec.trim else 0
     sourceless = make_sourceless(prefix, xy, log) if bytecode and _sourceless(spec) else None
-    log("packing with conda-pack" + (" (trimmed)" if spec.trim else ""))
     t0 = time.monotonic()
-    stats = pack_env(load_env(prefix, spec.trim, keep_bytecode=bytecode),
-                     tmp / _artifact_name(spec.unpacked), spec.unpacked, spec.level)
+    env = load_env(prefix, spec.trim, keep_bytecode=bytecode)
+    stripped = None
+    if spec.trim:  # on copies in tmp: a user's prefix is never written
+        env, stripped = strip_debug(env, tmp / "stripped", log)
+    log("packing with conda-pack" + (" (trimmed)" if spec.trim else ""))
+    stats = pack_env(env, tmp / _artifact_name(spec.unpacked), spec.unpacked, spec.level)
     pack_s = time.monotonic() - t0
     stats.trimmed_files += skipped[0]
-    stats.trimmed_bytes += skipped[1]
+    stats.trimmed_bytes += skipped[1] + (stripped.bytes if stripped else 0)
+    shutil.rmtree(tmp / "stripped", ignore_errors=True)
     if spec.kind != "prefix":
         shutil.rmtree(prefix)  # free the disk before extracting the check copy
     log("validating: extract, source bin/activate, import under env -i")
@@ -322,7 +327,8 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
         shipped = {"mode": "unchecked-hash", "files": len(pycs), "bytes": sum(pycs)} if bytecode else None
         manifest = {**_manifest(plan, stats, probe, root, pack_s), "bytecode": shipped,
                     "stdlib": {"zip": prefixes.stdlib_zip(xy), "files": zipped} if zipped else None,
-                    "sourceless": sourceless.manifest() if sourceless else None}
+                    "sourceless": sourceless.manifest() if sourceless else None,
+                    "debug_stripped": stripped.manifest() if stripped else None}
     if view is not None:
         remember_view(finish_view(view), manifest["sha256"])
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

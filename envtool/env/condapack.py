@@ -17,7 +17,7 @@ import conda_pack
 from conda_pack import formats
 
 from envtool.env import DEFAULT_LEVEL
-from envtool.env.deflate import isal_zlib  # None without ISA-L: zlib, as conda-pack writes it
+from envtool.env.deflate import libdeflate  # None without its wheel: zlib, as conda-pack writes it
 from envtool.errors import BadInput
 
 PYCACHE = "*/__pycache__/*"  # trimmed except where envtool compiled it (PackSpec.bytecode)
@@ -35,49 +35,50 @@ TRIM = (
     PYCACHE,
 )
 
-# --level -> ISA-L's level (it has 0-3; 0 is not "store"), for the levels where ISA-L is the better trade.
-# Measured on the example's 255 MB tar (256 KiB blocks, one thread): zlib 4 4.6 s / 81 MB, ISA-L 3 0.9 s /
-# 87 MB, ISA-L 2 0.7 s / 89 MB, zlib 1 3.5 s / 89 MB. 7-9 ask for the smallest file: zlib; 0: stored, zlib.
-ISAL_LEVEL = {1: 1, 2: 1, 3: 2, 4: 3, 5: 3, 6: 3}
 
+class _LibdeflateGzipWriter(formats.ParallelFileWriter):
+    """conda-pack's parallel block writer with libdeflate: each 1 MiB block is one complete gzip member
+    (RFC 1952 allows many; gzip, Python, ISA-L and libarchive, Triton's extractor, read them as one stream).
+    libdeflate compresses each block whole: at the same level, ~10% smaller than zlib's streaming deflate
+    and 3-4x faster. Measured on the reference prefix's 241 MB tar (one thread): libdeflate 6 2.5 s / 73 MB,
+    libdeflate 4 1.7 s / 76 MB, ISA-L 3 1.1 s / 82 MB, zlib 6 8.8 s / 74 MB."""
 
-class _IsalGzipWriter(formats.ParallelGzipFileWriter):
-    """conda-pack's parallel gzip writer (independent 256 KiB raw-deflate blocks with full flushes, one gzip
-    member: the standard gzip Triton's libarchive reads) with ISA-L's deflate and crc32."""
+    _block_size = 2**20
 
     def _init_state(self):
-        self.crc = isal_zlib.crc32(b"")
-
-    def _new_compressor(self):
-        return isal_zlib.compressobj(ISAL_LEVEL[self.compresslevel], isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS,
-                                     isal_zlib.DEF_MEM_LEVEL, 0)
+        pass
 
     def _per_buffer_op(self, buffer):
-        self.crc = isal_zlib.crc32(buffer, self.crc)
+        pass
 
+    def _write_header(self):
+        pass
 
-def _isal(level: int) -> bool:
-    return isal_zlib is not None and level in ISAL_LEVEL
+    def _write_footer(self):
+        if self.size == 0:  # no block at all: one empty member keeps it a gzip file
+            self.fileobj.write(libdeflate.gzip_compress(b"", self.compresslevel))
+
+    def _compress(self, in_bufs):
+        return [libdeflate.gzip_compress(b"".join(in_bufs), self.compresslevel)]
 
 
 def gzip_writer(level: int) -> str:
     """Which deflate writes a tarball of this level (the manifest records it)."""
-    return f"isa-l {ISAL_LEVEL[level]}" if _isal(level) else f"zlib {level}"
+    return f"libdeflate {level}" if libdeflate is not None and level > 0 else f"zlib {level}"
 
 
 @contextlib.contextmanager
 def _deflate(level: int):
     """conda-pack picks its gzip writer by name in conda_pack.formats: ours, while this pack runs."""
-    if not _isal(level):
+    if libdeflate is None or level == 0:
         yield
         return
     saved = formats.ParallelGzipFileWriter
-    formats.ParallelGzipFileWriter = _IsalGzipWriter
+    formats.ParallelGzipFileWriter = _LibdeflateGzipWriter
     try:
         yield
     finally:
         formats.ParallelGzipFileWriter = saved
-
 
 
 @dataclass

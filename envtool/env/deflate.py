@@ -1,6 +1,6 @@
-"""The deflate envtool reads and writes env tarballs with: ISA-L (python-isal) where its wheel exists, else
-zlib. Both read and write standard gzip; ISA-L decompresses an env about 3x faster, which is ~0.7 s of each
-pack's validation pass for a 95 MB env."""
+"""The deflate envtool reads and writes env tarballs with. Reading: ISA-L (python-isal) where its wheel
+exists, else zlib; ISA-L decompresses an env about 3x faster, ~0.7 s of each pack's validation pass for a
+95 MB env. Writing: libdeflate (the `deflate` package) where its wheel exists, else zlib (condapack.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ try:
     from isal import igzip, isal_zlib
 except ImportError:  # no wheel for this machine
     igzip = isal_zlib = None
+try:
+    import deflate as libdeflate
+except ImportError:  # no wheel for this machine
+    libdeflate = None
 
 # What a damaged gzip stream raises, whichever reads it
 ERRORS: tuple[type[Exception], ...] = (zlib.error, gzip.BadGzipFile) + ((isal_zlib.error,) if isal_zlib else ())

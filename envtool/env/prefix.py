@@ -187,28 +187,11 @@ def zip_stdlib(prefix: Path, xy: str, log: Log) -> int:
     return len(moved)
 
 
-def strip_debug(prefix: Path, log: Log) -> tuple[int, int]:
-    """`strip --strip-debug` on the interpreter's own binaries (bin/, libpython, lib-dynload): pyenv builds
-    with -g, and its debug info is ~2/3 of them (the example env: 30 MB of 76 files -> 10 MB), which every
-    extraction pays for and nothing at run time reads. Only envtool's copy, before any package is installed.
-    Returns (0, bytes saved); without binutils' strip, nothing is done."""
-    tool = shutil.which("strip")
-    if tool is None:
-        log("no `strip` (binutils) here: the interpreter keeps its debug info")
-        return 0, 0
-    files = list(elf_files(prefix))
-    before = sum(f.stat().st_size for f in files)
-    run([tool, "--strip-debug", *map(str, files)], check="strip")
-    return 0, before - sum(f.stat().st_size for f in files)
-
-
 def build_prefix(it: Interpreter, prefix: Path, pip_args: list[str], log: Log, cwd: Path | None = None,
                  trim: bool = True, installer: str = "auto") -> tuple[int, int]:
     """Returns (files, bytes) that trim left out of the copy."""
     log(f"copying Python {it.version} from {it.prefix}")
-    skipped = copy_interpreter(it, prefix, trim)
-    if trim:
-        skipped = tuple(a + b for a, b in zip(skipped, strip_debug(prefix, log)))
+    skipped = copy_interpreter(it, prefix, trim)  # its debug info goes at pack time (env/debuginfo.py)
     n = relocate_runpaths(prefix, {it.prefix: prefix, it.libdir: prefix / "lib"})
     log(f"made {n} binaries relocatable ($ORIGIN RUNPATH)")
     pip_install(prefix, it.xy, pip_args, log, cwd, installer)
