@@ -20,7 +20,7 @@ from envtool.cache import cache_root
 from envtool.containers import engine
 
 BASE = "envtool-test/bookworm:1"
-SERVER = "envtool-test/tritonserver:{release}-1"
+SERVER = "envtool-test/tritonserver:{release}-2"  # -2: the default stub chosen here, not the shared tree's
 
 SERVER_DOCKERFILE = """\
 FROM {base}
@@ -101,15 +101,21 @@ def _build(cl, name: str, dockerfile: str, fill, suite: str = "bookworm") -> str
 
 def server_image(cl, tree: Path, release: str, suite: str = "bookworm") -> str:
     """tree: the unpacked nvidia-pytriton wheel; the default stub is the one for the image's Python (3.11 on
-    bookworm), or the wheel's only one (pytriton 0.1/0.2: 3.8 with its libpython bundled)."""
+    bookworm), or the wheel's only one (pytriton 0.1/0.2: 3.8 with its libpython bundled). The wheel has none
+    for sid's 3.14: there the newest stands in, since r24.10's backend refuses to start without a stub in
+    backends/python (python_backend r24.10, src/python_be.cc) even when every model brings its own. Chosen
+    here, not taken from the shared tree, whose default stub is whichever an embedded server placed last."""
     python = SUITE_PYTHON[suite]
 
     def fill(ctx: Path) -> None:
         shutil.copytree(tree, ctx / "wheel", symlinks=True, ignore=shutil.ignore_patterns("*.dist-info"))
         root = ctx / "wheel" / "pytriton" / "tritonserver"
+        stubs = sorted(root.glob("python_backend_stubs/3.*/triton_python_backend_stub"),
+                       key=lambda p: int(p.parent.name.split(".")[1]))
         prebuilt = root / "python_backend_stubs" / python / "triton_python_backend_stub"
-        if prebuilt.is_file():
-            shutil.copy2(prebuilt, root / "backends" / "python" / "triton_python_backend_stub")
+        if stubs:
+            shutil.copy2(prebuilt if prebuilt.is_file() else stubs[-1],
+                         root / "backends" / "python" / "triton_python_backend_stub")
     name = SERVER.format(release=release) if suite in ("bookworm", "bullseye") else \
         SERVER.format(release=f"{release}-{suite}")
     return _build(cl, name, SERVER_DOCKERFILE.replace("3.11", python), fill, suite)

@@ -5,6 +5,7 @@ pulled here), and the docker server runs the nvidia-pytriton server tree in NGC'
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -96,7 +97,7 @@ def test_docker_stub_builder_builds_the_fixture_and_checks_it(build_image, fixtu
     assert again.reused and again.path == art.path
 
 
-def test_docker_pack_builds_the_env_in_the_image(build_image, tmp_path):
+def test_docker_pack_builds_the_env_in_the_image(build_image, docker_client, tmp_path):
     """An env from the image's apt Python 3.9 (Debian layout: dist-packages, sys.prefix /usr), made
     relocatable and validated inside the image; every binary in it fits r22.11."""
     spec = api.PackSpec(python="3.9", pip=("pyyaml",), triton="r22.11", builder="docker", base_image=build_image)
@@ -117,6 +118,19 @@ def test_docker_pack_builds_the_env_in_the_image(build_image, tmp_path):
         assert version_key(need.get("GLIBC", "2.0")) <= version_key("2.31"), (path, need)
         assert version_key(need.get("GLIBCXX", "3.4")) <= version_key("3.4.28"), (path, need)
     assert api.pack(spec, tmp_path / "again.tar.gz").reused
+    # Other requirements reuse the image's apt and envtool layers: only the last step runs again
+    layers = _envtool_layers(docker_client, m["artifacts_image_id"])
+    other = api.pack(dataclasses.replace(spec, pip=("six",)), tmp_path / "six.tar.gz", rebuild=True)
+    assert "six" in other.manifest["packages"]
+    assert _envtool_layers(docker_client, other.manifest["artifacts_image_id"]) == layers
+
+
+def _envtool_layers(cl, image_id: str) -> list[str]:
+    """The ids of the builder image's layers up to envtool's own install (Dockerfile.build)."""
+    history = list(reversed(cl.api.history(image_id)))
+    last = next(i for i, h in enumerate(history) if "install-envtool" in h["CreatedBy"])
+    assert all(h["Id"] != "<missing>" for h in history[:last + 1])
+    return [h["Id"] for h in history[:last + 1]]
 
 
 def test_ctrl_c_during_a_docker_build_leaves_no_container_image_or_entry(build_image, docker_client, tmp_path):

@@ -188,7 +188,7 @@ def _read_tarball(path: Path) -> EnvView:
     view of kind "damaged" naming why, never an exception."""
     view = EnvView(path, "tarball")
     try:
-        with open_gzip(path) as gz, tarfile.open(fileobj=gz, mode="r:") as tar:
+        with open_gzip(path) as gz, tarfile.open(fileobj=gz, mode="r|") as tar:  # a stream: read once
             for m in tar:
                 add_member(view, m, lambda m=m: tar.extractfile(m).read())
             while gz.read(2**20):  # to the end of the gzip stream: its CRC and size are checked there
