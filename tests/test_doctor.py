@@ -262,7 +262,7 @@ def test_doctor_without_repo_or_log_is_one_line(tmp_path):
 def _with_extra(env: Path, dest: Path, extra: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
     """A copy of the env tarball with extra members appended (a real gzip tarball, as a user might make)."""
     import io
-    with tarfile.open(env) as src, tarfile.open(dest, "w:gz") as dst:
+    with tarfile.open(env) as src, tarfile.open(dest, "w:gz", compresslevel=1) as dst:  # level 1: content is what counts
         for m in src:
             dst.addfile(m, src.extractfile(m) if m.isfile() else None)
         for info, data in extra:

@@ -400,7 +400,7 @@ def test_pack_and_stub_refuse_outputs_they_cannot_write(tmp_path):
 
 def _with_members(path: Path, extra: list[tarfile.TarInfo]) -> Path:
     good = _env_tarball(path.with_name("base.tar.gz"))
-    with tarfile.open(good) as src, tarfile.open(path, "w:gz") as dst:
+    with tarfile.open(good) as src, tarfile.open(path, "w:gz", compresslevel=1) as dst:
         for m in src:
             dst.addfile(m, src.extractfile(m))
         for info in extra:

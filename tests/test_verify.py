@@ -169,7 +169,7 @@ def test_numpy2_env_on_r2410_fails_at_inference_and_says_why(tmp_path, stubs, en
 
 def test_env_without_activate(tmp_path, stubs, env39):
     bad = tmp_path / "venv_style.tar.gz"
-    with tarfile.open(env39) as src, tarfile.open(bad, "w:gz") as dst:  # everything under a top folder
+    with tarfile.open(env39) as src, tarfile.open(bad, "w:gz", compresslevel=1) as dst:  # all under a top folder
         for m in src:
             f = src.extractfile(m) if m.isfile() else None
             m.name = "myenv/" + (m.name[2:] if m.name.startswith("./") else m.name)
