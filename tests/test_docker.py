@@ -434,6 +434,14 @@ def test_a_two_cell_bake_makes_the_stubs_the_docker_builder_makes(build_image, f
             assert manifest[key] == ours.manifest[key], key
 
 
+def _server_segfaulted(report_json: str) -> bool:
+    try:
+        log = Path(json.loads(report_json)["verify"]["server"]["log"])
+        return "Signal (11) received" in log.read_text(errors="replace")
+    except (ValueError, KeyError, TypeError, OSError):
+        return False
+
+
 @pytest.fixture(scope="session")
 def sid_server_image(docker_client, server_tree_2410):
     """r24.10's server (the nvidia-pytriton 0.7.0 tree) in Debian's newest suite, which has Python 3.14: the
@@ -459,9 +467,14 @@ def test_python_3_14_is_built_for_and_served_in_its_own_image(sid_server_image, 
     target = f"image:{sid_server_image}"
 
     def build(repo: str, *extra: str) -> dict:
-        out = run_cli("build", "--python", "3.14", "--triton", "r24.10", "--builder", "docker", "--pybind11",
-                      "v3.0.1", "--target", target, "--repo", repo, "--verify", "--server", "docker", "--json",
-                      *extra, cwd=tmp_path)
+        args = ("build", "--python", "3.14", "--triton", "r24.10", "--builder", "docker", "--pybind11", "v3.0.1",
+                "--target", target, "--repo", repo, "--verify", "--server", "docker", "--json", *extra)
+        out = run_cli(*args, cwd=tmp_path)
+        if out.returncode != 0 and _server_segfaulted(out.stdout):
+            # Seen once in five runs (2026-12-06): the stand-in's r24.10 server, built for Ubuntu's glibc, took
+            # SIGSEGV in libtriton_python.so on sid's glibc 2.43 with artifacts that served in the other runs.
+            # One more try, so the flake of the stand-in does not hide what this test is about.
+            out = run_cli(*args, cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
         return json.loads(out.stdout)
     add = build("add_sub_repo")
