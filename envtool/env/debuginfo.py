@@ -108,9 +108,10 @@ def strip_debug(env: conda_pack.CondaEnv, work: Path, log) -> tuple[conda_pack.C
         if digest is None or digest != originals[f.target]:
             out.refused += 1
             continue
-        copy.chmod(os.stat(f.source).st_mode & 0o7777)  # the archive takes its mode from the source
+        st = os.stat(f.source)
+        copy.chmod(st.st_mode & 0o7777)  # the archive takes its mode from the source
         out.files += 1
-        out.bytes += os.stat(f.source).st_size - copy.stat().st_size
+        out.bytes += st.st_size - copy.stat().st_size
         replaced[f.target] = File(str(copy), f.target, f.is_conda, f.file_mode, f.prefix_placeholder)
     log(f"debug info stripped from {out.files} ELF files ({out.bytes / 2**20:.1f} MB)"
         + (f"; {out.refused} left as they were (strip changed what the loader maps)" if out.refused else ""))
