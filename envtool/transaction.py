@@ -125,6 +125,9 @@ def recover(root: Path) -> str | None:
         for folder in _stage_folders(root):
             shutil.rmtree(folder, ignore_errors=True)
             done = done or "removed an interrupted inject's staging folders"
+    for tmp in root.glob(f".{JOURNAL}.*"):  # write_atomic's temp file: a run killed while writing the journal
+        tmp.unlink(missing_ok=True)
+        done = done or "removed an interrupted inject's half-written journal"
     return done
 
 

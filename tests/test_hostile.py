@@ -317,6 +317,20 @@ def test_inject_killed_at_random_leaves_the_old_or_the_new_repository(tmp_path, 
     print(f"{INTERRUPTS} interrupts: {outcomes}")
 
 
+def test_a_journal_half_written_when_the_run_was_killed_is_removed_on_the_next_load(tmp_path):
+    """SIGKILL inside write_atomic leaves its temp file (`..envtool-inject.journal.XXXX`) beside the journal;
+    the next load removes it with the staging folders (a CI run once caught a kill at that moment)."""
+    from envtool.repo.model_repo import load_repository
+    from envtool.transaction import JOURNAL, recover
+    repo = _forty(tmp_path / "repo")
+    before = tree_snapshot(repo)
+    (repo / f".{JOURNAL}.gctszrxo").write_text('{"committed": false, "moves": [')
+    assert recover(repo) == "removed an interrupted inject's half-written journal"
+    (repo / f".{JOURNAL}.abcdefgh").write_text("")
+    load_repository(repo)
+    assert tree_snapshot(repo) == before
+
+
 def test_a_symlinked_config_stays_a_symlink_and_its_target_is_edited(tmp_path, host_stub):
     repo = _repo(tmp_path)
     shared = tmp_path / "configs" / "m.pbtxt"
