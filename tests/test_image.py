@@ -92,6 +92,17 @@ def registry(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(10)
+        _untag(f"127.0.0.1:{port}/")
+
+
+def _untag(prefix: str) -> None:
+    """Tags a test gave images for this registry's port: each run has its own port, so they would pile up."""
+    import docker
+    client = docker.from_env()
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(prefix):
+                client.images.remove(tag)
 
 
 @pytest.mark.server
