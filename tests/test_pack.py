@@ -511,10 +511,12 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path):
         subprocess.run(["umount", str(small)])
 
 
-def _running_pip(pid: int) -> bool:
+def _running_installer(pid: int) -> bool:
+    """A child of pid runs `pip install` or `uv pip install` (not the brief `pip config list` before it)."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return any(b"pip" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children)
+        cmdlines = [Path(f"/proc/{c}/cmdline").read_bytes() for c in children]
+        return any(b"pip" in cmd and b"\0install\0" in cmd for cmd in cmdlines)
     except OSError:
         return False
 
@@ -535,10 +537,13 @@ def test_ctrl_c_leaves_no_half_written_prefix(tmp_path):
     deadline = time.monotonic() + 180  # the 3.8 run of .ci/run once took longer than 60 s to get there
 
     def installing() -> bool:  # the installer runs, into a half-built prefix
-        return _running_pip(proc.pid) and bool(list(cache.glob("envs/.*/prefix/lib/python3.9/site-packages")))
-    while not installing() and time.monotonic() < deadline:
+        return _running_installer(proc.pid) and bool(list(cache.glob("envs/.*/prefix/lib/python3.9/site-packages")))
+    # Asked once per step: asking again after the loop raced a child that had just ended (CI of b42f1ff).
+    while not installing():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the install never started: {proc.communicate()[1][-2000:]}")
         time.sleep(0.05)
-    assert installing(), "the install never started"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
