@@ -26,10 +26,23 @@ SLOW_FIXTURES = {
 }
 
 
+# pytest-xdist (`-n 2 --dist loadgroup`, pyproject.toml) runs the suite on two workers. A module's tests stay on
+# one worker, so a module fixture (a packed env, a built stub) is made once; the docker modules share a worker,
+# as they assert on the one daemon's containers and tags, and go first, being the longest by far.
+DOCKER_MODULES = {"test_docker", "test_image"}
+
+
+def _group(item) -> str:
+    module = item.module.__name__.rsplit(".", 1)[-1]
+    return "docker" if module in DOCKER_MODULES else module
+
+
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if item.get_closest_marker("server") or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    items.sort(key=lambda item: _group(item) != "docker")  # stable: each module keeps its order
 
 ADD_ONE_PY = textwrap.dedent('''
     import numpy as np

@@ -8,6 +8,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -250,7 +251,6 @@ def test_no_orphan_when_envtool_is_signalled(tmp_path, stubs, env39, sig, code):
     repo = write_repo(tmp_path / "repo", {"slow": python_model("slow", [("IN", "TYPE_FP32", [-1])],
                                                                [("OUT", "TYPE_FP32", [-1])])}, SLOW_INIT_PY)
     api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=stubs).path, env=env39))
-    before = set(glob.glob("/tmp/python_env_*"))
     proc = spawn([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.10"],
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
@@ -265,11 +265,28 @@ def test_no_orphan_when_envtool_is_signalled(tmp_path, stubs, env39, sig, code):
         proc.kill()
         pytest.fail("the stub never started")
     seen |= _children(proc.pid)
+    ours = _env_folders(seen)
+    assert ours, "the stub runs from no /tmp/python_env_* folder"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code and "Traceback" not in err, err[-2000:]
     assert not [p for p in seen if _alive(p)]  # server and stubs are gone
-    assert set(glob.glob("/tmp/python_env_*")) <= before  # its extractions removed
+    assert not [f for f in ours if os.path.exists(f)]  # its extractions removed (other servers may run beside)
+
+
+def _env_folders(pids: set[int]) -> set[str]:
+    """The extraction folders these processes run from: Triton's launcher puts the env's lib/ and bin/ in the
+    stub's environment (python_backend, src/stub_launcher.cc)."""
+    found: set[str] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found |= set(re.findall(r"/tmp/python_env_\w+", Path(f"/proc/{pid}/environ").read_text(errors="replace")))
+    return found
+
+
+def _mapped(pid: int, prefix: str) -> set[str]:
+    """The files under prefix that process pid maps (Triton maps each python model's shared-memory region)."""
+    return {p for p in Path(f"/proc/{pid}/maps").read_text().split() if p.startswith(prefix)}
 
 
 def test_a_killed_server_leaves_no_shared_memory_behind(tmp_path, stubs, env39):
@@ -279,10 +296,9 @@ def test_a_killed_server_leaves_no_shared_memory_behind(tmp_path, stubs, env39):
     from envtool.servers.base import SHM_GLOB
     from envtool.servers.embedded import EmbeddedServer
     repo = injected(tmp_path, api.stub("r24.10", "3.9", root=stubs).path, env39)
-    before = set(glob.glob(SHM_GLOB))
     with EmbeddedServer(normalize_release("r24.10"), repo) as server:
         server.wait_live(DEADLINE)
-        made = set(glob.glob(SHM_GLOB)) - before
+        made = _mapped(server.proc.pid, SHM_GLOB[:-1])  # its own: other servers may run beside it
         assert made, "the python models made no shared-memory region"
         os.kill(server.proc.pid, signal.SIGKILL)  # tritonserver itself: no clean-up of its own
         server.proc.wait(30)
