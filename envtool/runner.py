@@ -63,6 +63,15 @@ def missing(program: str, why: str = "") -> BadInput:
                     INSTALL.get(name, f"install {name} and put it on PATH"))
 
 
+def not_permitted(program: str, why: str = "") -> BadInput:
+    """exec() said EACCES: for a bare name, a PATH folder this user may not read (seen: root's pyenv shims on
+    the PATH of `su user`) while no readable one has the program; else the program is not executable."""
+    if os.sep not in program and shutil.which(program) is None:
+        return missing(program, why)
+    return BadInput(f"{program}: permission denied{f' (needed {why})' if why else ''}",
+                    f"make it executable for this user (chmod +x {program}) or put a runnable one first on PATH")
+
+
 def run(cmd: list[str], *, why: str = "", timeout: float | None = None, env: dict | None = None,
         cwd: Path | None = None, check: str | None = None, fix: str | None = None,
         text: bool = True) -> subprocess.CompletedProcess:
@@ -75,6 +84,8 @@ def run(cmd: list[str], *, why: str = "", timeout: float | None = None, env: dic
                              timeout=timeout)
     except FileNotFoundError:
         raise missing(str(cmd[0]), why) from None
+    except PermissionError:
+        raise not_permitted(str(cmd[0]), why) from None
     except subprocess.TimeoutExpired:
         raise Timeout(f"{check or Path(str(cmd[0])).name} did not finish within {timeout:g} s",
                       f"run by hand to see where it waits: {shlex.join(map(str, cmd))}") from None

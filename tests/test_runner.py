@@ -18,6 +18,24 @@ def test_a_missing_program_names_what_to_install():
     assert "/nonexistent/bin/bsdtar does not exist" in e.value.message
 
 
+def test_a_permission_error_from_exec_is_one_line(tmp_path, monkeypatch):
+    """exec() gives EACCES, not ENOENT, where a PATH entry cannot be run (an unreadable folder, as root's pyenv
+    shims on the PATH of `su user`; here a file without x bits, which root cannot run either): still one line
+    naming what to install when nothing runnable is on PATH; a given path that may not run says so."""
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    for name in ("git-envtool-nonexistent", "tool"):
+        (shelf / name).write_text("#!/bin/sh\n")
+        (shelf / name).chmod(0o644)
+    monkeypatch.setenv("PATH", f"{shelf}:/nonexistent")
+    with pytest.raises(BadInput) as e:
+        run(["git-envtool-nonexistent", "--version"], why="to fetch sources")
+    assert e.value.message == "git-envtool-nonexistent is not installed (needed to fetch sources)"
+    with pytest.raises(BadInput) as e:
+        run([str(shelf / "tool")])
+    assert e.value.message == f"{shelf / 'tool'}: permission denied" and "chmod +x" in e.value.fix
+
+
 def test_known_programs_name_their_package(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(BadInput) as e:
