@@ -276,8 +276,10 @@ class ProcessServer(Server):
         return sorted(set(glob.glob(ENV_GLOB)) - self._envs_before)
 
     def extracted_envs(self) -> list[str]:
-        """The env extractions this server has made so far (/tmp/python_env_*/N)."""
-        return [p for d in self._new_env_roots() for p in sorted(glob.glob(f"{d}/*"))]
+        """The env extractions this server's stubs run from (/tmp/python_env_*/N), not another server's beside
+        it: asked while the server runs."""
+        used = _shared_paths_used_by(_group(self.proc.pid)) if self.proc is not None else set()
+        return [p for d in self._new_env_roots() if d in used for p in sorted(glob.glob(f"{d}/*"))]
 
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -320,13 +322,18 @@ def _group(pgid: int) -> list[int]:
 
 
 def _shared_paths_used_by(pids: list[int]) -> set[str]:
-    """The /tmp/python_env_* folders these processes run in, map files from or hold open, and the python
-    backend's shared-memory regions they map or hold open."""
+    """The /tmp/python_env_* folders these processes run in, map files from, hold open or name in their
+    environment, and the python backend's shared-memory regions they map or hold open. The environment
+    counts: Triton's launcher starts a stub with the env's lib/ in LD_LIBRARY_PATH (python_backend,
+    src/stub_launcher.cc), and an env whose libpython is a symlink maps nothing from its own folder."""
     roots: set[str] = set()
     prefix, shm = ENV_GLOB[:-1], SHM_GLOB[:-1]
     for pid in pids:
         with contextlib.suppress(OSError):
             paths = [os.readlink(f"/proc/{pid}/cwd")] + Path(f"/proc/{pid}/maps").read_text().split()
+            with contextlib.suppress(OSError):
+                environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+                paths += [p for var in environ.split("\0") for p in var.partition("=")[2].split(":")]
             with contextlib.suppress(OSError):
                 paths += [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
             roots |= {"/".join(p.split("/")[:3]) for p in paths if p.startswith(prefix)}
