@@ -127,6 +127,34 @@ def test_build_verify_r2211_py38(tmp_path, stubs):
     assert {i.protocol for i in res.verify.inferences if i.ok} == {"http", "grpc"}
 
 
+ZIPPED_MODEL_PY = ADD_ONE_PY.replace("import numpy as np\n", """import numpy as np
+import idna
+import packaging.version
+
+# pure-Python packages come from the env's zip (envtool/env/sitezip.py), in the stub's embedded interpreter
+assert "envtool-packages.zip" in idna.__file__ and "envtool-packages.zip" in packaging.version.__file__
+assert idna.encode("bücher.example") == b"xn--bcher-kva.example"
+assert packaging.version.Version("22.11") > packaging.version.Version("9.0")
+""")
+
+
+@pytest.mark.parametrize("xy, release, unpacked", [("3.8", "r22.11", False), ("3.9", "r24.10", True)])
+def test_zipped_pure_packages_import_in_the_stub(tmp_path, stubs, xy, release, unpacked):
+    """r22.11 (activate sourced, tarball extracted by Triton) and r24.10 (a directory env): a model whose
+    module imports packages that pack moved into site-packages/envtool-packages.zip loads and infers."""
+    if not any(s == "pyenv" for _, s in candidates(xy)):
+        pytest.skip(f"needs pyenv {xy}")
+    repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
+                                                            [("OUT", "TYPE_FP32", [-1])])}, ZIPPED_MODEL_PY)
+    env = api.PackSpec(python=xy, pip=("idna", "packaging"), unpacked=unpacked)
+    out = tmp_path / "envs" / ("custom_env" if unpacked else "custom_env.tar.gz")
+    res = api.build(api.BuildSpec(python=xy, triton=release, env=env, repo=repo, models=("m",), env_output=out,
+                                  stubs_root=stubs, verify=True, target="host"))
+    assert res.ok, res.verify.problems
+    assert {"idna", "packaging"} <= set(res.env.manifest["zipped_packages"]["packages"])
+    assert [(i.model, i.ok) for i in res.verify.inferences] == [("m", True), ("m", True)]
+
+
 def test_a_model_without_env_is_exercised_and_named(tmp_path, stubs, env39):
     """`lonely` (no ensemble uses it) is READY, so verify exercises it. It has no env: on the embedded server
     it runs envtool's own Python, whose numpy 2 the r24.10 stub misreads; the report says where it ran."""

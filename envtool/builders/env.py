@@ -30,19 +30,21 @@ from envtool.builders.validate import checked_copy, validate
 from envtool.cache import cache_root, file_sha256, publish_dir
 from envtool.env import conda
 from envtool.env import prefix as prefixes
-from envtool.env.condapack import DEFAULT_LEVEL, gzip_writer, load_env, pack_env
+from envtool.env.condapack import DEFAULT_LEVEL, TRIM, gzip_writer, load_env, pack_env
 from envtool.env.debuginfo import strip_debug
 from envtool.env.install import disk_full, installer_of
 from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
+from envtool.env.sitezip import zip_packages
 from envtool.env.sourceless import make_sourceless
 from envtool.env.view import EnvView, finish_view, remember_view
 from envtool.errors import BadInput, CheckFailed
 
 ENV_NAME = "custom_env"
 # 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L; 4: typing stubs trimmed;
-# 5: packages as bytecode alone (sourceless); 6: libdeflate, debug info stripped from every ELF (debuginfo.py)
-MANIFEST_VERSION = 6
+# 5: packages as bytecode alone (sourceless); 6: libdeflate, debug info stripped from every ELF (debuginfo.py);
+# 7: pure-Python packages zipped (sitezip.py), symbol tables stripped, installers' bookkeeping trimmed
+MANIFEST_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     # The standard library as one zip: a trimmed env of envtool's own making (--no-trim keeps every file)
     zipped = prefixes.zip_stdlib(prefix, xy, log) if bytecode and spec.trim else 0
     sourceless = make_sourceless(prefix, xy, log) if bytecode and _sourceless(spec) else None
+    sitezip = zip_packages(prefix, xy, TRIM, log) if sourceless else None
     t0 = time.monotonic()
     env = load_env(prefix, spec.trim, keep_bytecode=bytecode)
     stripped = None
@@ -319,7 +322,8 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     log("validating: extract, source bin/activate, import under env -i")
     view = None if spec.unpacked else EnvView(stats.output, "tarball")  # filled by the extraction pass
     with nullcontext(stats.output) if spec.unpacked else checked_copy(stats.output, tmp, view) as root:
-        probe = validate(root, xy, plan.dists, plan.release.launcher if plan.release else ACTIVATE)
+        probe = validate(root, xy, plan.dists, plan.release.launcher if plan.release else ACTIVATE,
+                         zipped=sitezip.packages if sitezip else ())
         if probe.problems:
             raise CheckFailed(f"the packed env fails {len(probe.problems)} check(s): " + "; ".join(probe.problems),
                               _fix_for(probe.problems))
@@ -328,6 +332,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
         manifest = {**_manifest(plan, stats, probe, root, pack_s), "bytecode": shipped,
                     "stdlib": {"zip": prefixes.stdlib_zip(xy), "files": zipped} if zipped else None,
                     "sourceless": sourceless.manifest() if sourceless else None,
+                    "zipped_packages": sitezip.manifest() if sitezip else None,
                     "debug_stripped": stripped.manifest() if stripped else None}
     if view is not None:
         remember_view(finish_view(view), manifest["sha256"])

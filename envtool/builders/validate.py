@@ -22,6 +22,7 @@ from envtool.compat import check
 from envtool.env import deflate
 from envtool.env.deflate import open_gzip
 from envtool.env.launch import ACTIVATE, start
+from envtool.env.sitezip import ZIP_NAME
 from envtool.env.view import EnvView, add_member, escapes, member_escapes
 from envtool.errors import CheckFailed
 from envtool.facts import Env
@@ -54,7 +55,7 @@ def modules(dist):
     top = [t for t in top if not t.startswith("_")] or top
     return sorted(top, key=lambda t: (t.lower() != want, t))[:1]
 for dist in sys.argv[1:]:
-    mods = modules(dist)
+    mods = [dist[len("module:"):]] if dist.startswith("module:") else modules(dist)
     if mods is None:
         out["imports"][dist] = "not installed"
         continue
@@ -169,6 +170,13 @@ def check_tree(root: Path, xy: str, env: Env | None = None) -> list[str]:
     return problems
 
 
+def _zip_broke(err: str | None) -> bool:
+    """A zipped package's import failed the way a zip makes it fail: a path into the zip it tried to open.
+    Other failures (a missing optional dependency) would be the same with the package as files."""
+    return bool(err) and (ZIP_NAME in err or
+                          err.split(": ")[1] in ("OSError", "FileNotFoundError", "NotADirectoryError"))
+
+
 def run_probe(root: Path, dists: list[str], launcher: str = ACTIVATE) -> dict:
     """Start python3 exactly as the release's launcher does (envtool.env.launch) and ask what it sees."""
     out = start(root, _PROBE, dists, timeout=600, launcher=launcher)
@@ -180,12 +188,14 @@ def run_probe(root: Path, dists: list[str], launcher: str = ACTIVATE) -> dict:
                       "check that the env holds bin/python3 and lib/libpython3.X.so.1.0 for this platform")
 
 
-def validate(root: Path, xy: str, dists: list[str], launcher: str = ACTIVATE) -> EnvFacts:
-    """All checks on an extracted (or unpacked) env; raises CheckFailed listing every problem."""
+def validate(root: Path, xy: str, dists: list[str], launcher: str = ACTIVATE, zipped=()) -> EnvFacts:
+    """All checks on an extracted (or unpacked) env; raises CheckFailed listing every problem. zipped: the
+    packages sitezip.py moved into a zip, imported too."""
     # The probe is another process: the ELF scan (every binary's GLIBC needs, ~0.8 s for the example env) runs
     # beside it instead of after it
     with ThreadPoolExecutor(1) as pool:
-        probe = pool.submit(run_probe, root, sorted(set(dists) | {"numpy"}), launcher)
+        asked = sorted(set(dists) | {"numpy"}) + [f"module:{m}" for m in zipped]
+        probe = pool.submit(run_probe, root, asked, launcher)
         env = Env.from_tree(root, xy, None)  # every ELF file read once: ~1 s for 600 of them
         problems = check_tree(root, xy, env)
         glibc, libstdcxx = env.glibc, env.libstdcxx
@@ -202,7 +212,9 @@ def validate(root: Path, xy: str, dists: list[str], launcher: str = ACTIVATE) ->
     if numpy and not os.path.realpath(numpy["file"]).startswith(real + os.sep):
         problems.append(f"numpy comes from outside the env ({numpy['file']})")
     for dist, err in facts["imports"].items():
-        if err:
+        if dist.startswith("module:"):
+            problems += [f"{dist[len('module:'):]} does not import from a zip: {err}"] if _zip_broke(err) else []
+        elif err:
             problems.append(f"{dist}: {err}" if dist != "numpy" or err != "not installed"
                             else "numpy is not installed (the stub imports it: `No module named 'numpy'`)")
     # Where it will run (numpy 2 vs the release's stub, GLIBC vs the target) is compat's to judge: pack()

@@ -32,6 +32,9 @@ TRIM = (
     # typing stubs and their PEP 561 markers: read by type checkers, never imported (numpy alone has ~80)
     "lib/python3.*/site-packages/*.pyi", "lib/python3.*/site-packages/*/py.typed",
     "include/*", "share/man/*", "share/doc/*",
+    # installers' bookkeeping (pip, uv): read when the env is changed in place, never by an import
+    "lib/python3.*/site-packages/*.dist-info/INSTALLER", "lib/python3.*/site-packages/*.dist-info/REQUESTED",
+    "lib/python3.*/site-packages/*.dist-info/uv_cache.json",
     PYCACHE,
 )
 
