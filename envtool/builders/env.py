@@ -43,7 +43,7 @@ from envtool.errors import BadInput, CheckFailed
 ENV_NAME = "custom_env"
 # 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L; 4: typing stubs trimmed;
 # 5: packages as bytecode alone (sourceless); 6: libdeflate, debug info stripped from every ELF (debuginfo.py);
-# 7: pure-Python packages zipped (sitezip.py), symbol tables stripped, installers' bookkeeping trimmed
+# 7: pure-Python packages zipped (sitezip.py), installers' bookkeeping trimmed
 MANIFEST_VERSION = 7
 
 

@@ -1,8 +1,6 @@
-"""Debug info and static symbol tables off the ELF files of an env, on the way into the archive: binutils'
-`strip --strip-unneeded` on a copy, so a user's prefix is never written. Every model load extracts them and
-nothing at run time reads them: .debug_* is for debuggers (pyenv's libpython alone carries 10 MB, PyYAML's
-extension 2 MB), .symtab/.strtab for debuggers and profilers (16 MB in 220 files of the example env: hf_xet
-2.6 MB, tokenizers 2.5 MB, each OpenBLAS 1.4 MB). The dynamic loader and dlsym() read .dynsym, which stays.
+"""Debug info off the ELF files of an env, on the way into the archive: binutils' `strip --strip-debug` on a
+copy, so a user's prefix is never written. Nothing at run time reads .debug_* sections, and every model load
+extracts them: pyenv's libpython alone carries 10 MB, PyYAML's extension 2 MB, OpenBLAS 0.7 MB.
 
 A stripped copy is used only where the process image is provably the same: equal program headers and, for
 each loadable segment, the same bytes (the ELF header masked: strip rewrites its section-table fields). An
@@ -26,7 +24,7 @@ from elftools.elf.elffile import ELFFile
 
 from envtool.runner import run
 
-DEBUG_SECTIONS = (".debug_", ".zdebug_", ".symtab")
+DEBUG_SECTIONS = (".debug_", ".zdebug_")
 
 
 @dataclass
@@ -37,9 +35,8 @@ class Stripped:
 
     def manifest(self) -> dict:
         return {"files": self.files, "bytes_saved": self.bytes, "refused": self.refused,
-                "why": "debug sections (.debug_*) and static symbol tables (.symtab) are never read at run "
-                       "time (the loader reads .dynsym); the loadable segments are byte-identical to the "
-                       "originals"}
+                "why": "debug sections (.debug_*) are never read at run time; the loadable segments are "
+                       "byte-identical to the originals"}
 
 
 def _read(path: str, fn):
@@ -52,18 +49,16 @@ def _read(path: str, fn):
 
 
 def has_debug(path: str) -> bool:
-    """A shared object or executable whose section-name table names a debug section or .symtab: one section
-    read, not every header parsed (the scan of an env's ~300 ELF files takes a tenth of the time). A name
-    there with no such section only costs a copy that strip leaves as it was. Relocatable objects (.o) keep
-    their symbols: a linker needs them."""
+    """A debug section's name is in the section-name table: one section read, not every header parsed (the
+    scan of an env's ~300 ELF files takes a tenth of the time). A name there with no such section only costs
+    a copy that strip leaves as it was."""
     return bool(_read(path, _names_debug))
 
 
 def _names_debug(elf: ELFFile) -> bool:
-    shstrndx = elf["e_shstrndx"]
-    if elf["e_type"] not in ("ET_DYN", "ET_EXEC") or not shstrndx or shstrndx >= elf.num_sections():
+    if not elf["e_shstrndx"] or elf["e_shstrndx"] >= elf.num_sections():
         return False
-    names = elf.get_section(shstrndx).data()
+    names = elf.get_section(elf["e_shstrndx"]).data()
     return any(b"\0" + prefix.encode() in names for prefix in DEBUG_SECTIONS)
 
 
@@ -103,7 +98,7 @@ def strip_debug(env: conda_pack.CondaEnv, work: Path, log) -> tuple[conda_pack.C
         shutil.copyfile(f.source, dest)
         dest.chmod(0o700)
     with ThreadPoolExecutor(1) as pool:  # strip is another process: the originals are read meanwhile
-        stripping = pool.submit(run, [tool, "--strip-unneeded", *map(str, copies.values())], check="strip")
+        stripping = pool.submit(run, [tool, "--strip-debug", *map(str, copies.values())], check="strip")
         originals = {f.target: image_digest(f.source) for f in debug}
         stripping.result()
     replaced = {}
@@ -118,7 +113,7 @@ def strip_debug(env: conda_pack.CondaEnv, work: Path, log) -> tuple[conda_pack.C
         out.files += 1
         out.bytes += st.st_size - copy.stat().st_size
         replaced[f.target] = File(str(copy), f.target, f.is_conda, f.file_mode, f.prefix_placeholder)
-    log(f"debug info and symbol tables stripped from {out.files} ELF files ({out.bytes / 2**20:.1f} MB)"
+    log(f"debug info stripped from {out.files} ELF files ({out.bytes / 2**20:.1f} MB)"
         + (f"; {out.refused} left as they were (strip changed what the loader maps)" if out.refused else ""))
     files = [replaced.get(f.target, f) for f in env.files]
     return conda_pack.CondaEnv(env.prefix, files, env._excluded_files), out
