@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Model load time of the example pipeline (4 python models, one Python 3.9 env): server start to all
 models ready, with the env as a tarball copied into each model, as one tarball shared by symlinks,
-and as one unpacked directory shared by symlinks (r23.07+).
+and as one unpacked directory shared by symlinks (r23.07+). Each run starts every env once, in turn.
 
 Needs the example prepared (python model_repository/prepare.py), then:
 
@@ -62,14 +62,20 @@ def main() -> None:
         print(f"files in the env: {tarball.manifest['files']} (the standard library zipped: "
               f"{(tarball.manifest.get('stdlib') or {}).get('files', 0)} files in one)")
         print(f"{'env':<32}{'start -> ready (median of ' + str(a.runs) + ')':>32}")
-        medians = {}
+        repos = {}
         for label, (env, share) in modes.items():
-            repo = t / label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+            repos[label] = repo = t / label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
             shutil.copytree(ROOT / "model_repository", repo, ignore=IGNORE)
             api.inject(api.InjectOptions(repo=repo, stub=stub, env=env, share=share))
-            runs = [start_to_ready(repo, rel) for _ in range(a.runs)]
-            medians[label] = statistics.median(runs)
-            print(f"{label:<32}{medians[label]:>30.2f} s", flush=True)
+        # Rounds of one start per env, alternated: this disk's speed drifts over minutes, and a drift must
+        # not fall on one env's runs only
+        runs: dict[str, list[float]] = {label: [] for label in modes}
+        for _ in range(a.runs):
+            for label, repo in repos.items():
+                runs[label].append(start_to_ready(repo, rel))
+        medians = {label: statistics.median(r) for label, r in runs.items()}
+        for label, r in runs.items():
+            print(f"{label:<32}{medians[label]:>30.2f} s   ({', '.join(f'{x:.2f}' for x in r)})", flush=True)
         ratio = medians["tarball, shared (symlinks)"] / medians["directory, shared (symlinks)"]
         print(f"shared tarball / shared directory: {ratio:.2f}x")
 
