@@ -161,6 +161,41 @@ def test_debug_info_is_stripped_and_what_the_loader_maps_is_unchanged(packed):
     assert stripped["files"] > 20 and stripped["bytes_saved"] > 5 * 2**20 and stripped["refused"] == 0
 
 
+def _wheel(folder: Path, name: str, files: dict[str, str]) -> Path:
+    """A pure-Python wheel written by hand (PEP 427): what pip and uv install from a local path."""
+    import base64
+    import hashlib
+    meta = {f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+            f"{name}-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                          "Tag: py3-none-any\n"}
+    record = []
+    path = folder / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for rel, text in {**files, **meta}.items():
+            z.writestr(rel, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+            record.append(f"{rel},sha256={digest},{len(text.encode())}")
+        z.writestr(f"{name}-1.0.dist-info/RECORD", "\n".join(record + [f"{name}-1.0.dist-info/RECORD,,"]) + "\n")
+    return path
+
+
+def test_a_package_that_lists_its_own_folder_fails_the_pack_and_keep_sources_serves_it(pack_cache, tmp_path):
+    """A package of bytecode alone goes into site-packages/envtool-packages.zip (sitezip.py); one that looks for
+    plugins with os.listdir(dirname(__file__)) fails there, which validation's import finds: one message that
+    names it and --keep-sources, no artifact. With --keep-sources it stays files and packs."""
+    wheel = _wheel(tmp_path, "plugged", {"plugged/__init__.py": "import os\n"
+                                        "PLUGINS = sorted(os.listdir(os.path.dirname(__file__)))\n",
+                                        "plugged/extra.py": "X = 1\n"})
+    out = tmp_path / "out" / "custom_env.tar.gz"
+    with pytest.raises(CheckFailed) as e:
+        pack(PackSpec(python="3.9", pip=(str(wheel),)), out)
+    assert "plugged does not import from a zip: import plugged: NotADirectoryError" in str(e.value), str(e.value)
+    assert "--keep-sources" in e.value.fix
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+    res = pack(PackSpec(python="3.9", pip=(str(wheel),), keep_sources=True), out)
+    assert res.manifest["zipped_packages"] is None and "plugged" in {p.lower() for p in res.manifest["packages"]}
+
+
 def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):
     res = pack(PackSpec(python="3.9", requirements=(requirements,), triton="r24.10", target="host",
                         keep_sources=True), tmp_path / "custom_env.tar.gz")

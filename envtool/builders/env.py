@@ -363,6 +363,8 @@ def _fix_for(problems: list[str]) -> str:
         return "reinstall those packages without -e"
     if "not installed" in text:
         return "add the missing packages to the env"
+    if "does not import from a zip" in text:
+        return "pack with --keep-sources: every package stays files (envtool zips packages of bytecode alone)"
     return "see the checks above; `envtool pack --no-trim` if a trimmed file is needed"
 
 
