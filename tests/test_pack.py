@@ -179,21 +179,18 @@ def _wheel(folder: Path, name: str, files: dict[str, str]) -> Path:
     return path
 
 
-def test_a_package_that_lists_its_own_folder_fails_the_pack_and_keep_sources_serves_it(pack_cache, tmp_path):
+def test_a_package_that_lists_its_own_folder_stays_files_and_imports(pack_cache, tmp_path):
     """A package of bytecode alone goes into site-packages/envtool-packages.zip (sitezip.py); one that looks for
-    plugins with os.listdir(dirname(__file__)) fails there, which validation's import finds: one message that
-    names it and --keep-sources, no artifact. With --keep-sources it stays files and packs."""
+    plugins with os.listdir(dirname(__file__)) fails there, so it goes back to files, the manifest says why,
+    and it imports in the packed env started as Triton starts it."""
     wheel = _wheel(tmp_path, "plugged", {"plugged/__init__.py": "import os\n"
                                         "PLUGINS = sorted(os.listdir(os.path.dirname(__file__)))\n",
                                         "plugged/extra.py": "X = 1\n"})
-    out = tmp_path / "out" / "custom_env.tar.gz"
-    with pytest.raises(CheckFailed) as e:
-        pack(PackSpec(python="3.9", pip=(str(wheel),)), out)
-    assert "plugged does not import from a zip: import plugged: NotADirectoryError" in str(e.value), str(e.value)
-    assert "--keep-sources" in e.value.fix
-    assert not out.parent.exists() or not any(out.parent.iterdir())
-    res = pack(PackSpec(python="3.9", pip=(str(wheel),), keep_sources=True), out)
-    assert res.manifest["zipped_packages"] is None and "plugged" in {p.lower() for p in res.manifest["packages"]}
+    res = pack(PackSpec(python="3.9", pip=(str(wheel),)), tmp_path / "out" / "custom_env.tar.gz")
+    zipped = res.manifest["zipped_packages"]
+    assert "plugged" not in zipped["packages"] and "NotADirectoryError" in zipped["kept_as_files"]["plugged"]
+    got = start_like_triton(res.output, tmp_path / "x", "import json, plugged; print(json.dumps(plugged.PLUGINS))")
+    assert got == ["__init__.pyc", "extra.pyc"], got
 
 
 def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):

@@ -14,13 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from envtool.builders.validate import _zip_broke
 from envtool.env.condapack import TRIM
-from envtool.env.sitezip import PTH_NAME, ZIP_NAME, zip_packages
+from envtool.env.sitezip import PTH_NAME, ZIP_NAME, zip_broke, zip_packages
 from envtool.env.sourceless import make_sourceless
 
 XY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 SO = Path(zipfile.__file__).parent / "lib-dynload"
+PY = Path(sys.executable)  # imports the zipped packages (pack uses the prefix's own Python)
+
+
+def quiet(_line: str) -> None:
+    pass
 
 
 def _site(prefix: Path) -> Path:
@@ -56,7 +60,7 @@ def prefix(tmp_path) -> Path:
     shutil.copy(ext, site / "native" / ext.name)
     assert compileall.compile_dir(str(site), quiet=1, rx=__import__("re").compile(r"/tests/"),
                                   invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH)
-    make_sourceless(tmp_path, XY, lambda _: None)
+    make_sourceless(tmp_path, XY, quiet)
     return tmp_path
 
 
@@ -70,7 +74,7 @@ def _import(site: Path, code: str) -> dict:
 
 def test_packages_of_bytecode_alone_go_into_one_zip_and_import_from_it(prefix):
     site = _site(prefix)
-    res = zip_packages(prefix, XY, TRIM, lambda _: None)
+    res = zip_packages(prefix, XY, TRIM, quiet, PY)
     assert res.packages == ["pure", "single"] and res.files == 4
     assert not (site / "pure").exists() and not (site / "single.pyc").exists()
     assert (site / PTH_NAME).read_text() == ZIP_NAME + "\n"
@@ -85,36 +89,51 @@ def test_packages_of_bytecode_alone_go_into_one_zip_and_import_from_it(prefix):
 
 
 def test_the_zip_is_the_same_bytes_for_the_same_packages(prefix, tmp_path_factory):
-    zip_packages(prefix, XY, TRIM, lambda _: None)
+    zip_packages(prefix, XY, TRIM, quiet, PY)
     first = (_site(prefix) / ZIP_NAME).read_bytes()
     again = tmp_path_factory.mktemp("again")
     shutil.copytree(prefix, again, dirs_exist_ok=True, ignore=shutil.ignore_patterns(ZIP_NAME, PTH_NAME))
     with zipfile.ZipFile(_site(prefix) / ZIP_NAME) as z:
         z.extractall(_site(again))  # the packages back as files, with new mtimes
-    zip_packages(again, XY, TRIM, lambda _: None)
+    zip_packages(again, XY, TRIM, quiet, PY)
     assert (_site(again) / ZIP_NAME).read_bytes() == first
 
 
 def test_nothing_to_zip_writes_nothing(tmp_path):
     site = _site(tmp_path)
     _write(site, {"withdata/__init__.pyc": "", "withdata/d.txt": "x"})
-    assert zip_packages(tmp_path, XY, TRIM, lambda _: None) is None
+    assert zip_packages(tmp_path, XY, TRIM, quiet, PY) is None
     assert sorted(p.name for p in site.iterdir()) == ["withdata"]
 
 
-def test_a_package_that_opens_files_beside_itself_is_caught_by_the_probe(tmp_path):
-    """What validate's probe reports for a zipped package: failures a zip causes (a path into it opened) are
-    problems; a failure the package has anyway (a missing dependency) is not the zip's."""
+def test_a_package_that_opens_files_beside_itself_goes_back_to_files(tmp_path):
+    """Each zipped package is imported from the zip before packing: one that fails the way a zip makes code
+    fail (a path into it opened) goes back to files, as it was, with the error in the manifest; a failure the
+    package has anyway (a missing dependency) is not the zip's, and that package stays zipped."""
     site = _site(tmp_path)
     _write(site, {"peeker/__init__.py": "import os\nopen(os.path.join(os.path.dirname(__file__), 'sib.pyc'))\n",
-                  "peeker/sib.py": "", "needy/__init__.py": "import not_installed_anywhere\n"})
+                  "peeker/sib.py": "", "needy/__init__.py": "import not_installed_anywhere\n",
+                  "fine.py": "OK = 1\n"})
     compileall.compile_dir(str(site), quiet=1)
-    make_sourceless(tmp_path, XY, lambda _: None)
-    assert zip_packages(tmp_path, XY, TRIM, lambda _: None).packages == ["needy", "peeker"]
-    code = ("from importlib import import_module\nerrs = {}\nfor m in ('peeker', 'needy'):\n"
-            "    try:\n        import_module(m)\n    except BaseException as e:\n"
-            "        errs[m] = 'import %s: %s: %s' % (m, type(e).__name__, e)\nprint(json.dumps(errs))")
-    errs = subprocess.run([sys.executable, "-I", "-c", f"import site, json; site.addsitedir({str(site)!r})\n{code}"],
-                          capture_output=True, text=True, timeout=60)
-    errs = json.loads(errs.stdout)
-    assert _zip_broke(errs["peeker"]) and not _zip_broke(errs["needy"]), errs
+    make_sourceless(tmp_path, XY, quiet)
+    before = (site / "peeker" / "__init__.pyc").read_bytes()
+    res = zip_packages(tmp_path, XY, TRIM, quiet, PY)
+    assert res.packages == ["fine", "needy"] and res.files == 2
+    assert list(res.kept) == ["peeker"] and "NotADirectoryError" in res.kept["peeker"], res.kept
+    assert res.manifest()["kept_as_files"] == res.kept
+    assert (site / "peeker" / "__init__.pyc").read_bytes() == before and (site / "peeker" / "sib.pyc").is_file()
+    with zipfile.ZipFile(site / ZIP_NAME) as z:
+        assert sorted(z.namelist()) == ["fine.pyc", "needy/__init__.pyc"]
+    assert _import(site, "import peeker, fine; print(json.dumps([peeker.__file__, fine.OK]))")[1] == 1
+    assert zip_broke(res.kept["peeker"])
+    assert not zip_broke("import needy: ModuleNotFoundError: No module named 'not_installed_anywhere'")
+
+
+def test_nothing_left_in_the_zip_removes_it(tmp_path):
+    site = _site(tmp_path)
+    _write(site, {"peeker/__init__.py": "import os\nos.listdir(os.path.dirname(__file__))\n"})
+    compileall.compile_dir(str(site), quiet=1)
+    make_sourceless(tmp_path, XY, quiet)
+    res = zip_packages(tmp_path, XY, TRIM, quiet, PY)
+    assert res.zip is None and res.packages == [] and list(res.kept) == ["peeker"]
+    assert sorted(p.name for p in site.iterdir()) == ["peeker"] and (site / "peeker" / "__init__.pyc").is_file()

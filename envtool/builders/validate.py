@@ -22,7 +22,7 @@ from envtool.compat import check
 from envtool.env import deflate
 from envtool.env.deflate import open_gzip
 from envtool.env.launch import ACTIVATE, start
-from envtool.env.sitezip import ZIP_NAME
+from envtool.env.sitezip import zip_broke
 from envtool.env.view import EnvView, add_member, escapes, member_escapes
 from envtool.errors import CheckFailed
 from envtool.facts import Env
@@ -170,13 +170,6 @@ def check_tree(root: Path, xy: str, env: Env | None = None) -> list[str]:
     return problems
 
 
-def _zip_broke(err: str | None) -> bool:
-    """A zipped package's import failed the way a zip makes it fail: a path into the zip it tried to open.
-    Other failures (a missing optional dependency) would be the same with the package as files."""
-    return bool(err) and (ZIP_NAME in err or
-                          err.split(": ")[1] in ("OSError", "FileNotFoundError", "NotADirectoryError"))
-
-
 def run_probe(root: Path, dists: list[str], launcher: str = ACTIVATE) -> dict:
     """Start python3 exactly as the release's launcher does (envtool.env.launch) and ask what it sees."""
     out = start(root, _PROBE, dists, timeout=600, launcher=launcher)
@@ -213,7 +206,7 @@ def validate(root: Path, xy: str, dists: list[str], launcher: str = ACTIVATE, zi
         problems.append(f"numpy comes from outside the env ({numpy['file']})")
     for dist, err in facts["imports"].items():
         if dist.startswith("module:"):
-            problems += [f"{dist[len('module:'):]} does not import from a zip: {err}"] if _zip_broke(err) else []
+            problems += [f"{dist[len('module:'):]} does not import from a zip: {err}"] if zip_broke(err) else []
         elif err:
             problems.append(f"{dist}: {err}" if dist != "numpy" or err != "not installed"
                             else "numpy is not installed (the stub imports it: `No module named 'numpy'`)")

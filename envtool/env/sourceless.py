@@ -46,14 +46,15 @@ def site_packages(prefix: Path, xy: str) -> Path:
     return prefix / "lib" / f"python{xy}" / "site-packages"
 
 
-def _name(top: Path) -> str:
+def top_name(top: Path) -> str:
+    """The import name of a top-level entry of site-packages (a package folder or a module file)."""
     return top.stem if top.is_file() else top.name
 
 
 def reads_own_source(package: Path) -> str | None:
     """Why this top-level package (or module) must keep its .py files, or None."""
-    if _name(package) in KEEP:
-        return KEEP[_name(package)]
+    if top_name(package) in KEEP:
+        return KEEP[top_name(package)]
     for py in [package] if package.is_file() else package.rglob("*.py"):
         text = py.read_bytes()
         if _GETS_SOURCE.search(text) and _PARSES.search(text):
@@ -70,7 +71,7 @@ def make_sourceless(prefix: Path, xy: str, log) -> Sourceless:
         if top.is_symlink() or not (top.is_dir() or top.suffix == ".py"):
             continue
         if why := reads_own_source(top):
-            out.kept[_name(top)] = why
+            out.kept[top_name(top)] = why
             continue
         pycs = [top.parent / "__pycache__" / (top.stem + tag)] if top.is_file() else list(top.rglob("*" + tag))
         for pyc in pycs:
