@@ -193,6 +193,20 @@ def test_a_package_that_lists_its_own_folder_stays_files_and_imports(pack_cache,
     assert got == ["__init__.pyc", "extra.pyc"], got
 
 
+def test_transformers_keeps_its_sources_and_imports(pack_cache, tmp_path):
+    """transformers (5.x) reads its own modules' .py files to build its lazy import structure: as bytecode alone
+    `import transformers` fails with `KeyError: frozenset()`. It keeps its sources (sourceless.KEEP); its pure
+    dependencies still go into the zip; and a lazy attribute resolves in the env started as Triton starts it."""
+    if not any(s == "pyenv" for _, s in candidates("3.10")):
+        pytest.skip("no pyenv Python 3.10")
+    res = pack(PackSpec(python="3.10", pip=("transformers",)), tmp_path / "out" / "custom_env.tar.gz")
+    assert "transformers" in res.manifest["sourceless"]["kept_sources"]
+    assert {"packaging", "filelock"} <= set(res.manifest["zipped_packages"]["packages"])
+    got = start_like_triton(res.output, tmp_path / "x", "import json, transformers; "
+                            "print(json.dumps([transformers.__version__, transformers.AutoConfig.__name__]))")
+    assert got[1] == "AutoConfig", got
+
+
 def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):
     res = pack(PackSpec(python="3.9", requirements=(requirements,), triton="r24.10", target="host",
                         keep_sources=True), tmp_path / "custom_env.tar.gz")

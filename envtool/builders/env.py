@@ -365,7 +365,8 @@ def _fix_for(problems: list[str]) -> str:
         return "add the missing packages to the env"
     if "does not import from a zip" in text:
         return "pack with --keep-sources: every package stays files (envtool zips packages of bytecode alone)"
-    return "see the checks above; `envtool pack --no-trim` if a trimmed file is needed"
+    return ("see the checks above; `--keep-sources` if a package reads its own .py files (packages ship as "
+            "bytecode alone), `--no-trim` if it needs a file trim left out")
 
 
 def _manifest(plan: _Plan, stats, probe, root: Path, pack_s: float) -> dict:

@@ -26,6 +26,8 @@ KEEP = {
     "torchvision": "its modules are TorchScript-compiled from source like torch's",
     "torchaudio": "its modules are TorchScript-compiled from source like torch's",
     "typeguard": "instruments functions by re-parsing their source",
+    "transformers": "builds its lazy import structure from its modules' .py files (transformers.utils."
+                    "import_utils.create_import_structure_from_path reads them): `import transformers` fails",
 }
 _GETS_SOURCE = re.compile(rb"\b(getsource|getsourcelines|findsource)\s*\(")
 _PARSES = re.compile(rb"\bast\.parse\s*\(")
