@@ -207,6 +207,17 @@ def test_transformers_keeps_its_sources_and_imports(pack_cache, tmp_path):
     assert got[1] == "AutoConfig", got
 
 
+def test_opencv_keeps_its_config_files_and_imports(pack_cache, tmp_path):
+    """OpenCV's loader executes cv2/config.py (cv2/load_config_py3.py): as bytecode alone `import cv2` fails
+    with 'OpenCV loader: missing configuration file'. cv2 keeps its sources; the env imports it and decodes."""
+    res = pack(PackSpec(python="3.9", pip=("opencv-python-headless",), triton="r24.10"),
+               tmp_path / "out" / "custom_env.tar.gz")
+    assert "cv2" in res.manifest["sourceless"]["kept_sources"]
+    code = ("import json, cv2, numpy as np; ok, png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8)); "
+            "print(json.dumps([ok, cv2.imdecode(png, cv2.IMREAD_COLOR).shape]))")
+    assert start_like_triton(res.output, tmp_path / "x", code) == [True, [4, 4, 3]]
+
+
 def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):
     res = pack(PackSpec(python="3.9", requirements=(requirements,), triton="r24.10", target="host",
                         keep_sources=True), tmp_path / "custom_env.tar.gz")

@@ -80,3 +80,32 @@ def test_a_module_without_bytecode_keeps_its_source(prefix):
     (site / "plain" / "template.py").write_text("{{ not python }}\n")  # compileall could not compile it
     make_sourceless(prefix, XY, lambda m: None)
     assert (site / "plain" / "template.py").is_file()
+
+
+CV2_LIKE = {  # the shape of OpenCV's loader (cv2/__init__.py, cv2/load_config_py3.py): config.py run with exec
+    "__init__.py": "import os\nfrom .load_config import exec_file\nHERE = os.path.dirname(__file__)\n"
+                   "CONF = {}\nexec_file(os.path.join(HERE, 'config.py'), CONF)\nPATHS = CONF['PATHS']\n",
+    "load_config.py": "def exec_file(path, g):\n    with open(path) as f:\n"
+                      "        exec(compile(f.read(), path, 'exec'), g)\n",
+    "config.py": "PATHS = ['lib']\n",
+}
+
+
+def test_a_package_that_executes_its_own_py_files_keeps_them(tmp_path):
+    """A loader that runs config.py beside itself (OpenCV's) fails as bytecode alone: its sources stay, and it
+    imports; a package that only opens files or only executes code it builds does not lose its bytecode."""
+    site = tmp_path / "lib" / f"python{XY}" / "site-packages"
+    for rel, text in {**{f"confy/{k}": v for k, v in CV2_LIKE.items()},
+                      "opener/__init__.py": "import os\nTEXT = open(os.path.join(os.path.dirname(__file__), "
+                                            "'x.txt')).read() if False else ''\n",
+                      "builder/__init__.py": "exec(compile('X = 1', '<gen>', 'exec'))\n"}.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(text)
+    assert compileall.compile_dir(str(site), quiet=1, invalidation_mode=compileall.py_compile.PycInvalidationMode
+                                  .UNCHECKED_HASH)
+    out = make_sourceless(tmp_path, XY, lambda m: None)
+    assert list(out.kept) == ["confy"] and "executes .py files it opens" in out.kept["confy"], out.kept
+    assert (site / "confy" / "config.py").is_file() and (site / "opener" / "__init__.pyc").is_file()
+    run = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); "
+                          "import confy, builder; print(confy.PATHS, builder.X)"], capture_output=True, text=True)
+    assert run.stdout.split() == ["['lib']", "1"], run.stderr

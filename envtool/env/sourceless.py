@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Import names whose packages compile their own Python source at run time; the why goes in the manifest.
+# Import names whose packages compile or read their own Python source at run time; the why goes in the manifest.
 KEEP = {
     "torch": "TorchScript compiles torch.nn's modules from their source (torch.jit.script)",
     "triton": "@triton.jit kernels are compiled from their source text, library kernels included",
@@ -26,11 +26,17 @@ KEEP = {
     "torchvision": "its modules are TorchScript-compiled from source like torch's",
     "torchaudio": "its modules are TorchScript-compiled from source like torch's",
     "typeguard": "instruments functions by re-parsing their source",
+    "cv2": "OpenCV's loader executes its config.py files (cv2/load_config_py3.py): `import cv2` fails with "
+           "'OpenCV loader: missing configuration file' without them",
     "transformers": "builds its lazy import structure from its modules' .py files (transformers.utils."
                     "import_utils.create_import_structure_from_path reads them): `import transformers` fails",
 }
 _GETS_SOURCE = re.compile(rb"\b(getsource|getsourcelines|findsource)\s*\(")
 _PARSES = re.compile(rb"\bast\.parse\s*\(")
+# A package that runs its own .py files as configuration (OpenCV's cv2 loads config.py with exec(compile(...))):
+# one module executes what it opens, another names .py files next to __file__
+_EXECS_FILES = (re.compile(rb"\bexec\s*\("), re.compile(rb"\bcompile\s*\("), re.compile(rb"\bopen\s*\("))
+_NAMES_OWN_PY = (re.compile(rb"\b__file__\b"), re.compile(rb"""["'][\w{}.-]+\.py["']"""))
 
 
 @dataclass
@@ -57,10 +63,16 @@ def reads_own_source(package: Path) -> str | None:
     """Why this top-level package (or module) must keep its .py files, or None."""
     if top_name(package) in KEEP:
         return KEEP[top_name(package)]
+    runs = names = None  # a module that executes files it opens; one that names .py files beside __file__
     for py in [package] if package.is_file() else package.rglob("*.py"):
         text = py.read_bytes()
         if _GETS_SOURCE.search(text) and _PARSES.search(text):
             return f"{py.relative_to(package.parent)} parses source text it gets from inspect"
+        runs = runs or (py if all(p.search(text) for p in _EXECS_FILES) else None)
+        names = names or (py if all(p.search(text) for p in _NAMES_OWN_PY) else None)
+        if runs and names:
+            return (f"{runs.relative_to(package.parent)} executes .py files it opens, and "
+                    f"{names.relative_to(package.parent)} names .py files beside its __file__")
     return None
 
 
