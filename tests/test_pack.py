@@ -218,6 +218,21 @@ def test_opencv_keeps_its_config_files_and_imports(pack_cache, tmp_path):
     assert start_like_triton(res.output, tmp_path / "x", code) == [True, [4, 4, 3]]
 
 
+def test_what_trim_matches_but_packages_use_ships(pack_cache, tmp_path):
+    """numpy 2's numpy.testing imports numpy._core.tests._natype (and scikit-learn imports numpy.testing), and
+    scikit-image's lazy attributes come from the .pyi files beside its modules (lazy_loader.attach_stub):
+    trimmed, `import sklearn` and `import skimage` fail. Both ship, and both import where Triton starts them."""
+    if not any(s == "pyenv" for _, s in candidates("3.10")):
+        pytest.skip("no pyenv Python 3.10")
+    res = pack(PackSpec(python="3.10", pip=("scikit-learn", "scikit-image")), tmp_path / "out" / "custom_env.tar.gz")
+    kept = res.manifest["kept_despite_trim"]
+    assert kept["lib/python3.10/site-packages/numpy/_core/tests/_natype.py"].startswith("imported by numpy/testing")
+    assert "lib/python3.10/site-packages/skimage/filters/__init__.pyi" in kept
+    code = ("import json, numpy as np, sklearn.linear_model, skimage; "
+            "print(json.dumps([np.__version__[0], float(skimage.filters.gaussian(np.ones((3, 3))).mean())]))")
+    assert start_like_triton(res.output, tmp_path / "x", code) == ["2", 1.0]
+
+
 def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):
     res = pack(PackSpec(python="3.9", requirements=(requirements,), triton="r24.10", target="host",
                         keep_sources=True), tmp_path / "custom_env.tar.gz")

@@ -36,7 +36,8 @@ from envtool.env.install import disk_full, installer_of
 from envtool.env.interpreters import Interpreter, find_interpreter
 from envtool.env.launch import ACTIVATE, HOOKS, activate_hooks, secure_extract_error
 from envtool.env.sitezip import zip_packages
-from envtool.env.sourceless import make_sourceless
+from envtool.env.sourceless import make_sourceless, site_packages
+from envtool.env.trim import needed_anyway
 from envtool.env.view import EnvView, finish_view, remember_view
 from envtool.errors import BadInput, CheckFailed
 
@@ -298,6 +299,11 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     xy = plan.interpreter.xy if plan.interpreter else _detect_xy(prefix)
     if spec.python and spec.python != xy:
         raise BadInput(f"{prefix} has Python {xy}, not {spec.python}", f"ask for --python {xy}")
+    # What trim would drop and a package uses all the same: read before the sources become bytecode
+    keep = needed_anyway(site_packages(prefix, xy), prefix) if spec.trim else {}
+    if keep:
+        log(f"kept despite trim: {len(keep)} files packages use ({', '.join(sorted(keep)[:2])}"
+            + (", ...)" if len(keep) > 2 else ")"))
     # Only a prefix envtool made gets bytecode: a user's conda prefix is never written to
     bytecode = spec.kind == "python" and spec.bytecode
     if bytecode:
@@ -305,9 +311,9 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     # The standard library as one zip: a trimmed env of envtool's own making (--no-trim keeps every file)
     zipped = prefixes.zip_stdlib(prefix, xy, log) if bytecode and spec.trim else 0
     sourceless = make_sourceless(prefix, xy, log) if bytecode and _sourceless(spec) else None
-    sitezip = zip_packages(prefix, xy, TRIM, log) if sourceless else None
+    sitezip = zip_packages(prefix, xy, TRIM, log, keep=keep) if sourceless else None
     t0 = time.monotonic()
-    env = load_env(prefix, spec.trim, keep_bytecode=bytecode)
+    env = load_env(prefix, spec.trim, keep_bytecode=bytecode, keep=keep)
     stripped = None
     if spec.trim:  # on copies in tmp: a user's prefix is never written
         env, stripped = strip_debug(env, tmp / "stripped", log)
@@ -333,6 +339,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
                     "stdlib": {"zip": prefixes.stdlib_zip(xy), "files": zipped} if zipped else None,
                     "sourceless": sourceless.manifest() if sourceless else None,
                     "zipped_packages": sitezip.manifest() if sitezip else None,
+                    "kept_despite_trim": keep or None,
                     "debug_stripped": stripped.manifest() if stripped else None}
     if view is not None:
         remember_view(finish_view(view), manifest["sha256"])

@@ -8,6 +8,7 @@ Trimming is done with conda-pack's exclude filters for the same reason.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from dataclasses import dataclass
@@ -91,7 +92,9 @@ class PackStats:
     trimmed_bytes: int
 
 
-def load_env(prefix: Path, trim: bool, keep_bytecode: bool = False) -> conda_pack.CondaEnv:
+def load_env(prefix: Path, trim: bool, keep_bytecode: bool = False, keep=()) -> conda_pack.CondaEnv:
+    """The prefix as conda-pack reads it, less TRIM where trim; keep: paths (relative to the prefix) that
+    TRIM matches and a package needs all the same (trim.needed_anyway)."""
     if not (prefix / "conda-meta").is_dir():
         raise BadInput(f"{prefix} is not a conda environment (no conda-meta/)",
                        "pass the prefix of a conda env, or build one with --python or --env-file")
@@ -103,6 +106,8 @@ def load_env(prefix: Path, trim: bool, keep_bytecode: bool = False) -> conda_pac
         for pattern in TRIM:
             if not (keep_bytecode and pattern == PYCACHE):
                 env = env.exclude(pattern)
+        for path in keep:
+            env = env.include(glob.escape(path))
     return env
 
 

@@ -74,8 +74,9 @@ def _pth_names(site: Path) -> set[str]:
     return names
 
 
-def why_not(top: Path, trimmed: tuple[str, ...], prefix: Path) -> str | None:
-    """Why this top-level entry of site-packages stays files; None where it may go into the zip."""
+def why_not(top: Path, trimmed: tuple[str, ...], prefix: Path, keep=()) -> str | None:
+    """Why this top-level entry of site-packages stays files; None where it may go into the zip. A file that
+    `trimmed` matches does not count, unless it is in `keep` (trim.needed_anyway)."""
     if top.is_symlink():
         return "a symlink"
     if top.is_file():
@@ -86,7 +87,8 @@ def why_not(top: Path, trimmed: tuple[str, ...], prefix: Path) -> str | None:
         if path.is_symlink():
             return f"holds a symlink ({path.relative_to(top.parent)})"
         rel = path.relative_to(prefix).as_posix()
-        if path.is_file() and path.suffix != ".pyc" and not any(fnmatch.fnmatch(rel, p) for p in trimmed):
+        dropped = rel not in keep and any(fnmatch.fnmatch(rel, p) for p in trimmed)
+        if path.is_file() and path.suffix != ".pyc" and not dropped:
             return f"holds files other than bytecode ({path.relative_to(top.parent)})"
     return None
 
@@ -98,14 +100,14 @@ def zip_broke(err: str | None) -> bool:
 
 
 def zip_packages(prefix: Path, xy: str, trimmed: tuple[str, ...], log,
-                 python: Path | None = None) -> SiteZip | None:
+                 python: Path | None = None, keep=()) -> SiteZip | None:
     """Move each top-level package of bytecode alone into site-packages/envtool-packages.zip (what packing
     trims, `trimmed`, is left out), and back out those that do not import from it with `python` (the
     prefix's own by default). Runs after make_sourceless, on a prefix envtool made. None: no candidate."""
     site = site_packages(prefix, xy)
     skip = _pth_names(site)
     tops = {top_name(t): t for t in sorted(site.iterdir())
-            if top_name(t) not in skip and why_not(t, trimmed, prefix) is None}
+            if top_name(t) not in skip and why_not(t, trimmed, prefix, keep) is None}
     if not tops:
         return None
     # name -> its files' bytes by path in the zip (relative to site-packages), the .pyc files alone
