@@ -33,8 +33,9 @@ KEEP = {
 }
 _GETS_SOURCE = re.compile(rb"\b(getsource|getsourcelines|findsource)\s*\(")
 _PARSES = re.compile(rb"\bast\.parse\s*\(")
-# A package that runs its own .py files as configuration (OpenCV's cv2 loads config.py with exec(compile(...))):
-# one module executes what it opens, another names .py files next to __file__
+# A package that runs its own .py files as configuration at import (OpenCV's cv2 loads config.py with
+# exec(compile(...))): in one folder, a module executes what it opens, and __init__.py names .py files
+# next to its __file__
 _EXECS_FILES = (re.compile(rb"\bexec\s*\("), re.compile(rb"\bcompile\s*\("), re.compile(rb"\bopen\s*\("))
 _NAMES_OWN_PY = (re.compile(rb"\b__file__\b"), re.compile(rb"""["'][\w{}.-]+\.py["']"""))
 
@@ -63,16 +64,19 @@ def reads_own_source(package: Path) -> str | None:
     """Why this top-level package (or module) must keep its .py files, or None."""
     if top_name(package) in KEEP:
         return KEEP[top_name(package)]
-    runs = names = None  # a module that executes files it opens; one that names .py files beside __file__
+    runs: dict[Path, Path] = {}  # folder -> a module in it that executes files it opens
+    names: dict[Path, Path] = {}  # folder -> its __init__.py, where it names .py files beside its __file__
     for py in [package] if package.is_file() else package.rglob("*.py"):
         text = py.read_bytes()
         if _GETS_SOURCE.search(text) and _PARSES.search(text):
             return f"{py.relative_to(package.parent)} parses source text it gets from inspect"
-        runs = runs or (py if all(p.search(text) for p in _EXECS_FILES) else None)
-        names = names or (py if all(p.search(text) for p in _NAMES_OWN_PY) else None)
-        if runs and names:
-            return (f"{runs.relative_to(package.parent)} executes .py files it opens, and "
-                    f"{names.relative_to(package.parent)} names .py files beside its __file__")
+        if all(p.search(text) for p in _EXECS_FILES):
+            runs.setdefault(py.parent, py)
+        if py.name == "__init__.py" and all(p.search(text) for p in _NAMES_OWN_PY):
+            names[py.parent] = py
+    for folder in sorted(runs.keys() & names.keys()):
+        return (f"{runs[folder].relative_to(package.parent)} executes .py files it opens, and "
+                f"{names[folder].relative_to(package.parent)} names .py files beside its __file__")
     return None
 
 
