@@ -96,7 +96,7 @@ def why_not(top: Path, trimmed: tuple[str, ...], prefix: Path, keep=()) -> str |
 def zip_broke(err: str | None) -> bool:
     """An import error (as the probes word it: "import NAME: TYPE: message") that a zip causes. Others (a
     missing optional dependency) would be the same with the package as files."""
-    return bool(err) and (ZIP_NAME in err or err.split(": ")[1] in _ZIP_ERRORS)
+    return bool(err) and (ZIP_NAME in err or (err.split(": ") + [""])[1] in _ZIP_ERRORS)
 
 
 def zip_packages(prefix: Path, xy: str, trimmed: tuple[str, ...], log,
