@@ -193,44 +193,28 @@ def test_a_package_that_lists_its_own_folder_stays_files_and_imports(pack_cache,
     assert got == ["__init__.pyc", "extra.pyc"], got
 
 
-def test_transformers_keeps_its_sources_and_imports(pack_cache, tmp_path):
-    """transformers (5.x) reads its own modules' .py files to build its lazy import structure: as bytecode alone
-    `import transformers` fails with `KeyError: frozenset()`. It keeps its sources (sourceless.KEEP); its pure
-    dependencies still go into the zip; and a lazy attribute resolves in the env started as Triton starts it."""
+def test_packages_that_read_their_own_files_ship_them_and_import(pack_cache, tmp_path):
+    """Real packages that read files beside their code, in one env (Python 3.10, numpy 2), started as Triton
+    starts it. As bytecode alone: transformers 5.x builds its lazy imports from its modules' .py files
+    (`KeyError: frozenset()`), and OpenCV's loader executes cv2/config.py ('missing configuration file'):
+    both keep their sources. Trimmed of tests and typing stubs: numpy 2's numpy.testing imports
+    numpy._core.tests._natype (scikit-learn imports numpy.testing), and scikit-image's lazy attributes come
+    from the .pyi files lazy_loader.attach_stub reads: both ship. Their pure dependencies go into the zip."""
     if not any(s == "pyenv" for _, s in candidates("3.10")):
         pytest.skip("no pyenv Python 3.10")
-    res = pack(PackSpec(python="3.10", pip=("transformers",)), tmp_path / "out" / "custom_env.tar.gz")
-    assert "transformers" in res.manifest["sourceless"]["kept_sources"]
-    assert {"packaging", "filelock"} <= set(res.manifest["zipped_packages"]["packages"])
-    got = start_like_triton(res.output, tmp_path / "x", "import json, transformers; "
-                            "print(json.dumps([transformers.__version__, transformers.AutoConfig.__name__]))")
-    assert got[1] == "AutoConfig", got
-
-
-def test_opencv_keeps_its_config_files_and_imports(pack_cache, tmp_path):
-    """OpenCV's loader executes cv2/config.py (cv2/load_config_py3.py): as bytecode alone `import cv2` fails
-    with 'OpenCV loader: missing configuration file'. cv2 keeps its sources; the env imports it and decodes."""
-    res = pack(PackSpec(python="3.9", pip=("opencv-python-headless",), triton="r24.10"),
-               tmp_path / "out" / "custom_env.tar.gz")
-    assert "cv2" in res.manifest["sourceless"]["kept_sources"]
-    code = ("import json, cv2, numpy as np; ok, png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8)); "
-            "print(json.dumps([ok, cv2.imdecode(png, cv2.IMREAD_COLOR).shape]))")
-    assert start_like_triton(res.output, tmp_path / "x", code) == [True, [4, 4, 3]]
-
-
-def test_what_trim_matches_but_packages_use_ships(pack_cache, tmp_path):
-    """numpy 2's numpy.testing imports numpy._core.tests._natype (and scikit-learn imports numpy.testing), and
-    scikit-image's lazy attributes come from the .pyi files beside its modules (lazy_loader.attach_stub):
-    trimmed, `import sklearn` and `import skimage` fail. Both ship, and both import where Triton starts them."""
-    if not any(s == "pyenv" for _, s in candidates("3.10")):
-        pytest.skip("no pyenv Python 3.10")
-    res = pack(PackSpec(python="3.10", pip=("scikit-learn", "scikit-image")), tmp_path / "out" / "custom_env.tar.gz")
-    kept = res.manifest["kept_despite_trim"]
+    pips = ("transformers", "opencv-python-headless", "scikit-learn", "scikit-image")
+    res = pack(PackSpec(python="3.10", pip=pips), tmp_path / "out" / "custom_env.tar.gz")
+    m = res.manifest
+    assert {"transformers", "cv2"} <= set(m["sourceless"]["kept_sources"])
+    kept = m["kept_despite_trim"]
     assert kept["lib/python3.10/site-packages/numpy/_core/tests/_natype.py"].startswith("imported by numpy/testing")
     assert "lib/python3.10/site-packages/skimage/filters/__init__.pyi" in kept
-    code = ("import json, numpy as np, sklearn.linear_model, skimage; "
-            "print(json.dumps([np.__version__[0], float(skimage.filters.gaussian(np.ones((3, 3))).mean())]))")
-    assert start_like_triton(res.output, tmp_path / "x", code) == ["2", 1.0]
+    assert {"packaging", "filelock"} <= set(m["zipped_packages"]["packages"])
+    code = ("import json, numpy as np, cv2, sklearn.linear_model, skimage, transformers; "
+            "ok, png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8)); "
+            "print(json.dumps([np.__version__[0], cv2.imdecode(png, cv2.IMREAD_COLOR).shape, "
+            "float(skimage.filters.gaussian(np.ones((3, 3))).mean()), transformers.AutoConfig.__name__]))")
+    assert start_like_triton(res.output, tmp_path / "x", code) == ["2", [4, 4, 3], 1.0, "AutoConfig"]
 
 
 def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):
