@@ -21,6 +21,9 @@ from envtool.errors import BadInput
 from envtool.repo.config import ModelConfig, dims_str, dtype_name
 
 SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. It was not amused."
+# One request's deadline, both protocols: a stub that spins or deadlocks must end as a finding, not as a verify
+# that waits forever (gRPC calls have no deadline unless given one)
+INFER_TIMEOUT_S = 120.0
 VARIABLE_DIM = 2  # what a -1 dim becomes in generated inputs
 
 
@@ -148,7 +151,7 @@ class Inference:
 def _client(protocol: str, server):
     if protocol == "http":
         url = server.url.replace("http://", "", 1)
-        return httpclient, httpclient.InferenceServerClient(url, network_timeout=120)
+        return httpclient, httpclient.InferenceServerClient(url, network_timeout=INFER_TIMEOUT_S)
     return grpcclient, grpcclient.InferenceServerClient(server.grpc_url)
 
 
@@ -167,11 +170,16 @@ def infer(server, protocol: str, name: str, cfg: ModelConfig, inputs: dict[str, 
     mod, client = _client(protocol, server)
     res = Inference(name, protocol)
     t0 = time.monotonic()
+    deadline = {"client_timeout": INFER_TIMEOUT_S} if protocol == "grpc" else {}
     try:
         result = client.infer(name, _wire(mod, cfg, inputs),
-                              outputs=[mod.InferRequestedOutput(t.name) for t in cfg.output])
+                              outputs=[mod.InferRequestedOutput(t.name) for t in cfg.output], **deadline)
     except InferenceServerException as e:
-        res.error = e.message() or str(e)
+        message = e.message() or str(e)
+        res.error = _no_answer() if "Deadline Exceeded" in message else message
+        return res
+    except TimeoutError:  # http: network_timeout
+        res.error = _no_answer()
         return res
     finally:
         res.seconds = round(time.monotonic() - t0, 3)
@@ -181,6 +189,11 @@ def infer(server, protocol: str, name: str, cfg: ModelConfig, inputs: dict[str, 
     _check_outputs(res, cfg, result, expect, rtol, atol)
     res.ok = res.error is None and not res.problems
     return res
+
+
+def _no_answer() -> str:
+    return (f"no answer within {INFER_TIMEOUT_S:.0f} s: the model hangs or spins (its stub still runs; see the "
+            "server log)")
 
 
 def result_names(result) -> set[str]:

@@ -437,10 +437,14 @@ def test_a_two_cell_bake_makes_the_stubs_the_docker_builder_makes(build_image, f
             assert manifest[key] == ours.manifest[key], key
 
 
-def _server_segfaulted(report_json: str) -> bool:
+def _stand_in_flaked(report_json: str) -> bool:
+    """The sid stand-in's known flakes: its r24.10 server (built for Ubuntu's glibc) took SIGSEGV in
+    libtriton_python.so once, and once (2026-12-07) the server and the minilm stub both spun at 100% CPU
+    without a system call during an inference (verify now ends that at its request deadline)."""
     try:
-        log = Path(json.loads(report_json)["verify"]["server"]["log"])
-        return "Signal (11) received" in log.read_text(errors="replace")
+        report = json.loads(report_json)["verify"]
+        hung = any((i.get("error") or "").startswith("no answer within") for i in report["inferences"])
+        return hung or "Signal (11) received" in Path(report["server"]["log"]).read_text(errors="replace")
     except (ValueError, KeyError, TypeError, OSError):
         return False
 
@@ -473,10 +477,10 @@ def test_python_3_14_is_built_for_and_served_in_its_own_image(sid_server_image, 
         args = ("build", "--python", "3.14", "--triton", "r24.10", "--builder", "docker", "--pybind11", "v3.0.1",
                 "--target", target, "--repo", repo, "--verify", "--server", "docker", "--json", *extra)
         out = run_cli(*args, cwd=tmp_path)
-        if out.returncode != 0 and _server_segfaulted(out.stdout):
-            # Seen once in five runs (2026-12-06): the stand-in's r24.10 server, built for Ubuntu's glibc, took
-            # SIGSEGV in libtriton_python.so on sid's glibc 2.43 with artifacts that served in the other runs.
-            # One more try, so the flake of the stand-in does not hide what this test is about.
+        if out.returncode != 0 and _stand_in_flaked(out.stdout):
+            # The stand-in's r24.10 server, built for Ubuntu's glibc, flakes on sid's glibc 2.43 with artifacts
+            # that served in the other runs (a SIGSEGV, a spin: _stand_in_flaked). One more try, so the flake of
+            # the stand-in does not hide what this test is about.
             out = run_cli(*args, cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
         return json.loads(out.stdout)

@@ -169,6 +169,27 @@ def test_a_model_without_env_is_exercised_and_named(tmp_path, stubs, env39):
     assert named is host_numpy2
 
 
+def test_a_model_that_never_answers_is_a_finding_not_a_hang(tmp_path, stubs, env39, monkeypatch):
+    """A stub that spins or deadlocks in execute (seen: the r24.10 server stand-in on Debian sid) held verify
+    in a gRPC call without a deadline, for ever. Each request has a deadline now, on both protocols: the
+    inference fails naming it, and verify ends."""
+    from envtool import infer
+    monkeypatch.setattr(infer, "INFER_TIMEOUT_S", 3.0)
+    hung = ADD_ONE_PY.replace("        responses = []", "        import time\n        time.sleep(60)\n"
+                                                         "        responses = []")
+    assert hung != ADD_ONE_PY
+    repo = write_repo(tmp_path / "repo", {"m": python_model("m", [("IN", "TYPE_FP32", [-1])],
+                                                            [("OUT", "TYPE_FP32", [-1])])}, hung)
+    api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=stubs).path, env=env39))
+    t0 = time.monotonic()
+    report = api.verify(api.VerifyOptions(repo=repo, release="r24.10", timeout=DEADLINE, lock=False))
+    assert time.monotonic() - t0 < 50  # two deadlines and a server's start and stop, not the model's 60 s twice
+    runs = {i.protocol: i for i in report.inferences if i.model == "m"}
+    assert set(runs) == {"http", "grpc"} and not report.ok
+    for i in runs.values():
+        assert not i.ok and i.error.startswith("no answer within 3 s: the model hangs"), i.error
+
+
 def test_stub_of_another_python_is_diagnosed_in_seconds(tmp_path, stubs, env39):
     stub310 = api.stub("r24.10", "3.10", root=stubs).path
     repo = injected(tmp_path, stub310, env39)
