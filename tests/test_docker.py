@@ -193,7 +193,13 @@ def test_a_python_the_image_cannot_get_is_one_line(build_image, tmp_path):
     assert not (tmp_path / "e.tar.gz").exists()
 
 
+def _servers(docker_client, running_only: bool = False) -> set[str]:
+    """The ids of envtool's server containers (a crashed earlier run's may still be there: compare with these)."""
+    return {c.id for c in docker_client.containers.list(all=not running_only, filters={"label": "envtool"})}
+
+
 def test_verify_with_the_docker_server(server_image, docker_client, tmp_path, server_tree_2410):
+    before = _servers(docker_client)
     env = api.pack(api.PackSpec(python="3.9", triton="r24.10"), tmp_path / "custom_env.tar.gz").output
     repo = pipeline(tmp_path / "repo")
     api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=tmp_path / "s").path, env=env,
@@ -205,7 +211,7 @@ def test_verify_with_the_docker_server(server_image, docker_client, tmp_path, se
     assert {i["protocol"] for i in report["inferences"] if i["ok"]} == {"http", "grpc"}
     lock = json.loads((tmp_path / "envtool.lock").read_text())
     assert lock["server"]["image_id"].startswith("sha256:")
-    assert not docker_client.containers.list(all=True, filters={"label": "envtool"})
+    assert _servers(docker_client) <= before
 
 
 
@@ -214,19 +220,20 @@ def test_docker_server_is_removed_when_envtool_is_terminated(server_image, docke
                                                                [("OUT", "TYPE_FP32", [-1])])}, SLOW_INIT_PY)
     env = api.pack(api.PackSpec(python="3.9", triton="r24.10"), tmp_path / "custom_env.tar.gz").output
     api.inject(api.InjectOptions(repo=repo, stub=api.stub("r24.10", "3.9", root=tmp_path / "s").path, env=env))
+    before = _servers(docker_client)
     proc = subprocess.Popen([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.10",
                              "--server", "docker", "--image", server_image], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     deadline = time.monotonic() + 60
-    while not docker_client.containers.list(filters={"label": "envtool"}) and time.monotonic() < deadline:
+    while not _servers(docker_client, running_only=True) - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert docker_client.containers.list(filters={"label": "envtool"}), "the server container never started"
+    assert _servers(docker_client, running_only=True) - before, "the server container never started"
     time.sleep(3)  # the model is in its 60 s initialize
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
-    assert not docker_client.containers.list(all=True, filters={"label": "envtool"})
+    assert _servers(docker_client) <= before
 
 
 def test_no_daemon_and_no_image_are_one_line(tmp_path, docker_client):
