@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -178,7 +179,7 @@ def infer(server, protocol: str, name: str, cfg: ModelConfig, inputs: dict[str, 
         message = e.message() or str(e)
         res.error = _no_answer() if "Deadline Exceeded" in message else message
         return res
-    except TimeoutError:  # http: network_timeout
+    except (TimeoutError, socket.timeout):  # http: network_timeout (one class from Python 3.10, two before)
         res.error = _no_answer()
         return res
     finally:
