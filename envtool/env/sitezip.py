@@ -34,7 +34,7 @@ ZIP_NAME = "envtool-packages.zip"
 # .pth files run in name order: this one first, so a later .pth that imports a package finds the zip
 PTH_NAME = "00-envtool-packages.pth"
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # zip's earliest date: the same packages give the same bytes
-_PTH_IMPORT = re.compile(r"^\s*import[\s\t]")
+_PTH_IMPORT = re.compile(r"^\s*import\s")
 # What a zip makes fail: a path into it opened, listed or stat'ed as if it were a folder
 _ZIP_ERRORS = ("OSError", "FileNotFoundError", "NotADirectoryError")
 _IMPORTS = r"""

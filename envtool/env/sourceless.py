@@ -74,10 +74,11 @@ def reads_own_source(package: Path) -> str | None:
             runs.setdefault(py.parent, py)
         if py.name == "__init__.py" and all(p.search(text) for p in _NAMES_OWN_PY):
             names[py.parent] = py
-    for folder in sorted(runs.keys() & names.keys()):
-        return (f"{runs[folder].relative_to(package.parent)} executes .py files it opens, and "
-                f"{names[folder].relative_to(package.parent)} names .py files beside its __file__")
-    return None
+    folder = min(runs.keys() & names.keys(), default=None)
+    if folder is None:
+        return None
+    return (f"{runs[folder].relative_to(package.parent)} executes .py files it opens, and "
+            f"{names[folder].relative_to(package.parent)} names .py files beside its __file__")
 
 
 def make_sourceless(prefix: Path, xy: str, log) -> Sourceless:
