@@ -126,7 +126,7 @@ def inject(repo, stub, env, models, gpu, deployment, share, dry_run, force, stri
 
 @main.command()
 @click.option("--python", "python", help="No conda: a CPython X.Y with a shared libpython, found in "
-              "pyenv, uv or the system (or --interpreter).")
+              "pyenv, uv, PATH or the system (or --interpreter).")
 @o.env_options
 @click.option("--triton", help="Release the env is for: pins numpy<2 where its stub needs it and checks "
               "the env against it.")

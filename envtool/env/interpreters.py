@@ -1,5 +1,5 @@
 """Find a CPython X.Y with a shared libpython: the stub links libpython3.X.so.1.0, and the env
-must carry it. Looks in pyenv, uv-managed Pythons and the system, or takes --interpreter."""
+must carry it. Looks in pyenv, uv-managed Pythons, PATH and the system, or takes --interpreter."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Interpreter:
     libdir: Path
     soname: str  # "libpython3.9.so.1.0"
     shared: bool
-    source: str  # pyenv | uv | system | given
+    source: str  # pyenv | uv | path | system | given
     stdlib: Path = Path()  # lib/python3.X of the install (Debian: /usr/lib/python3.X)
 
     @property
@@ -56,7 +56,13 @@ def probe(executable: Path, source: str) -> Interpreter | None:
     if facts.get("implementation") != "cpython":
         return None
     libdir, soname = _libpython(facts)
-    return Interpreter(Path(executable), facts["version"], Path(facts["prefix"]), libdir, soname,
+    prefix = Path(facts["prefix"])
+    if source == "path":
+        # A pyenv shim or a virtualenv's python on PATH: the install behind it is what the env copies and runs
+        xy = ".".join(facts["version"].split(".")[:2])
+        if (prefix / "bin" / f"python{xy}").is_file():
+            executable = prefix / "bin" / f"python{xy}"
+    return Interpreter(Path(executable), facts["version"], prefix, libdir, soname,
                        facts["shared"], source, Path(facts["stdlib"]))
 
 
@@ -88,9 +94,26 @@ def candidates(xy: str) -> Iterator[tuple[Path, str]]:
     uv_dir = Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or Path.home() / ".local/share/uv/python")
     for p in sorted(glob.glob(str(uv_dir / f"cpython-{xy}.*" / "bin" / f"python{xy}"))):
         yield Path(p), "uv"
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if d and os.access(os.path.join(d, f"python{xy}"), os.X_OK):  # False, not an error, in unreadable dirs
+            yield Path(d, f"python{xy}"), "path"
     for d in ("/usr/local/bin", "/usr/bin"):
         if Path(d, f"python{xy}").is_file():
             yield Path(d, f"python{xy}"), "system"
+
+
+def _probed(xy: str) -> list[Interpreter]:
+    """Each install found once, though pyenv, PATH and the system may all name it."""
+    found: dict[str, Interpreter] = {}
+    seen: set[str] = set()
+    for path, source in candidates(xy):
+        if (real := os.path.realpath(path)) in seen:
+            continue
+        seen.add(real)
+        it = probe(path, source)
+        if it is not None:
+            found.setdefault(os.path.realpath(it.executable), it)
+    return list(found.values())
 
 
 def find_interpreter(xy: str, given: Path | None = None) -> Interpreter:
@@ -101,7 +124,7 @@ def find_interpreter(xy: str, given: Path | None = None) -> Interpreter:
             raise BadInput(f"--interpreter {given} is not a working CPython", "pass a python3.X binary")
         _require(it, xy)
         return it
-    found = [it for p, src in candidates(xy) if (it := probe(p, src)) is not None]
+    found = _probed(xy)
     usable = [it for it in found if it.xy == xy and it.usable]
     if usable:
         return max(usable, key=lambda it: version_key(it.version))
