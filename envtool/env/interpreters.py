@@ -88,16 +88,22 @@ def _pyenv_root() -> Path:
     return Path(root or Path.home() / ".pyenv")
 
 
+_SYSTEM_DIRS = ("/usr/local/bin", "/usr/bin")
+
+
 def candidates(xy: str) -> Iterator[tuple[Path, str]]:
-    for p in sorted(glob.glob(str(_pyenv_root() / "versions" / f"{xy}.*" / "bin" / f"python{xy}"))):
+    pyenv = _pyenv_root()
+    for p in sorted(glob.glob(str(pyenv / "versions" / f"{xy}.*" / "bin" / f"python{xy}"))):
         yield Path(p), "pyenv"
     uv_dir = Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or Path.home() / ".local/share/uv/python")
     for p in sorted(glob.glob(str(uv_dir / f"cpython-{xy}.*" / "bin" / f"python{xy}"))):
         yield Path(p), "uv"
     for d in os.environ.get("PATH", "").split(os.pathsep):
+        if pyenv in Path(os.path.abspath(d or ".")).parents or d in _SYSTEM_DIRS:
+            continue  # pyenv's shims lead to its versions, seen above (and cost 0.2 s each to ask)
         if d and os.access(os.path.join(d, f"python{xy}"), os.X_OK):  # False, not an error, in unreadable dirs
             yield Path(d, f"python{xy}"), "path"
-    for d in ("/usr/local/bin", "/usr/bin"):
+    for d in _SYSTEM_DIRS:
         if Path(d, f"python{xy}").is_file():
             yield Path(d, f"python{xy}"), "system"
 
