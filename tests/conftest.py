@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import sysconfig
@@ -234,7 +235,12 @@ def make_thin_env(dest: Path) -> Path:
     for entry in stdlib.iterdir():
         if entry.name != "site-packages":
             (lib / entry.name).symlink_to(entry)
-    (lib / "site-packages").symlink_to(numpy1_site_packages())
+    # Where this Python's site.py looks for a prefix's packages: lib/python3.X/site-packages, or Debian's
+    # dist-packages folders for the system Python a README-following user makes the test venv from
+    for site_dir in site.getsitepackages([str(dest)]):
+        if not os.path.lexists(site_dir):
+            Path(site_dir).parent.mkdir(parents=True, exist_ok=True)
+            Path(site_dir).symlink_to(numpy1_site_packages())
     (dest / "bin" / "activate").write_text(
         'ENV_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"\n'
         'export PATH="$ENV_DIR/bin:$PATH"\n')

@@ -81,7 +81,8 @@ def test_the_stub_sits_behind_a_launcher_that_answers_tritons_probe(repo, host_s
 
 def test_a_repository_that_lost_its_execute_bits_still_starts_the_stub(repo, host_stub, thin_env_tarball):
     """Object storage (S3, GCS, Azure) keeps no modes: the launcher, given back its execute bit by Triton's
-    probe, gives the real stub back its own before running it (as Triton does for a stub of its own)."""
+    probe, gives the real stub back its own before running it (as Triton does for a stub of its own). That holds
+    for a server run as root; for any other user it is the documented limit of a script launcher."""
     api.inject(opts(repo, host_stub, thin_env_tarball))
     launcher, elf = repo / "pre" / STUB_NAME, repo / "pre" / "triton_python_backend_stub.elf"
     for p in (launcher, elf):
@@ -89,6 +90,9 @@ def test_a_repository_that_lost_its_execute_bits_still_starts_the_stub(repo, hos
     launcher.chmod(0o100)  # what Triton's probe leaves on the launcher
     bare = {"PATH": "/usr/bin:/bin"}
     ran = subprocess.run(["bash", "-c", f"exec env {launcher} a b"], env=bare, capture_output=True, text=True)
+    if os.geteuid() != 0:  # the limit docs/usage.md gives --no-launcher for: sh cannot read a ---x------ script
+        assert ran.returncode != 0 and f"{launcher}: Permission denied" in ran.stderr, ran.stderr
+        return
     assert ran.returncode == 127 and f"{elf}: error while loading" in ran.stderr, ran.stderr
     assert elf.stat().st_mode & 0o100
 
