@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -142,6 +143,22 @@ def _default_signals() -> None:
     SIGINT ignored, and children inherit that: a test's Ctrl-C would then do nothing."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@functools.lru_cache(maxsize=None)
+def have_python(xy: str) -> bool:
+    """Whether envtool finds a CPython X.Y with a shared libpython here (pyenv, uv, PATH or the system)."""
+    from envtool.env.interpreters import find_interpreter
+    from envtool.errors import EnvtoolError
+    try:
+        find_interpreter(xy)
+    except EnvtoolError:
+        return False
+    return True
+
+
+def needs_python(xy: str):
+    return pytest.mark.skipif(not have_python(xy), reason=f"needs a CPython {xy} with a shared libpython")
 
 
 def spawn(args: list, **kw) -> subprocess.Popen:

@@ -13,7 +13,7 @@ from envtool.catalog import normalize_release
 from envtool.diagnose import scan
 from envtool.env.interpreters import candidates
 from envtool.errors import CheckFailed
-from tests.conftest import python_model, run_cli, tree_snapshot, write_repo
+from tests.conftest import needs_python, python_model, run_cli, tree_snapshot, write_repo
 
 R2211, R2410, R2411, R2508, R2606 = (normalize_release(r) for r in ("r22.11", "r24.10", "r24.11", "r25.08",
                                                                       "r26.06"))
@@ -152,6 +152,7 @@ def test_an_env_built_on_a_newer_distro_gets_the_same_verdict_everywhere(entry, 
 
 
 @pytest.mark.slow
+@needs_python("3.9")
 def test_every_entry_point_reads_the_same_facts_from_the_same_artifacts(tmp_path, monkeypatch):
     """The entry points differ only in how they gather facts: build reads the manifests, inject and verify
     read the artifacts in place, pack and doctor the extracted env. The same artifacts give the same facts,

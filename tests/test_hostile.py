@@ -472,13 +472,14 @@ def test_clean_up_beside_another_tritonserver_keeps_only_what_it_may_be_using(tm
     shutil.copy2(shutil.which("sleep"), other)
     folders = {name: Path(tempfile.mkdtemp(prefix="python_env_", dir="/tmp")) for name in ("old", "cwd", "new")}
     try:
-        for name in ("old", "cwd"):
-            os.utime(folders[name], (time.time() - 60, time.time() - 60))
+        os.utime(folders["cwd"], (time.time() - 60, time.time() - 60))
         proc = subprocess.Popen([str(other), "30"], cwd=folders["cwd"])
         try:
             time.sleep(0.2)
             used, triton = _claimed_elsewhere()
             assert triton and str(folders["cwd"]) in used
+            # Aged only now: a server of a test running beside this one would rightly clean an old unused folder
+            os.utime(folders["old"], (time.time() - 60, time.time() - 60))
             verdict = {n: removable(str(p), set(), used, triton) for n, p in folders.items()}
             assert verdict == {"old": True, "cwd": False, "new": False}
         finally:

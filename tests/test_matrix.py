@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from envtool import api, catalog, matrix
-from tests.conftest import run_cli
+from tests.conftest import needs_python, run_cli
 
 
 def why(release: str, python: str) -> str | None:
@@ -85,6 +85,7 @@ def test_bake_file_has_one_target_per_possible_cell(tmp_path):
 
 
 @pytest.mark.server
+@needs_python("3.9")
 def test_a_prebuilt_cell_is_made_checked_and_served(tmp_path, server_tree_2410):
     cells = api.matrix(["r24.10"], ["3.9", "3.13"], verify=True, stubs_root=tmp_path / "stubs")
     served, impossible = cells

@@ -24,7 +24,7 @@ from envtool.env.conda import create_command, find_solver
 from envtool.env.interpreters import candidates, find_interpreter
 from envtool.env.prefix import build_prefix, elf_files
 from envtool.errors import BadInput, CheckFailed
-from tests.conftest import spawn
+from tests.conftest import needs_python, spawn
 
 PYENV = [v for v in ("3.8", "3.9", "3.12", "3.13") if any(s == "pyenv" for _, s in candidates(v))]
 needs = pytest.mark.skipif
@@ -179,6 +179,7 @@ def _wheel(folder: Path, name: str, files: dict[str, str]) -> Path:
     return path
 
 
+@needs_python("3.9")
 def test_a_package_that_lists_its_own_folder_stays_files_and_imports(pack_cache, tmp_path):
     """A package of bytecode alone goes into site-packages/envtool-packages.zip (sitezip.py); one that looks for
     plugins with os.listdir(dirname(__file__)) fails there, so it goes back to files, the manifest says why,
@@ -217,6 +218,7 @@ def test_packages_that_read_their_own_files_ship_them_and_import(pack_cache, tmp
     assert start_like_triton(res.output, tmp_path / "x", code) == ["2", [4, 4, 3], 1.0, "AutoConfig"]
 
 
+@needs_python("3.9")
 def test_keep_sources_ships_sources_beside_bytecode(pack_cache, requirements, tmp_path):
     res = pack(PackSpec(python="3.9", requirements=(requirements,), triton="r24.10", target="host",
                         keep_sources=True), tmp_path / "custom_env.tar.gz")
