@@ -141,6 +141,10 @@ def test_archive_layout_and_trim(packed):
         zipped = zipfile.ZipFile(io.BytesIO(t.extractfile(f"lib/python{xy.replace('.', '')}.zip").read())).namelist()
     assert {"os.py", "os.pyc", "json/__init__.py", "json/__init__.pyc", "encodings/utf_8.pyc"} <= set(zipped)
     assert not [n for n in zipped if "__pycache__" in n or n.startswith(("ensurepip/", "test/", "site-packages"))]
+    # nor the suites inside its packages (ctypes/test, lib2to3/tests, unittest/test ... up to 3.12), but
+    # the packages themselves
+    assert not [n for n in zipped if n.split("/")[1:2] in (["test"], ["tests"])]
+    assert {"ctypes/__init__.pyc", "unittest/__init__.pyc"} <= set(zipped)
     assert json.loads(res.manifest_path.read_text())["stdlib"]["files"] > 500
 
 

@@ -44,8 +44,8 @@ from envtool.errors import BadInput, CheckFailed
 ENV_NAME = "custom_env"
 # 2: stripped interpreter, uv, no conda-pack staging file; 3: zipped stdlib, ISA-L; 4: typing stubs trimmed;
 # 5: packages as bytecode alone (sourceless); 6: libdeflate, debug info stripped from every ELF (debuginfo.py);
-# 7: pure-Python packages zipped (sitezip.py), installers' bookkeeping trimmed
-MANIFEST_VERSION = 7
+# 7: pure-Python packages zipped (sitezip.py), installers' bookkeeping trimmed; 8: the stdlib packages' test suites
+MANIFEST_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -307,7 +307,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     # Only a prefix envtool made gets bytecode: a user's conda prefix is never written to
     bytecode = spec.kind == "python" and spec.bytecode
     if bytecode:
-        prefixes.compile_bytecode(prefix, xy, log, spec.trim)
+        prefixes.compile_bytecode(prefix, xy, log, spec.trim, stdlib=False)  # build_prefix compiled the stdlib
     # The standard library as one zip: a trimmed env of envtool's own making (--no-trim keeps every file)
     zipped = prefixes.zip_stdlib(prefix, xy, log) if bytecode and spec.trim else 0
     sourceless = make_sourceless(prefix, xy, log) if bytecode and _sourceless(spec) else None
@@ -354,7 +354,8 @@ def _sourceless(spec: PackSpec) -> bool:
 def _build_python_prefix(plan: _Plan, prefix: Path, log) -> tuple[int, int]:
     try:
         return prefixes.build_prefix(plan.interpreter, prefix, plan.pip_args, log, cwd=Path.cwd(),
-                                     trim=plan.spec.trim, installer=plan.spec.installer)
+                                     trim=plan.spec.trim, installer=plan.spec.installer,
+                                     bytecode=plan.spec.bytecode)
     except BadInput as e:
         if "numpy<2" in plan.pip_args and "numpy" in e.message:
             rel = plan.release.release

@@ -26,6 +26,9 @@ PYCACHE = "*/__pycache__/*"  # trimmed except where envtool compiled it (PackSpe
 # where `*` also matches `/`.
 TRIM = (
     "lib/python3.*/test/*",                  # CPython's own test suite (~half the stdlib)
+    # ... and the suites inside its packages (up to 3.12), imported by nothing but CPython's tests
+    "lib/python3.*/ctypes/test/*", "lib/python3.*/distutils/tests/*", "lib/python3.*/lib2to3/tests/*",
+    "lib/python3.*/sqlite3/test/*", "lib/python3.*/unittest/test/*",
     "lib/python3.*/site-packages/*/tests/*",  # packages' test folders (pandas, numpy, sklearn)
     "lib/python3.*/idlelib/*", "lib/python3.*/tkinter/*", "lib/python3.*/turtledemo/*",
     "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/ensurepip/*",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -26,6 +27,9 @@ from envtool.runner import patchelf, run
 # installs the requirements.
 _NEVER = {"site-packages", "dist-packages"}
 _TRIMMED_TOP = {"test", "idlelib", "tkinter", "turtledemo"}
+# The test suites inside standard-library packages (up to 3.12: ctypes/test, distutils/tests, lib2to3/tests,
+# sqlite3/test, unittest/test): run by CPython's own tests, imported by nothing else
+_TRIMMED_NESTED = {"test", "tests"}
 
 
 def copy_interpreter(it: Interpreter, prefix: Path, trim: bool = True) -> tuple[int, int]:
@@ -44,6 +48,8 @@ def copy_interpreter(it: Interpreter, prefix: Path, trim: bool = True) -> tuple[
 
     def skip(d: str, names: list[str]) -> list[str]:
         top = _NEVER | (_TRIMMED_TOP if trim else set()) if Path(d) == it.stdlib else set()
+        if trim and Path(d).parent == it.stdlib and Path(d).name not in _NEVER:
+            top = _TRIMMED_NESTED
         out = [n for n in names if n in top or (trim and (n == "__pycache__" or n.endswith(".a")))]
         for n in out:
             if n not in _NEVER:
@@ -126,19 +132,24 @@ def write_history(prefix: Path, note: str) -> None:
     (meta / "history").write_text(f"# built by envtool (no conda): {note}\n")
 
 
-def compile_bytecode(prefix: Path, xy: str, log: Log, trim: bool = True) -> None:
+def _compileall(python: Path, folder: Path, skip: str) -> None:
+    # rc != 0 where some file does not compile (templates, Python 2 leftovers): Python would not import it
+    # either, so the rest is kept
+    run([str(python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", "-x", skip,
+         str(folder)], env=isolated_env(), timeout=1800)
+
+
+def compile_bytecode(prefix: Path, xy: str, log: Log, trim: bool = True, stdlib: bool = True) -> None:
     """.pyc files for everything under lib/pythonX.Y, hash-based and unchecked. Triton extracts a tarball env
     afresh at every server start; without bytecode (trimmed, or pip --no-compile) each stub compiles its
     imports again, about 1 s per model load. Unchecked: the env is an immutable artifact, and no extraction
     mtime can invalidate it (timestamp .pyc files would be judged against them)."""
     lib = prefix / "lib" / f"python{xy}"
-    log("precompiling bytecode (unchecked-hash .pyc)")
-    # rc != 0 where some file does not compile (templates, Python 2 leftovers): Python would not import it
-    # either, so the rest is kept and the count says what was made
+    log("precompiling bytecode (unchecked-hash .pyc)" + ("" if stdlib else ", the standard library's done"))
     # With trim, packages' tests/ folders never ship (pack.TRIM): a fifth of the example's files, not compiled
-    skip = ["-x", r"/site-packages/.+/tests/"] if trim else []
-    run([str(prefix / "bin" / f"python{xy}"), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
-         "unchecked-hash", *skip, str(lib)], env=isolated_env(), timeout=1800)
+    tests = r"/site-packages/.+/tests/" if trim else r"^$"
+    python = prefix / "bin" / f"python{xy}"
+    _compileall(python, lib, tests if stdlib else f"{tests}|{_STDLIB_ONLY}")
 
 
 # What stays real files in lib/pythonX.Y when the rest of the standard library goes into lib/pythonXY.zip:
@@ -146,6 +157,9 @@ def compile_bytecode(prefix: Path, xy: str, log: Log, trim: bool = True) -> None
 # prefix from python3 on PATH, then this file; a copy goes into the zip too), the extension modules
 # (zipimport cannot load a .so), the build's configuration folder, the packages, and ensurepip (trimmed).
 _LANDMARK = "os.py"
+# compileall -x patterns: what is in the packages' folders, and what is not
+_PACKAGES = r"/(site|dist)-packages/"
+_STDLIB_ONLY = r"^(?!.*/(site|dist)-packages/)"
 _NOT_ZIPPED = {"lib-dynload", "site-packages", "dist-packages", "ensurepip"}
 
 
@@ -188,12 +202,20 @@ def zip_stdlib(prefix: Path, xy: str, log: Log) -> int:
 
 
 def build_prefix(it: Interpreter, prefix: Path, pip_args: list[str], log: Log, cwd: Path | None = None,
-                 trim: bool = True, installer: str = "auto") -> tuple[int, int]:
-    """Returns (files, bytes) that trim left out of the copy."""
+                 trim: bool = True, installer: str = "auto", bytecode: bool = False) -> tuple[int, int]:
+    """Returns (files, bytes) that trim left out of the copy. bytecode: the standard library's is compiled
+    (compile_bytecode(..., stdlib=False) then compiles the packages')."""
     log(f"copying Python {it.version} from {it.prefix}")
     skipped = copy_interpreter(it, prefix, trim)  # its debug info goes at pack time (env/debuginfo.py)
-    n = relocate_runpaths(prefix, {it.prefix: prefix, it.libdir: prefix / "lib"})
-    log(f"made {n} binaries relocatable ($ORIGIN RUNPATH)")
-    pip_install(prefix, it.xy, pip_args, log, cwd, installer)
-    write_history(prefix, f"python {it.version} from {it.executable}; pip {' '.join(pip_args)}")
+    with ThreadPoolExecutor(1) as pool:
+        # bytecode: the copied standard library compiles while the binaries are patched and the packages
+        # install (~1 s of a cold build on 2 CPUs), by the interpreter it came from: the same X.Y, the same .pyc
+        lib = prefix / "lib" / f"python{it.xy}"
+        stdlib = pool.submit(_compileall, it.executable, lib, _PACKAGES) if bytecode else None
+        n = relocate_runpaths(prefix, {it.prefix: prefix, it.libdir: prefix / "lib"})
+        log(f"made {n} binaries relocatable ($ORIGIN RUNPATH)")
+        pip_install(prefix, it.xy, pip_args, log, cwd, installer)
+        write_history(prefix, f"python {it.version} from {it.executable}; pip {' '.join(pip_args)}")
+        if stdlib is not None:
+            stdlib.result()
     return skipped
