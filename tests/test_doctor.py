@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from envtool import api
-from envtool.env.interpreters import candidates
-from tests.conftest import python_model, run_cli, write_repo
+from tests.conftest import needs_python, python_model, run_cli, write_repo
 from tests.test_inject import pipeline
 
-pytestmark = pytest.mark.skipif(not any(s == "pyenv" for _, s in candidates("3.9")), reason="needs pyenv 3.9")
+pytestmark = needs_python("3.9")
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envtool.env.interpreters import candidates
-from tests.conftest import run_cli
+from tests.conftest import needs_python, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = ROOT / "model_repository"
@@ -83,7 +82,7 @@ def _prepared() -> Path:
 
 
 @pytest.mark.server
-@pytest.mark.skipif(not any(s == "pyenv" for _, s in candidates("3.9")), reason="needs pyenv 3.9")
+@needs_python("3.9")
 def test_prepare_build_verify_scores_easy_above_hard(tmp_path):
     prepare_example(tmp_path)
     report = json.loads((tmp_path / "model_repository" / "prepare_report.json").read_text())

@@ -21,12 +21,21 @@ import pytest
 
 from envtool import api
 from envtool.env.interpreters import candidates
-from tests.conftest import ADD_ONE_PY, SLOW_INIT_PY, python_model, run_cli, serve_cli, spawn, write_repo
+from tests.conftest import (
+    ADD_ONE_PY,
+    SLOW_INIT_PY,
+    needs_python,
+    python_model,
+    run_cli,
+    serve_cli,
+    spawn,
+    write_repo,
+)
 from tests.test_inject import pipeline
 from tests.test_lint import ensemble, step
 
 pytestmark = [pytest.mark.server,
-              pytest.mark.skipif(not any(s == "pyenv" for _, s in candidates("3.9")), reason="needs pyenv 3.9")]
+              needs_python("3.9")]
 DEADLINE = 300  # the readiness deadline given to verify: diagnoses must come long before it
 
 

@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 
 from envtool.cache import cache_root
-from envtool.env.interpreters import candidates
-from tests.conftest import run_cli, serve_cli, tree_snapshot, write_repo
+from tests.conftest import needs_python, run_cli, serve_cli, tree_snapshot, write_repo
 from tests.model_kinds import kinds_repo
 
 pytestmark = [pytest.mark.server,
-              pytest.mark.skipif(not any(s == "pyenv" for _, s in candidates("3.9")), reason="needs pyenv 3.9")]
+              needs_python("3.9")]
 
 
 def _json(p: subprocess.CompletedProcess) -> dict:
