@@ -137,6 +137,7 @@ def test_env_with_an_older_libstdcxx(tmp_path, stub39, env39):
     assert code == 1 and "up to 3.4.20" in f["message"] and "GLIBCXX_3.4.30' not found" in f["triton"]
 
 
+@needs_python("3.8")
 def test_env_built_on_a_newer_distro_than_the_image(tmp_path, stubs, env39):
     stub38 = api.stub("r22.11", "3.8", root=stubs).path
     env38 = api.pack(api.PackSpec(python="3.8"), tmp_path / "custom_env.tar.gz").output
