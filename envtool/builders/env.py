@@ -307,7 +307,7 @@ def _build(plan: _Plan, tmp: Path, log) -> None:
     # Only a prefix envtool made gets bytecode: a user's conda prefix is never written to
     bytecode = spec.kind == "python" and spec.bytecode
     if bytecode:
-        prefixes.compile_bytecode(prefix, xy, log, spec.trim, stdlib=False)  # build_prefix compiled the stdlib
+        prefixes.compile_bytecode(prefix, xy, log, spec.trim)  # build_prefix compiled the stdlib's
     # The standard library as one zip: a trimmed env of envtool's own making (--no-trim keeps every file)
     zipped = prefixes.zip_stdlib(prefix, xy, log) if bytecode and spec.trim else 0
     sourceless = make_sourceless(prefix, xy, log) if bytecode and _sourceless(spec) else None

@@ -98,10 +98,10 @@ def candidates(xy: str) -> Iterator[tuple[Path, str]]:
     uv_dir = Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or Path.home() / ".local/share/uv/python")
     for p in sorted(glob.glob(str(uv_dir / f"cpython-{xy}.*" / "bin" / f"python{xy}"))):
         yield Path(p), "uv"
-    for d in os.environ.get("PATH", "").split(os.pathsep):
-        if pyenv in Path(os.path.abspath(d or ".")).parents or d in _SYSTEM_DIRS:
+    for d in filter(None, os.environ.get("PATH", "").split(os.pathsep)):
+        if d in _SYSTEM_DIRS or pyenv in Path(os.path.abspath(d)).parents:
             continue  # pyenv's shims lead to its versions, seen above (and cost 0.2 s each to ask)
-        if d and os.access(os.path.join(d, f"python{xy}"), os.X_OK):  # False, not an error, in unreadable dirs
+        if os.access(os.path.join(d, f"python{xy}"), os.X_OK):  # False, not an error, in unreadable dirs
             yield Path(d, f"python{xy}"), "path"
     for d in _SYSTEM_DIRS:
         if Path(d, f"python{xy}").is_file():

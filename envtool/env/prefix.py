@@ -47,9 +47,10 @@ def copy_interpreter(it: Interpreter, prefix: Path, trim: bool = True) -> tuple[
     skipped = [0, 0]
 
     def skip(d: str, names: list[str]) -> list[str]:
-        top = _NEVER | (_TRIMMED_TOP if trim else set()) if Path(d) == it.stdlib else set()
-        if trim and Path(d).parent == it.stdlib and Path(d).name not in _NEVER:
-            top = _TRIMMED_NESTED
+        if Path(d) == it.stdlib:
+            top = _NEVER | (_TRIMMED_TOP if trim else set())
+        else:  # a package of the standard library (site-packages is never copied), or a folder in one
+            top = _TRIMMED_NESTED if trim and Path(d).parent == it.stdlib else set()
         out = [n for n in names if n in top or (trim and (n == "__pycache__" or n.endswith(".a")))]
         for n in out:
             if n not in _NEVER:
@@ -132,24 +133,22 @@ def write_history(prefix: Path, note: str) -> None:
     (meta / "history").write_text(f"# built by envtool (no conda): {note}\n")
 
 
-def _compileall(python: Path, folder: Path, skip: str) -> None:
-    # rc != 0 where some file does not compile (templates, Python 2 leftovers): Python would not import it
-    # either, so the rest is kept
-    run([str(python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", "-x", skip,
-         str(folder)], env=isolated_env(), timeout=1800)
+def _compileall(python: Path, folder: Path, skip: str | None) -> None:
+    """Unchecked-hash .pyc files: the env is an immutable artifact, and no extraction mtime can invalidate
+    them (timestamp .pyc files would be judged against them). rc != 0 where some file does not compile
+    (templates, Python 2 leftovers): Python would not import it either, so the rest is kept."""
+    run([str(python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+         *(["-x", skip] if skip else []), str(folder)], env=isolated_env(), timeout=1800)
 
 
-def compile_bytecode(prefix: Path, xy: str, log: Log, trim: bool = True, stdlib: bool = True) -> None:
-    """.pyc files for everything under lib/pythonX.Y, hash-based and unchecked. Triton extracts a tarball env
-    afresh at every server start; without bytecode (trimmed, or pip --no-compile) each stub compiles its
-    imports again, about 1 s per model load. Unchecked: the env is an immutable artifact, and no extraction
-    mtime can invalidate it (timestamp .pyc files would be judged against them)."""
-    lib = prefix / "lib" / f"python{xy}"
-    log("precompiling bytecode (unchecked-hash .pyc)" + ("" if stdlib else ", the standard library's done"))
+def compile_bytecode(prefix: Path, xy: str, log: Log, trim: bool = True) -> None:
+    """.pyc files for the packages; build_prefix(bytecode=True) compiled the standard library's. Triton
+    extracts a tarball env afresh at every server start; without bytecode (trimmed, or pip --no-compile) each
+    stub compiles its imports again, about 1 s per model load."""
+    log("precompiling bytecode (unchecked-hash .pyc)")
     # With trim, packages' tests/ folders never ship (pack.TRIM): a fifth of the example's files, not compiled
-    tests = r"/site-packages/.+/tests/" if trim else r"^$"
-    python = prefix / "bin" / f"python{xy}"
-    _compileall(python, lib, tests if stdlib else f"{tests}|{_STDLIB_ONLY}")
+    _compileall(prefix / "bin" / f"python{xy}", prefix / "lib" / f"python{xy}" / "site-packages",
+                r"/site-packages/.+/tests/" if trim else None)
 
 
 # What stays real files in lib/pythonX.Y when the rest of the standard library goes into lib/pythonXY.zip:
@@ -157,9 +156,7 @@ def compile_bytecode(prefix: Path, xy: str, log: Log, trim: bool = True, stdlib:
 # prefix from python3 on PATH, then this file; a copy goes into the zip too), the extension modules
 # (zipimport cannot load a .so), the build's configuration folder, the packages, and ensurepip (trimmed).
 _LANDMARK = "os.py"
-# compileall -x patterns: what is in the packages' folders, and what is not
-_PACKAGES = r"/(site|dist)-packages/"
-_STDLIB_ONLY = r"^(?!.*/(site|dist)-packages/)"
+_PACKAGES = r"/(site|dist)-packages/"  # compileall -x: the standard library alone
 _NOT_ZIPPED = {"lib-dynload", "site-packages", "dist-packages", "ensurepip"}
 
 
@@ -204,7 +201,7 @@ def zip_stdlib(prefix: Path, xy: str, log: Log) -> int:
 def build_prefix(it: Interpreter, prefix: Path, pip_args: list[str], log: Log, cwd: Path | None = None,
                  trim: bool = True, installer: str = "auto", bytecode: bool = False) -> tuple[int, int]:
     """Returns (files, bytes) that trim left out of the copy. bytecode: the standard library's is compiled
-    (compile_bytecode(..., stdlib=False) then compiles the packages')."""
+    (compile_bytecode then compiles the packages')."""
     log(f"copying Python {it.version} from {it.prefix}")
     skipped = copy_interpreter(it, prefix, trim)  # its debug info goes at pack time (env/debuginfo.py)
     with ThreadPoolExecutor(1) as pool:
