@@ -312,18 +312,20 @@ def test_no_orphan_when_envtool_is_signalled(tmp_path, stubs, env39, sig, code):
     proc = spawn([sys.executable, "-m", "envtool", "verify", str(repo), "--triton", "r24.10"],
                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
+    ours: set[str] = set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until the server and the model's stub run
         seen |= _children(proc.pid)
         cmds = [Path(f"/proc/{p}/cmdline").read_bytes() for p in seen if _alive(p)]
-        if any(b"triton_python_backend_stub" in c and b"slow" in c for c in cmds):
+        # The launcher's `bash -c` names the stub before its exec puts the env in the stub's environment
+        if any(b"triton_python_backend_stub" in c and b"slow" in c for c in cmds) and (ours := _env_folders(seen)):
             break
         time.sleep(0.2)
     else:
         proc.kill()
-        pytest.fail("the stub never started")
+        proc.communicate()
+        pytest.fail("the stub never started from a /tmp/python_env_* folder")
     seen |= _children(proc.pid)
-    ours = _env_folders(seen)
     assert ours, "the stub runs from no /tmp/python_env_* folder"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
